@@ -1,0 +1,5 @@
+import sys
+
+from coinbt.cli import main
+
+sys.exit(main())

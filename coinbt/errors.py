@@ -1,0 +1,265 @@
+"""Every error a caller of coinbt can act on, under one root.
+
+This module imports nothing from the package: it is the bottom of the import ladder. The HTTP layer
+maps these classes to status codes in one table (``coinbt.api.errors``); the CLI prints their message
+and exits 2 (or 1 for a failed verification).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = (
+    "ArtifactError",
+    "ArtifactIntegrityError",
+    "ArtifactNotFoundError",
+    "BackupError",
+    "CoinbtError",
+    "ConcurrencyError",
+    "CorruptEventError",
+    "DataError",
+    "DatabaseError",
+    "DatasetNotFoundError",
+    "EmptyAppendError",
+    "FieldError",
+    "InvalidTransitionError",
+    "NotADatabaseError",
+    "QueueFullError",
+    "RunCancelledError",
+    "SchemaTooNewError",
+    "ShuttingDownError",
+    "SpecError",
+    "TaskNotFoundError",
+    "UnknownEventTypeError",
+)
+
+
+class CoinbtError(Exception):
+    """Root of every error coinbt raises on purpose."""
+
+    code = "error"
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+# --- the event log -------------------------------------------------------------------------------
+
+
+class ConcurrencyError(CoinbtError):
+    """An append named an expected stream version that is no longer the stream's version."""
+
+    code = "concurrency_conflict"
+
+    def __init__(self, stream_id: str, expected: int, actual: int) -> None:
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"stream {stream_id!r} is at version {actual}, not the expected version {expected}"
+        )
+
+
+class EmptyAppendError(CoinbtError, ValueError):
+    """An append was given no events."""
+
+    code = "empty_append"
+
+    def __init__(self, stream_id: str) -> None:
+        self.stream_id = stream_id
+        super().__init__(f"append to stream {stream_id!r} was given no events")
+
+
+class UnknownEventTypeError(CoinbtError):
+    """A stored event's type is not one this version of coinbt knows."""
+
+    code = "unknown_event_type"
+
+    def __init__(self, position: int, type_name: str) -> None:
+        self.position = position
+        self.type_name = type_name
+        super().__init__(f"event at position {position} has unknown type {type_name!r}")
+
+
+class CorruptEventError(CoinbtError):
+    """A stored event cannot be decoded."""
+
+    code = "corrupt_event"
+
+    def __init__(self, position: int, reason: str) -> None:
+        self.position = position
+        self.reason = reason
+        super().__init__(f"event at position {position} cannot be decoded: {reason}")
+
+
+class DatabaseError(CoinbtError):
+    """The database cannot be opened or used."""
+
+    code = "database_error"
+
+
+class NotADatabaseError(DatabaseError):
+    """The file is not an SQLite database."""
+
+    code = "not_a_database"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"{path} is not an SQLite database (or it is encrypted or damaged)")
+
+
+class SchemaTooNewError(DatabaseError):
+    """The database was written by a newer coinbt than this one."""
+
+    code = "schema_too_new"
+
+    def __init__(self, path: str, found: int, supported: int) -> None:
+        self.path = path
+        self.found = found
+        self.supported = supported
+        super().__init__(
+            f"{path} has schema version {found}, newer than the {supported} this coinbt "
+            "supports; upgrade coinbt to open it"
+        )
+
+
+# --- tasks -----------------------------------------------------------------------------------------
+
+
+class TaskNotFoundError(CoinbtError, LookupError):
+    """No task has this id."""
+
+    code = "not_found"
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(f"no task with id {task_id!r}")
+
+
+class InvalidTransitionError(CoinbtError):
+    """The command is not allowed in the task's current status."""
+
+    code = "invalid_transition"
+
+    def __init__(self, task_id: str, status: str, action: str) -> None:
+        self.task_id = task_id
+        self.status = status
+        self.action = action
+        super().__init__(f"cannot {action} task {task_id!r}: it is {status}")
+
+
+class QueueFullError(CoinbtError):
+    """The run queue is at capacity; retry later."""
+
+    code = "queue_full"
+
+    def __init__(self, capacity: int, retry_after_s: float = 1.0) -> None:
+        self.capacity = capacity
+        self.retry_after_s = retry_after_s
+        super().__init__(f"the run queue is full ({capacity} tasks waiting); retry later")
+
+
+class ShuttingDownError(CoinbtError):
+    """The service is stopping and takes no new commands."""
+
+    code = "shutting_down"
+
+
+class RunCancelledError(CoinbtError):
+    """A run was stopped by its progress callback (cancel or timeout)."""
+
+    code = "run_cancelled"
+
+
+# --- specs and data --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One invalid field: a JSON-path-like location (``params.fast``) and what is wrong with it."""
+
+    field: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+class SpecError(CoinbtError, ValueError):
+    """A backtest spec (or a parameter) breaks a rule. ``errors`` names every bad field."""
+
+    code = "invalid_spec"
+
+    def __init__(self, errors: Sequence[FieldError] | str, field: str | None = None) -> None:
+        if isinstance(errors, str):
+            errors = [FieldError(field or "", errors)]
+        self.errors = tuple(errors)
+        super().__init__(
+            "; ".join(f"{e.field}: {e.message}" if e.field else e.message for e in self.errors)
+        )
+
+
+class DataError(CoinbtError, ValueError):
+    """Market data is unusable. ``row`` is the 1-based line of the file when known."""
+
+    code = "invalid_data"
+
+    def __init__(self, message: str, row: int | None = None, column: str | None = None) -> None:
+        self.row = row
+        self.column = column
+        where = []
+        if row is not None:
+            where.append(f"row {row}")
+        if column is not None:
+            where.append(f"column {column!r}")
+        prefix = f"{', '.join(where)}: " if where else ""
+        super().__init__(prefix + message)
+
+
+class DatasetNotFoundError(CoinbtError, LookupError):
+    """No dataset has this name."""
+
+    code = "dataset_not_found"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no dataset named {name!r}")
+
+
+# --- artifacts and backups ---------------------------------------------------------------------------
+
+
+class ArtifactError(CoinbtError):
+    """An artifact could not be stored or read."""
+
+    code = "artifact_error"
+
+
+class ArtifactNotFoundError(ArtifactError, LookupError):
+    """No artifact under this key."""
+
+    code = "artifact_not_found"
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"no artifact {key!r}")
+
+
+class ArtifactIntegrityError(ArtifactError):
+    """An artifact's content does not match the hash recorded for it."""
+
+    code = "artifact_corrupt"
+
+    def __init__(self, key: str, expected: str, actual: str) -> None:
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"artifact {key!r} is corrupt: sha256 {actual} != recorded {expected}")
+
+
+class BackupError(CoinbtError):
+    """A backup or restore could not be made or was refused."""
+
+    code = "backup_error"

@@ -1,0 +1,107 @@
+"""One codec for every event: msgpack payloads, upcasting on read, and the hash chain.
+
+Canonical bytes of a stored event: the msgpack array
+``[position, stream_id, version, type, schema, recorded_at_us, payload]`` where ``payload`` is the
+exact stored payload bytes. Its hash is ``sha256(previous hash || canonical bytes)``; the first
+event's previous hash is 32 zero bytes. So changing, removing, reordering or inserting any event
+breaks the chain from that position on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from coinbt.errors import CorruptEventError, UnknownEventTypeError
+from coinbt.events.types import EVENT_TYPES, TaskEvent
+
+__all__ = (
+    "CURRENT_SCHEMA",
+    "GENESIS_HASH",
+    "Upcaster",
+    "canonical_bytes",
+    "chain_hash",
+    "decode_payload",
+    "encode_payload",
+    "register_upcaster",
+)
+
+GENESIS_HASH = bytes(32)
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+"""Turns the payload (as builtins) of schema ``n`` of a type into schema ``n + 1``."""
+
+CURRENT_SCHEMA: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)
+_UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(TaskEvent)
+_raw_decoder = msgspec.msgpack.Decoder()
+
+
+def register_upcaster(type_name: str, from_schema: int, upcaster: Upcaster) -> None:
+    """Register how to read schema ``from_schema`` of ``type_name`` as schema ``from_schema + 1``."""
+    _UPCASTERS[(type_name, from_schema)] = upcaster
+
+
+def encode_payload(event: TaskEvent) -> bytes:
+    """The stored bytes of an event's payload (msgpack, tag included)."""
+    return _encoder.encode(event)
+
+
+def decode_payload(position: int, type_name: str, schema: int, payload: bytes) -> TaskEvent:
+    """Decode a stored payload, upcasting older schemas; typed errors name the position."""
+    current = CURRENT_SCHEMA.get(type_name)
+    if current is None:
+        raise UnknownEventTypeError(position, type_name)
+    try:
+        if schema == current:
+            event = _decoder.decode(payload)
+        else:
+            event = _upcast(position, type_name, schema, current, payload)
+    except msgspec.DecodeError as e:  # ValidationError is a subclass
+        raise CorruptEventError(position, str(e)) from e
+    if event.__struct_config__.tag != type_name:
+        raise CorruptEventError(
+            position, f"payload is a {event.__struct_config__.tag}, row says {type_name}"
+        )
+    return event
+
+
+def _upcast(position: int, type_name: str, schema: int, current: int, payload: bytes) -> TaskEvent:
+    if schema > current:
+        raise CorruptEventError(
+            position, f"{type_name} schema {schema} is newer than this coinbt's {current}"
+        )
+    data = _raw_decoder.decode(payload)
+    if not isinstance(data, dict):
+        raise CorruptEventError(position, "payload is not a map")
+    for step in range(schema, current):
+        upcaster = _UPCASTERS.get((type_name, step))
+        if upcaster is None:
+            raise CorruptEventError(position, f"no upcaster from {type_name} schema {step}")
+        data = upcaster(data)
+    return msgspec.convert(data, TaskEvent)
+
+
+def canonical_bytes(
+    position: int,
+    stream_id: str,
+    version: int,
+    type_name: str,
+    schema: int,
+    recorded_at_us: int,
+    payload: bytes,
+) -> bytes:
+    """The bytes the hash chain covers for one event (see the module docstring)."""
+    return _encoder.encode(
+        (position, stream_id, version, type_name, schema, recorded_at_us, payload)
+    )
+
+
+def chain_hash(previous: bytes, canonical: bytes) -> bytes:
+    """``sha256(previous || canonical)``, 32 bytes."""
+    return hashlib.sha256(previous + canonical).digest()

@@ -1,0 +1,51 @@
+"""The shape of a backtest spec, as submitted and as recorded in ``Queued``.
+
+Only the shape and simple per-field bounds live here (msgspec checks them while decoding, with the
+field's path in the error). Rules that need the strategy registry or the dataset catalogue
+(unknown strategy, fast >= slow, unknown dataset, empty range) are checked by ``coinbt.specs``.
+Bounds may only loosen over time: a stored spec must always decode.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+__all__ = ("DataSpec", "FillMode", "ParamValue", "SyntheticSpec", "TaskSpec")
+
+FillMode = Literal["next_open", "close"]
+ParamValue = bool | int | float | str
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+class SyntheticSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=False):
+    """A deterministic geometric-Brownian-motion series: same (bars, seed, ...) -> same bars."""
+
+    bars: Annotated[int, msgspec.Meta(ge=2)]
+    seed: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] = 1
+    interval: str = "1m"
+    start_price: Annotated[float, msgspec.Meta(gt=0)] = 100.0
+
+
+class DataSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Either an imported ``dataset`` (optional ``start``/``end``) or a ``synthetic`` series."""
+
+    dataset: str | None = None
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    synthetic: SyntheticSpec | None = None
+
+
+class TaskSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One backtest: strategy and parameters, data, costs and limits."""
+
+    strategy: str
+    data: DataSpec
+    params: dict[str, ParamValue] = {}
+    cash: Annotated[float, msgspec.Meta(gt=0)] = 10_000.0
+    fee_bps: Annotated[float, msgspec.Meta(ge=0, lt=10_000)] = 10.0
+    slippage_bps: Annotated[float, msgspec.Meta(ge=0, lt=10_000)] = 0.0
+    fill: FillMode = "next_open"
+    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
