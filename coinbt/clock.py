@@ -7,6 +7,7 @@ Domain code never calls ``datetime.now()``, ``time.time()`` or ``uuid4()`` itsel
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import time
@@ -106,6 +107,11 @@ def to_epoch_us(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+@functools.lru_cache(maxsize=64)
 def from_epoch_us(us: int) -> datetime:
-    """The aware UTC datetime ``us`` microseconds after the Unix epoch."""
+    """The aware UTC datetime ``us`` microseconds after the Unix epoch.
+
+    Cached: events committed together share one timestamp, and building a datetime costs more
+    than decoding a small event.
+    """
     return _EPOCH + timedelta(microseconds=us)

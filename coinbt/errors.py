@@ -1,8 +1,8 @@
 """Every error a caller of coinbt can act on, under one root.
 
-This module imports nothing from the package: it is the bottom of the import ladder. The HTTP layer
-maps these classes to status codes in one table (``coinbt.api.errors``); the CLI prints their message
-and exits 2 (or 1 for a failed verification).
+This module imports nothing from the package: it is the bottom of the import ladder. The HTTP
+layer maps these classes to status codes in one table (``coinbt.api.errors``); the CLI prints
+their message and exits 2 (or 1 for a failed verification).
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ class SchemaTooNewError(DatabaseError):
         )
 
 
-# --- tasks -----------------------------------------------------------------------------------------
+# --- tasks ---------------------------------------------------------------------------------------
 
 
 class TaskNotFoundError(CoinbtError, LookupError):
@@ -173,7 +173,7 @@ class RunCancelledError(CoinbtError):
     code = "run_cancelled"
 
 
-# --- specs and data --------------------------------------------------------------------------------
+# --- specs and data ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +228,7 @@ class DatasetNotFoundError(CoinbtError, LookupError):
         super().__init__(f"no dataset named {name!r}")
 
 
-# --- artifacts and backups ---------------------------------------------------------------------------
+# --- artifacts and backups -----------------------------------------------------------------------
 
 
 class ArtifactError(CoinbtError):

@@ -38,12 +38,13 @@ CURRENT_SCHEMA: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)
 _UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(TaskEvent)
+# One typed decoder per type: decoding also checks the payload's tag against the row's type.
+_decoders = {name: msgspec.msgpack.Decoder(cls) for name, cls in EVENT_TYPES.items()}
 _raw_decoder = msgspec.msgpack.Decoder()
 
 
 def register_upcaster(type_name: str, from_schema: int, upcaster: Upcaster) -> None:
-    """Register how to read schema ``from_schema`` of ``type_name`` as schema ``from_schema + 1``."""
+    """Register how to read schema ``from_schema`` of ``type_name`` as ``from_schema + 1``."""
     _UPCASTERS[(type_name, from_schema)] = upcaster
 
 
@@ -54,21 +55,16 @@ def encode_payload(event: TaskEvent) -> bytes:
 
 def decode_payload(position: int, type_name: str, schema: int, payload: bytes) -> TaskEvent:
     """Decode a stored payload, upcasting older schemas; typed errors name the position."""
-    current = CURRENT_SCHEMA.get(type_name)
-    if current is None:
+    decoder = _decoders.get(type_name)
+    if decoder is None:
         raise UnknownEventTypeError(position, type_name)
     try:
-        if schema == current:
-            event = _decoder.decode(payload)
-        else:
-            event = _upcast(position, type_name, schema, current, payload)
+        if schema == CURRENT_SCHEMA[type_name]:
+            event: TaskEvent = decoder.decode(payload)
+            return event
+        return _upcast(position, type_name, schema, CURRENT_SCHEMA[type_name], payload)
     except msgspec.DecodeError as e:  # ValidationError is a subclass
         raise CorruptEventError(position, str(e)) from e
-    if event.__struct_config__.tag != type_name:
-        raise CorruptEventError(
-            position, f"payload is a {event.__struct_config__.tag}, row says {type_name}"
-        )
-    return event
 
 
 def _upcast(position: int, type_name: str, schema: int, current: int, payload: bytes) -> TaskEvent:
@@ -84,7 +80,8 @@ def _upcast(position: int, type_name: str, schema: int, current: int, payload: b
         if upcaster is None:
             raise CorruptEventError(position, f"no upcaster from {type_name} schema {step}")
         data = upcaster(data)
-    return msgspec.convert(data, TaskEvent)
+    event: TaskEvent = msgspec.convert(data, EVENT_TYPES[type_name])
+    return event
 
 
 def canonical_bytes(

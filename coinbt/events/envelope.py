@@ -12,7 +12,7 @@ from coinbt.events.types import TaskEvent, event_type
 __all__ = ("StoredEvent",)
 
 
-class StoredEvent(msgspec.Struct, frozen=True):
+class StoredEvent(msgspec.Struct, frozen=True, gc=False):
     """An event as the log holds it.
 
     ``position`` counts 1, 2, 3... over the whole log; ``version`` counts 1, 2, 3... within the

@@ -1,8 +1,12 @@
 """The events of a task's stream: frozen msgspec Structs, a tagged union with stable tags.
 
+Structs are ``gc=False``: they never form reference cycles, and untracked objects make replaying
+millions of events much cheaper (no garbage-collector passes over them).
+
 Names are past tense and tags equal the names (``type`` in the stored envelope and the API).
-Schemas only grow: a new field gets a default. A real break is a new schema number for the type plus
-an upcaster registered in ``coinbt.events.codec`` that turns the old payload into the new one on read.
+Schemas only grow: a new field gets a default. A real break is a new schema number for the type
+plus an upcaster registered in ``coinbt.events.codec`` that turns the old payload into the new
+one on read.
 """
 
 from __future__ import annotations
@@ -30,15 +34,15 @@ __all__ = (
 MetricValue = float | int | None
 
 
-class ArtifactRef(msgspec.Struct, frozen=True):
-    """A logical artifact key and the sha256 of its bytes; where it lives is the store's business."""
+class ArtifactRef(msgspec.Struct, frozen=True, gc=False):
+    """A logical artifact key and the sha256 of its bytes; where it lives is the store's job."""
 
     key: str
     sha256: str
     size: int
 
 
-class Queued(msgspec.Struct, frozen=True, tag_field="type", tag="Queued"):
+class Queued(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="Queued"):
     """A backtest was accepted, or an interrupted one re-queued (``attempt`` > 1)."""
 
     spec: TaskSpec
@@ -46,14 +50,14 @@ class Queued(msgspec.Struct, frozen=True, tag_field="type", tag="Queued"):
     idempotency_key: str | None = None
 
 
-class Started(msgspec.Struct, frozen=True, tag_field="type", tag="Started"):
+class Started(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="Started"):
     """A worker began an attempt."""
 
     worker_id: str
     attempt: int
 
 
-class Filled(msgspec.Struct, frozen=True, tag_field="type", tag="Filled"):
+class Filled(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="Filled"):
     """One fill of a finished run; appended in the same transaction as its ``Completed``."""
 
     bar: int
@@ -65,7 +69,7 @@ class Filled(msgspec.Struct, frozen=True, tag_field="type", tag="Filled"):
     symbol: str
 
 
-class Completed(msgspec.Struct, frozen=True, tag_field="type", tag="Completed"):
+class Completed(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="Completed"):
     """The run finished. ``result_digest`` is the sha256 of the canonical result."""
 
     metrics: dict[str, MetricValue]
@@ -76,14 +80,14 @@ class Completed(msgspec.Struct, frozen=True, tag_field="type", tag="Completed"):
     final_equity: float = 0.0
 
 
-class Failed(msgspec.Struct, frozen=True, tag_field="type", tag="Failed"):
+class Failed(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="Failed"):
     """The run raised, timed out, or was interrupted too often."""
 
     error: str
     error_type: str
 
 
-class Cancelled(msgspec.Struct, frozen=True, tag_field="type", tag="Cancelled"):
+class Cancelled(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="Cancelled"):
     """A user cancelled a queued or running task."""
 
     reason: str

@@ -1,0 +1,69 @@
+"""The event store interface every implementation honours (memory, SQLite, later PostgreSQL).
+
+One contract test suite (``tests/store/test_contract.py``) runs against every implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
+
+import msgspec
+
+from coinbt.events import StoredEvent, TaskEvent
+
+__all__ = ("EventStore", "VerifyReport")
+
+
+class VerifyReport(msgspec.Struct, frozen=True):
+    """The outcome of walking the hash chain.
+
+    ``first_bad_position`` is the first position whose stored hash (or whose place in the
+    1, 2, 3... sequence) does not match; None when the whole log verifies.
+    """
+
+    ok: bool
+    checked: int
+    last_position: int
+    last_hash: str
+    first_bad_position: int | None = None
+    reason: str | None = None
+
+
+class EventStore(Protocol):
+    """An append-only, hash-chained log of task events, one stream per task."""
+
+    async def append(
+        self, stream_id: str, events: Sequence[TaskEvent], expected_version: int
+    ) -> list[StoredEvent]:
+        """Append ``events`` to ``stream_id`` atomically if the stream is at ``expected_version``.
+
+        A new stream is at version 0. Returns the stored events (with positions, versions, hashes)
+        once their transaction has committed. Raises ``EmptyAppendError`` for no events and
+        ``ConcurrencyError`` if the stream's version differs; nothing is written then.
+        """
+        ...
+
+    async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
+        """The stream's events with version > ``after_version``, in order (empty if none)."""
+        ...
+
+    async def read_all(self, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        """Events with global position > ``after``, in order, at most ``limit`` of them."""
+        ...
+
+    def subscribe(self, after: int = 0) -> AsyncIterator[StoredEvent]:
+        """Every event after ``after``, in order, then every new one as it commits; never ends."""
+        ...
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's current version (0 if it has no events)."""
+        ...
+
+    async def last_position(self) -> int:
+        """The global position of the newest event (0 for an empty log)."""
+        ...
+
+    async def verify(self) -> VerifyReport:
+        """Walk the whole log and check positions and the hash chain."""
+        ...

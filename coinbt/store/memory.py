@@ -1,0 +1,101 @@
+"""The event store in memory: same contract as SQLite, for tests and throwaway runs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import anyio
+import anyio.lowlevel
+
+from coinbt.clock import Clock, SystemClock, from_epoch_us, to_epoch_us
+from coinbt.errors import ConcurrencyError, EmptyAppendError
+from coinbt.events import GENESIS_HASH, StoredEvent, TaskEvent, decode_payload
+from coinbt.store._batch import AppendRequest, Row, plan_batch
+from coinbt.store._verify import walk_chain
+from coinbt.store.base import VerifyReport
+
+__all__ = ("MemoryEventStore",)
+
+
+class MemoryEventStore:
+    """Events in lists. Stored payloads are real msgpack bytes and are decoded on read, so the
+    memory store exercises the same codec and hash chain as the SQLite one."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
+        self._rows: list[Row] = []
+        self._streams: dict[str, list[int]] = {}  # stream id -> indexes into _rows
+        self._appended = anyio.Event()
+
+    async def append(
+        self, stream_id: str, events: Sequence[TaskEvent], expected_version: int
+    ) -> list[StoredEvent]:
+        if not events:
+            raise EmptyAppendError(stream_id)
+        request = AppendRequest(stream_id, events, expected_version)
+        await anyio.lowlevel.checkpoint()
+        head_position = len(self._rows)
+        head_hash = self._rows[-1][7] if self._rows else GENESIS_HASH
+        versions = {stream_id: len(self._streams.get(stream_id, ()))}
+        now_us = to_epoch_us(self._clock.now())
+        plan = plan_batch(
+            [request], head_position, head_hash, versions, from_epoch_us(now_us), now_us
+        )
+        outcome = plan.outcomes[0]
+        if isinstance(outcome, ConcurrencyError):
+            raise outcome
+        indexes = self._streams.setdefault(stream_id, [])
+        for row in plan.rows:
+            indexes.append(len(self._rows))
+            self._rows.append(row)
+        self._appended.set()
+        self._appended = anyio.Event()
+        return outcome
+
+    async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
+        await anyio.lowlevel.checkpoint()
+        indexes = self._streams.get(stream_id, [])
+        return [_decode(self._rows[i]) for i in indexes[after_version:]]
+
+    async def read_all(self, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        await anyio.lowlevel.checkpoint()
+        end = len(self._rows) if limit is None else min(len(self._rows), after + limit)
+        return [_decode(row) for row in self._rows[max(after, 0) : end]]
+
+    async def subscribe(self, after: int = 0) -> AsyncIterator[StoredEvent]:
+        while True:
+            hint = self._appended
+            page = await self.read_all(after, 1000)
+            for stored in page:
+                yield stored
+                after = stored.position
+            if not page:
+                await hint.wait()
+
+    async def stream_version(self, stream_id: str) -> int:
+        await anyio.lowlevel.checkpoint()
+        return len(self._streams.get(stream_id, ()))
+
+    async def last_position(self) -> int:
+        await anyio.lowlevel.checkpoint()
+        return len(self._rows)
+
+    async def stream_ids(self) -> list[str]:
+        await anyio.lowlevel.checkpoint()
+        return list(self._streams)
+
+    async def verify(self) -> VerifyReport:
+        await anyio.lowlevel.checkpoint()
+        return walk_chain(self._rows)
+
+
+def _decode(row: Row) -> StoredEvent:
+    position, stream_id, version, type_name, schema, recorded_at_us, payload, digest = row
+    return StoredEvent(
+        position=position,
+        stream_id=stream_id,
+        version=version,
+        recorded_at=from_epoch_us(recorded_at_us),
+        event=decode_payload(position, type_name, schema, payload),
+        hash=digest.hex(),
+    )

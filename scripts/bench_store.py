@@ -1,0 +1,146 @@
+#!/usr/bin/env python
+"""Benchmark the event store: durable appends (group commit) and decoded replay, in events/s.
+
+    .venv/bin/python scripts/bench_store.py            # a table
+    .venv/bin/python scripts/bench_store.py --json     # one JSON object
+
+Workloads (each on a fresh SQLite file in a temporary directory, synchronous=FULL):
+  concurrent-1   : 1,000 concurrent appenders, each appending single events to its own stream
+  serial-1       : one appender, single-event appends (what no group commit would give)
+  batch-100      : one appender, 100-event appends
+  replay-decoded : read the whole log back as typed events (read_all pages), events/s
+  verify         : walk the whole hash chain, events/s
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from coinbt.events import Cancelled, DataSpec, Queued, SyntheticSpec, TaskEvent, TaskSpec
+from coinbt.store import open_sqlite_store
+
+SPEC = TaskSpec(
+    strategy="sma_cross",
+    params={"fast": 10, "slow": 30},
+    data=DataSpec(synthetic=SyntheticSpec(bars=100_000, seed=1)),
+)
+
+
+def _event(n: int) -> TaskEvent:
+    return Queued(spec=SPEC, attempt=1) if n % 2 == 0 else Cancelled(reason=f"reason {n}")
+
+
+async def concurrent_single(path: Path, appenders: int, per_appender: int) -> dict[str, Any]:
+    async with open_sqlite_store(path) as store:
+        start = time.perf_counter()
+
+        async def appender(worker: int) -> None:
+            for n in range(per_appender):
+                await store.append(f"c{worker}", [_event(n)], n)
+
+        async with anyio.create_task_group() as tg:
+            for worker in range(appenders):
+                tg.start_soon(appender, worker)
+        elapsed = time.perf_counter() - start
+        stats = store.stats
+    events = appenders * per_appender
+    return {
+        "events": events,
+        "seconds": elapsed,
+        "events_per_s": events / elapsed,
+        "transactions": stats["transactions"],
+        "events_per_transaction": events / stats["transactions"],
+    }
+
+
+async def serial(path: Path, appends: int, size: int) -> dict[str, Any]:
+    async with open_sqlite_store(path) as store:
+        start = time.perf_counter()
+        for n in range(appends):
+            await store.append(f"s{size}-{n}", [_event(i) for i in range(size)], 0)
+        elapsed = time.perf_counter() - start
+    events = appends * size
+    return {
+        "events": events,
+        "seconds": elapsed,
+        "events_per_s": events / elapsed,
+        "latency_ms": elapsed / appends * 1000,
+    }
+
+
+async def replay(path: Path) -> dict[str, Any]:
+    async with open_sqlite_store(path) as store:
+        timings = []
+        count = 0
+        for _ in range(3):
+            start = time.perf_counter()
+            count, after = 0, 0
+            while page := await store.read_all(after, 10_000):
+                count += len(page)
+                after = page[-1].position
+            timings.append(time.perf_counter() - start)
+        elapsed = statistics.median(timings)
+        start = time.perf_counter()
+        report = await store.verify()
+        verify_s = time.perf_counter() - start
+    assert report.ok, report
+    return {
+        "events": count,
+        "seconds": elapsed,
+        "events_per_s": count / elapsed,
+        "verify_events_per_s": report.checked / verify_s,
+    }
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.db"
+        results = {
+            "concurrent-1": await concurrent_single(path, args.appenders, args.per_appender),
+            "serial-1": await serial(path, args.serial, 1),
+            "batch-100": await serial(path, args.batches, 100),
+        }
+        results["replay-decoded"] = await replay(path)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--appenders", type=int, default=1000)
+    parser.add_argument("--per-appender", type=int, default=100)
+    parser.add_argument("--serial", type=int, default=500)
+    parser.add_argument("--batches", type=int, default=1000)
+    args = parser.parse_args()
+    results = anyio.run(main_async, args)
+    if args.json:
+        json.dump(results, sys.stdout, indent=2)
+        print()
+        return 0
+    print(f"{'workload':<16} {'events':>9} {'seconds':>8} {'events/s':>11}  notes")
+    for name, r in results.items():
+        notes = ""
+        if "events_per_transaction" in r:
+            notes = f"{r['events_per_transaction']:.0f} events/transaction"
+        elif "latency_ms" in r:
+            notes = f"{r['latency_ms']:.2f} ms/append"
+        elif "verify_events_per_s" in r:
+            notes = f"verify {r['verify_events_per_s']:,.0f} events/s"
+        rate = f"{r['events_per_s']:>11,.0f}"
+        print(f"{name:<16} {r['events']:>9,} {r['seconds']:>8.2f} {rate}  {notes}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

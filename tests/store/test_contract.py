@@ -1,0 +1,206 @@
+"""The event store contract: one suite, run against every implementation."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import anyio
+import pytest
+from anyio.abc import TaskStatus
+
+from coinbt.clock import ManualClock
+from coinbt.errors import ConcurrencyError, EmptyAppendError
+from coinbt.events import Cancelled, Queued, StoredEvent
+from coinbt.store import EventStore, MemoryEventStore, open_sqlite_store
+from tests.factories import cancelled, completed, filled, queued, started
+
+OpenStore = Callable[[], AbstractAsyncContextManager[EventStore]]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) -> OpenStore:
+    """A factory: ``async with open_store() as store`` (same file each call for SQLite)."""
+    kind = request.param
+
+    @asynccontextmanager
+    async def factory() -> AsyncIterator[EventStore]:
+        if kind == "memory":
+            yield MemoryEventStore(clock)
+        else:
+            async with open_sqlite_store(tmp_path / "log.db", clock=clock) as store:
+                yield store
+
+    return factory
+
+
+async def test_empty_store(open_store: OpenStore) -> None:
+    async with open_store() as store:
+        assert await store.last_position() == 0
+        assert await store.read_all() == []
+        assert await store.read_stream("nope") == []
+        assert await store.stream_version("nope") == 0
+        report = await store.verify()
+        assert report.ok
+        assert report.checked == 0
+
+
+async def test_append_assigns_positions_versions_and_hashes(
+    open_store: OpenStore, clock: ManualClock
+) -> None:
+    async with open_store() as store:
+        a = await store.append("a", [queued(), started()], expected_version=0)
+        clock.advance(1.5)
+        b = await store.append("b", [queued()], expected_version=0)
+        c = await store.append("a", [filled(), completed()], expected_version=2)
+
+        assert [(e.position, e.stream_id, e.version) for e in a + b + c] == [
+            (1, "a", 1),
+            (2, "a", 2),
+            (3, "b", 1),
+            (4, "a", 3),
+            (5, "a", 4),
+        ]
+        assert [e.type for e in a + b + c] == ["Queued", "Started", "Queued", "Filled", "Completed"]
+        assert b[0].recorded_at - a[0].recorded_at == timedelta(seconds=1.5)
+        assert len({e.hash for e in a + b + c}) == 5
+        assert all(len(e.hash) == 64 for e in a + b + c)
+        # What append returned is exactly what a reader gets back.
+        assert await store.read_all() == a + b + c
+        assert await store.read_stream("a") == a + c
+        assert await store.read_stream("a", after_version=2) == c
+        assert await store.stream_version("a") == 4
+        assert await store.last_position() == 5
+
+
+async def test_read_all_pages(open_store: OpenStore) -> None:
+    async with open_store() as store:
+        for i in range(7):
+            await store.append(f"s{i}", [queued()], expected_version=0)
+        page = await store.read_all(after=2, limit=3)
+        assert [e.position for e in page] == [3, 4, 5]
+        assert [e.position for e in await store.read_all(after=5)] == [6, 7]
+        assert await store.read_all(after=7) == []
+
+
+async def test_stale_version_is_refused_and_writes_nothing(open_store: OpenStore) -> None:
+    async with open_store() as store:
+        await store.append("a", [queued()], expected_version=0)
+        with pytest.raises(ConcurrencyError) as info:
+            await store.append("a", [started(), cancelled()], expected_version=0)
+        assert info.value.expected == 0
+        assert info.value.actual == 1
+        assert "version 1" in str(info.value)
+        with pytest.raises(ConcurrencyError):
+            await store.append("a", [started()], expected_version=5)
+        assert await store.last_position() == 1
+        assert await store.stream_version("a") == 1
+        assert (await store.verify()).ok
+
+
+async def test_empty_append_is_refused(open_store: OpenStore) -> None:
+    async with open_store() as store:
+        with pytest.raises(EmptyAppendError, match="no events"):
+            await store.append("a", [], expected_version=0)
+        assert await store.last_position() == 0
+
+
+async def test_concurrent_appenders_one_winner_per_version(open_store: OpenStore) -> None:
+    """Twenty appenders race for each of five versions of one stream: one wins each round."""
+    async with open_store() as store:
+        await store.append("s", [queued()], expected_version=0)
+        for version in range(1, 6):
+            winners: list[int] = []
+            losers: list[int] = []
+
+            async def racer(
+                n: int,
+                version: int = version,
+                winners: list[int] = winners,
+                losers: list[int] = losers,
+            ) -> None:
+                try:
+                    await store.append("s", [Cancelled(reason=f"racer {n}")], version)
+                except ConcurrencyError:
+                    losers.append(n)
+                else:
+                    winners.append(n)
+
+            async with anyio.create_task_group() as tg:
+                for n in range(20):
+                    tg.start_soon(racer, n)
+            assert len(winners) == 1
+            assert len(losers) == 19
+        events = await store.read_stream("s")
+        assert [e.version for e in events] == [1, 2, 3, 4, 5, 6]
+        assert (await store.verify()).ok
+
+
+async def test_concurrent_appenders_to_different_streams_all_land(open_store: OpenStore) -> None:
+    async with open_store() as store:
+        async with anyio.create_task_group() as tg:
+            for n in range(300):
+                tg.start_soon(store.append, f"s{n}", [queued(), started()], 0)
+        events = await store.read_all()
+        assert [e.position for e in events] == list(range(1, 601))
+        for n in range(300):
+            assert [e.version for e in await store.read_stream(f"s{n}")] == [1, 2]
+        assert (await store.verify()).ok
+
+
+async def test_subscribe_replays_then_follows_live(open_store: OpenStore) -> None:
+    async with open_store() as store:
+        for i in range(3):
+            await store.append(f"s{i}", [queued()], expected_version=0)
+        seen: list[StoredEvent] = []
+        enough = anyio.Event()
+
+        async def follow(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+            task_status.started()
+            async for stored in store.subscribe(after=1):
+                seen.append(stored)
+                if len(seen) == 12:
+                    enough.set()
+                    return
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                await tg.start(follow)
+                for i in range(3, 13):
+                    await store.append(f"s{i}", [queued()], expected_version=0)
+                await enough.wait()
+        assert [e.position for e in seen] == list(range(2, 14))
+
+
+async def test_subscribe_misses_nothing_under_concurrent_appends(open_store: OpenStore) -> None:
+    async with open_store() as store:
+        positions: list[int] = []
+        done = anyio.Event()
+
+        async def follow() -> None:
+            async for stored in store.subscribe():
+                positions.append(stored.position)
+                if len(positions) == 400:
+                    done.set()
+                    return
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(follow)
+                for n in range(200):
+                    tg.start_soon(store.append, f"s{n}", [queued(), started()], 0)
+                await done.wait()
+        assert positions == list(range(1, 401))
+
+
+async def test_payload_round_trips(open_store: OpenStore) -> None:
+    async with open_store() as store:
+        original = Queued(spec=queued().spec, attempt=2, idempotency_key="k-1")
+        [stored] = await store.append("a", [original], 0)
+        [read] = await store.read_stream("a")
+        assert read.event == original
+        assert read.to_builtins()["data"]["idempotency_key"] == "k-1"
+        assert read.to_builtins()["type"] == "Queued"
+        assert stored == read
