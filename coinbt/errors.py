@@ -20,6 +20,7 @@ __all__ = (
     "CorruptEventError",
     "DataError",
     "DatabaseError",
+    "DatasetExistsError",
     "DatasetNotFoundError",
     "EmptyAppendError",
     "FieldError",
@@ -216,6 +217,19 @@ class DataError(CoinbtError, ValueError):
             where.append(f"column {column!r}")
         prefix = f"{', '.join(where)}: " if where else ""
         super().__init__(prefix + message)
+
+
+class DatasetExistsError(CoinbtError):
+    """A dataset with this name is already registered (datasets are immutable once imported)."""
+
+    code = "dataset_exists"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"a dataset named {name!r} already exists; datasets never change once imported "
+            "(past backtests refer to them), so import under a new name"
+        )
 
 
 class DatasetNotFoundError(CoinbtError, LookupError):

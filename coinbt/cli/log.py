@@ -1,11 +1,193 @@
-"""Commands over the event log: replay, audit, migrate (filled in by the store and service)."""
+"""Commands over the event log: ``replay``, ``audit verify|show``, ``migrate``."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
-__all__ = ("register",)
+__all__ = ("DEFAULT_DB", "add_db_argument", "register")
+
+DEFAULT_DB = "coinbt-data/coinbt.db"
+
+
+def add_db_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=Path(os.environ.get("COINBT_DB", DEFAULT_DB)),
+        metavar="PATH",
+        help=f"the SQLite database (default: $COINBT_DB or {DEFAULT_DB})",
+    )
 
 
 def register(subparsers: Any) -> None:
-    del subparsers
+    replay = subparsers.add_parser(
+        "replay",
+        help="rebuild the read models from the event log (--verify: compare instead)",
+        description=(
+            "Rebuild the read models (task status, positions) from the event log, from position "
+            "0. With --verify, rebuild into a scratch copy up to the live checkpoint and compare "
+            "it with the live read models row by row: exit 0 if equal, 1 on any difference. "
+            "Safe while the service runs."
+        ),
+        epilog="example: coinbt replay --db coinbt-data/coinbt.db --verify",
+    )
+    add_db_argument(replay)
+    replay.add_argument("--verify", action="store_true", help="compare, change nothing")
+    replay.add_argument("--json", action="store_true", help="print one JSON object")
+    replay.set_defaults(func=_replay)
+
+    audit = subparsers.add_parser(
+        "audit",
+        help="check the hash chain, or print a task's history",
+        description="Audit the event log: 'verify' checks the hash chain, 'show' prints history.",
+    )
+    audit_commands = audit.add_subparsers(metavar="ACTION", required=True)
+    verify = audit_commands.add_parser(
+        "verify",
+        help="walk the hash chain; exit 1 and name the first bad position",
+        description=(
+            "Walk the whole log and check that positions run 1, 2, 3... and that every event's "
+            "hash equals sha256(previous hash || its canonical bytes). Exit 0 if the chain holds; "
+            "exit 1 naming the first position that does not match."
+        ),
+        epilog="example: coinbt audit verify --db coinbt-data/coinbt.db",
+    )
+    add_db_argument(verify)
+    verify.add_argument("--json", action="store_true", help="print one JSON object")
+    verify.set_defaults(func=_audit_verify)
+    show = audit_commands.add_parser(
+        "show",
+        help="print one task's events (its audit trail)",
+        description="Print every event of one task: position, version, time, type, data, hash.",
+        epilog="example: coinbt audit show 3f2a... --db coinbt-data/coinbt.db",
+    )
+    show.add_argument("task_id", metavar="ID", help="the task id")
+    add_db_argument(show)
+    show.add_argument("--json", action="store_true", help="print a JSON list of events")
+    show.set_defaults(func=_audit_show)
+
+    migrate = subparsers.add_parser(
+        "migrate",
+        help="apply the database's pending schema migrations",
+        description=(
+            "Apply every pending numbered schema migration, each in its own transaction. "
+            "Idempotent; refuses a database written by a newer coinbt."
+        ),
+        epilog="example: coinbt migrate --db coinbt-data/coinbt.db",
+    )
+    add_db_argument(migrate)
+    migrate.set_defaults(func=_migrate)
+
+
+def _require(db: Path) -> None:
+    from coinbt.errors import DatabaseError
+
+    if not db.is_file():
+        raise DatabaseError(f"no database at {db} (give --db PATH or set COINBT_DB)")
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from coinbt.projections.rebuild import rebuild_read_models, verify_read_models
+    from coinbt.store.migrations import apply_migrations
+
+    _require(args.db)
+    apply_migrations(args.db)
+    report = verify_read_models(args.db) if args.verify else rebuild_read_models(args.db)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "events": report.events,
+                    "checkpoint": report.checkpoint,
+                    "tasks": report.tasks,
+                    "positions": report.positions,
+                    "differences": [d.__dict__ for d in report.differences],
+                },
+                default=str,
+            )
+        )
+    elif args.verify:
+        print(
+            f"replayed {report.events:,} events (up to position {report.checkpoint:,}): "
+            f"{report.tasks:,} tasks, {report.positions:,} positions"
+        )
+        for d in report.differences:
+            print(f"DIFFERENT {d.table} {d.key}:\n  live:    {d.live}\n  rebuilt: {d.rebuilt}")
+        print("read models match the log" if report.ok else "read models DIFFER from the log")
+    else:
+        print(
+            f"rebuilt the read models from {report.events:,} events: "
+            f"{report.tasks:,} tasks, {report.positions:,} positions"
+        )
+    return 0 if report.ok else 1
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from coinbt.store import verify_file
+
+    _require(args.db)
+    report = verify_file(args.db)
+    if args.json:
+        print(msgspec.json.encode(report).decode())
+    elif report.ok:
+        print(f"ok: {report.checked:,} events verify; last hash {report.last_hash}")
+    else:
+        print(
+            f"TAMPERED: first bad position {report.first_bad_position}: {report.reason} "
+            f"({report.checked:,} events verified before it)"
+        )
+    return 0 if report.ok else 1
+
+
+def _audit_show(args: argparse.Namespace) -> int:
+    from coinbt.errors import TaskNotFoundError
+    from coinbt.store.migrations import connect_sync
+    from coinbt.store.sqlite import decode_row
+
+    _require(args.db)
+    conn = connect_sync(args.db, readonly=True)
+    try:
+        rows = conn.execute(
+            "SELECT position, stream_id, version, type, schema, recorded_at,"
+            " CAST(data AS BLOB), CAST(hash AS BLOB) FROM events WHERE stream_id = ?"
+            " ORDER BY version",
+            (args.task_id,),
+        ).fetchall()
+    finally:
+        conn.close()
+    if not rows:
+        raise TaskNotFoundError(args.task_id)
+    events = [decode_row(row).to_builtins() for row in rows]
+    if args.json:
+        json.dump(events, sys.stdout, indent=2)
+        print()
+        return 0
+    print(f"task {args.task_id}: {len(events)} events")
+    for e in events:
+        data = json.dumps(e["data"], separators=(",", ":"))
+        if len(data) > 120:
+            data = data[:117] + "..."
+        print(
+            f"{e['position']:>8} v{e['version']:<4} {e['recorded_at']}  {e['type']:<9} "
+            f"{e['hash'][:12]}  {data}"
+        )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from coinbt.store.migrations import LATEST, apply_migrations
+
+    applied = apply_migrations(args.db)
+    if applied:
+        print(f"{args.db}: applied migrations {', '.join(map(str, applied))}; now at {LATEST}")
+    else:
+        print(f"{args.db}: already at schema {LATEST}; nothing to do")
+    return 0

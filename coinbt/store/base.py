@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
+import anyio
 import msgspec
 
 from coinbt.events import StoredEvent, TaskEvent
@@ -44,12 +45,24 @@ class EventStore(Protocol):
         """
         ...
 
-    async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
-        """The stream's events with version > ``after_version``, in order (empty if none)."""
+    async def read_stream(
+        self,
+        stream_id: str,
+        after_version: int = 0,
+        *,
+        after_position: int = 0,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
+        """The stream's events with version > ``after_version`` and position > ``after_position``,
+        in order, at most ``limit`` of them (empty if none)."""
         ...
 
     async def read_all(self, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
         """Events with global position > ``after``, in order, at most ``limit`` of them."""
+        ...
+
+    def appended_hint(self) -> anyio.Event:
+        """Set at the next commit: a hint to read again (take it *before* reading)."""
         ...
 
     def subscribe(self, after: int = 0) -> AsyncIterator[StoredEvent]:

@@ -52,15 +52,26 @@ class MemoryEventStore:
         self._appended = anyio.Event()
         return outcome
 
-    async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
+    async def read_stream(
+        self,
+        stream_id: str,
+        after_version: int = 0,
+        *,
+        after_position: int = 0,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
         await anyio.lowlevel.checkpoint()
-        indexes = self._streams.get(stream_id, [])
-        return [_decode(self._rows[i]) for i in indexes[after_version:]]
+        indexes = self._streams.get(stream_id, [])[after_version:]
+        rows = [self._rows[i] for i in indexes if self._rows[i][0] > after_position]
+        return [_decode(row) for row in rows[:limit]]
 
     async def read_all(self, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
         await anyio.lowlevel.checkpoint()
         end = len(self._rows) if limit is None else min(len(self._rows), after + limit)
         return [_decode(row) for row in self._rows[max(after, 0) : end]]
+
+    def appended_hint(self) -> anyio.Event:
+        return self._appended
 
     async def subscribe(self, after: int = 0) -> AsyncIterator[StoredEvent]:
         while True:

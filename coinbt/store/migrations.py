@@ -53,6 +53,51 @@ MIGRATIONS: tuple[Migration, ...] = (
         BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
         """,
     ),
+    Migration(
+        2,
+        "read models",
+        """
+        CREATE TABLE tasks (
+            task_id          TEXT    PRIMARY KEY,
+            seq              INTEGER NOT NULL,   -- position of the task's first event
+            status           TEXT    NOT NULL,
+            idempotency_key  TEXT,
+            view             BLOB    NOT NULL    -- msgpack TaskView
+        );
+        CREATE UNIQUE INDEX tasks_seq ON tasks (seq);
+        CREATE INDEX tasks_status_seq ON tasks (status, seq);
+        CREATE INDEX tasks_idempotency_key ON tasks (idempotency_key)
+            WHERE idempotency_key IS NOT NULL;
+        CREATE TABLE positions (
+            task_id  TEXT NOT NULL,
+            symbol   TEXT NOT NULL,
+            view     BLOB NOT NULL,              -- msgpack PositionView
+            PRIMARY KEY (task_id, symbol)
+        );
+        CREATE TABLE projection_checkpoints (
+            name      TEXT    PRIMARY KEY,
+            position  INTEGER NOT NULL
+        );
+        """,
+    ),
+    Migration(
+        3,
+        "datasets",
+        """
+        CREATE TABLE datasets (
+            name         TEXT    PRIMARY KEY,
+            symbol       TEXT    NOT NULL,
+            path         TEXT    NOT NULL,       -- the .npz file, relative to the data directory
+            rows         INTEGER NOT NULL,
+            start_ms     INTEGER NOT NULL,
+            end_ms       INTEGER NOT NULL,
+            interval_ms  INTEGER NOT NULL,
+            sha256       TEXT    NOT NULL,
+            source       TEXT    NOT NULL,       -- the imported file's name
+            created_at   INTEGER NOT NULL
+        );
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

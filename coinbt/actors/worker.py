@@ -1,0 +1,218 @@
+"""A Worker: claims queued tasks from the TaskManager and runs them on the executor.
+
+Its mailbox takes ``Abort`` messages: the TaskManager sends one after it recorded a cancel of the
+task this worker runs, and the worker cancels the run (the executor kills its process). A run past
+its spec's ``timeout_s`` is stopped the same way and reported as failed with a timeout error.
+Progress goes to a shared dict the read side overlays on the status read model (it is not an event).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+from anyio.abc import TaskGroup
+
+from coinbt.actors.base import Actor
+from coinbt.actors.task_manager import Claim, ClaimTask, FinishTask, TaskManager
+from coinbt.artifacts import ArtifactStore
+from coinbt.datasets import DatasetCatalog
+from coinbt.errors import CoinbtError, ShuttingDownError
+from coinbt.events import ArtifactRef, Completed, Filled
+from coinbt.executor.base import Executor, Job, JobError, JobResult
+from coinbt.lifecycle import Complete, Fail
+from coinbt.specs import DataPlan, resolve
+
+__all__ = ("Abort", "Worker")
+
+log = logging.getLogger("coinbt.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class Abort:
+    task_id: str
+
+
+class Worker(Actor[Abort]):
+    def __init__(
+        self,
+        worker_id: str,
+        task_manager: TaskManager,
+        executor: Executor,
+        artifacts: ArtifactStore,
+        catalog: DatasetCatalog,
+        staging: Path,
+        progress: dict[str, float],
+        *,
+        max_bars: int,
+    ) -> None:
+        super().__init__(capacity=64)
+        self.name = f"worker-{worker_id}"
+        self.worker_id = worker_id
+        self._tm = task_manager
+        self._executor = executor
+        self._artifacts = artifacts
+        self._catalog = catalog
+        self._staging = staging
+        self._progress = progress
+        self._max_bars = max_bars
+        self._current: str | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._aborted: set[str] = set()
+        self._tg: TaskGroup | None = None
+        self._uploads = 0
+        self._uploads_done = anyio.Event()
+        self.busy = False
+
+    async def wait_uploads(self) -> None:
+        """Return once every artifact of a finished run is in the artifact store."""
+        while self._uploads:
+            await self._uploads_done.wait()
+
+    async def on_start(self, tg: TaskGroup) -> None:
+        self._tg = tg
+        tg.start_soon(self._work)
+
+    async def handle(self, message: Abort) -> None:
+        if message.task_id == self._current and self._scope is not None:
+            self._scope.cancel()
+        else:  # not started yet (the claim is on its way): skip it when it comes
+            self._aborted.add(message.task_id)
+
+    async def _work(self) -> None:
+        while True:
+            try:
+                claim: Claim = await self._tm.ask(lambda reply: ClaimTask(self.worker_id, reply))
+            except ShuttingDownError:
+                return
+            except CoinbtError as e:
+                log.warning("%s: claiming a task failed (%s); asking again", self.name, e)
+                await anyio.sleep(0.05)
+                continue
+            if claim.task_id in self._aborted:
+                self._aborted.discard(claim.task_id)
+                continue
+            self.busy = True
+            try:
+                await self._run(claim)
+            finally:
+                self.busy = False
+                self._progress.pop(claim.task_id, None)
+
+    async def _run(self, claim: Claim) -> None:
+        task_id, spec = claim.task_id, claim.spec
+        out_dir = self._staging / f"{task_id}-{claim.attempt}"
+        outcome: Complete | Fail | None = None
+        result: JobResult | None = None
+        try:
+            plan = await resolve(spec, self._catalog, max_bars=self._max_bars)
+            job = _job(claim, plan, out_dir)
+        except CoinbtError as e:  # e.g. the dataset vanished since the submission
+            outcome = Fail(str(e), e.code)
+        else:
+            self._progress[task_id] = 0.0
+            with anyio.CancelScope() as scope:
+                self._current, self._scope = task_id, scope
+                with anyio.move_on_after(spec.timeout_s) as deadline:
+                    try:
+                        result = await self._executor.run(job, self._progress_of(task_id))
+                    except JobError as e:
+                        outcome = Fail(str(e), e.error_type)
+                if deadline.cancelled_caught:
+                    outcome = Fail(f"timed out after {spec.timeout_s:g} s", "timeout")
+            self._current, self._scope = None, None
+            if scope.cancelled_caught:  # aborted: the task is already recorded as cancelled
+                shutil.rmtree(out_dir, ignore_errors=True)
+                return
+            if result is not None:
+                outcome = _complete(task_id, claim.attempt, plan, result)
+        assert outcome is not None
+        try:
+            await self._tm.ask(lambda reply: FinishTask(task_id, claim.version, outcome, reply))
+        except CoinbtError as e:  # refused: cancelled meanwhile; the late result is discarded
+            log.info("%s: result of %s discarded: %s", self.name, task_id, e)
+            shutil.rmtree(out_dir, ignore_errors=True)
+            return
+        if result is not None and isinstance(outcome, Complete):
+            assert self._tg is not None
+            self._uploads += 1
+            self._tg.start_soon(self._store_artifacts, outcome.completed, result, out_dir)
+
+    def _progress_of(self, task_id: str) -> Callable[[float], None]:
+        progress = self._progress
+
+        def report(fraction: float) -> None:
+            progress[task_id] = fraction
+
+        return report
+
+    async def _store_artifacts(
+        self, completed: Completed, result: JobResult, out_dir: Path
+    ) -> None:
+        """Move the run's files into the artifact store, retrying with backoff.
+
+        The task is already completed (its Completed event names each artifact's key and sha256);
+        a failing store delays the artifacts, it never fails the task.
+        """
+        try:
+            for name, ref in completed.artifacts.items():
+                path = Path(result.artifacts[name].path)
+                delay = 0.5
+                for attempt in range(1, 9):
+                    try:
+                        await self._artifacts.put_file(ref.key, path)
+                        break
+                    except CoinbtError as e:
+                        log.warning("storing %s failed (attempt %d): %s", ref.key, attempt, e)
+                        await anyio.sleep(delay)
+                        delay = min(delay * 2, 30.0)
+            shutil.rmtree(out_dir, ignore_errors=True)
+        finally:
+            self._uploads -= 1
+            self._uploads_done.set()
+            self._uploads_done = anyio.Event()
+
+
+def _job(claim: Claim, plan: DataPlan, out_dir: Path) -> Job:
+    spec = claim.spec
+    return Job(
+        task_id=claim.task_id,
+        attempt=claim.attempt,
+        strategy=spec.strategy,
+        params=dict(spec.params),
+        cash=spec.cash,
+        fee_bps=spec.fee_bps,
+        slippage_bps=spec.slippage_bps,
+        fill=spec.fill,
+        symbol=plan.symbol,
+        out_dir=str(out_dir),
+        synthetic=spec.data.synthetic,
+        dataset_path=None if plan.dataset_path is None else str(plan.dataset_path),
+        start_ms=plan.start_ms,
+        end_ms=plan.end_ms,
+    )
+
+
+def _complete(task_id: str, attempt: int, plan: DataPlan, result: JobResult) -> Complete:
+    symbol = plan.symbol
+    fills = [
+        Filled(bar=bar, ts=ts, side=side, qty=qty, price=price, fee=fee, symbol=symbol)  # type: ignore[arg-type]
+        for bar, ts, side, qty, price, fee in result.fills
+    ]
+    artifacts = {
+        name: ArtifactRef(key=f"tasks/{task_id}/{attempt}/{name}.npy", sha256=a.sha256, size=a.size)
+        for name, a in result.artifacts.items()
+    }
+    completed = Completed(
+        metrics=result.metrics,
+        result_digest=result.result_digest,
+        artifacts=artifacts,
+        symbol=symbol,
+        last_close=result.last_close,
+        final_equity=result.final_equity,
+    )
+    return Complete(fills=fills, completed=completed)

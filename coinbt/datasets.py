@@ -1,0 +1,156 @@
+"""The dataset catalogue: imported market data, stored as immutable binary files.
+
+A dataset is imported once from CSV (``coinbt data import`` or ``POST /datasets``), validated by
+the engine's parser, written as ``datasets/<name>.npz`` under the data directory and registered in
+the ``datasets`` table with its row count, time range, interval and sha256. Names are never reused:
+past backtests refer to datasets by name, so a dataset never changes once imported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+
+from coinbt.clock import Clock, SystemClock, to_epoch_us
+from coinbt.errors import DatabaseError, DatasetExistsError, DatasetNotFoundError, SpecError
+from coinbt.store.migrations import connect_sync
+
+__all__ = ("DatasetCatalog", "DatasetInfo", "check_name")
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_COLUMNS = "name, symbol, path, rows, start_ms, end_ms, interval_ms, sha256, source, created_at"
+
+
+class DatasetInfo(msgspec.Struct, frozen=True):
+    name: str
+    symbol: str
+    path: str  # relative to the data directory
+    rows: int
+    start_ms: int
+    end_ms: int
+    interval_ms: int
+    sha256: str
+    source: str
+    created_at: int  # epoch microseconds
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise SpecError(
+            "a dataset name is 1-64 letters, digits, '.', '_' or '-', starting with a letter "
+            f"or digit; got {name!r}",
+            field="name",
+        )
+    return name
+
+
+def default_symbol(name: str) -> str:
+    """``BTCUSDT-1m`` -> ``BTCUSDT``: the part before the first '-' or '_', upper-cased."""
+    return re.split(r"[-_.]", name, maxsplit=1)[0].upper() or name.upper()
+
+
+class DatasetCatalog:
+    """Imported datasets of one database. Blocking work runs on worker threads."""
+
+    def __init__(self, db: Path, data_dir: Path, clock: Clock | None = None) -> None:
+        self.db = db
+        self.data_dir = data_dir
+        self._clock = clock or SystemClock()
+
+    def path_of(self, info: DatasetInfo) -> Path:
+        return self.data_dir / info.path
+
+    async def get(self, name: str) -> DatasetInfo:
+        return await anyio.to_thread.run_sync(self.get_sync, name)
+
+    def get_sync(self, name: str) -> DatasetInfo:
+        rows = self._query(f"SELECT {_COLUMNS} FROM datasets WHERE name = ?", (name,))
+        if not rows:
+            raise DatasetNotFoundError(name)
+        return DatasetInfo(*rows[0])
+
+    async def all(self) -> list[DatasetInfo]:
+        rows = await anyio.to_thread.run_sync(
+            self._query, f"SELECT {_COLUMNS} FROM datasets ORDER BY name", ()
+        )
+        return [DatasetInfo(*r) for r in rows]
+
+    def _query(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        conn = connect_sync(self.db, readonly=True)
+        try:
+            return list(conn.execute(sql, params).fetchall())
+        except sqlite3.Error as e:
+            raise DatabaseError(f"reading datasets from {self.db} failed: {e}") from e
+        finally:
+            conn.close()
+
+    async def import_bytes(
+        self, name: str, data: bytes, *, symbol: str | None = None, source: str = "upload"
+    ) -> DatasetInfo:
+        return await anyio.to_thread.run_sync(
+            lambda: self.import_sync(name, data, symbol=symbol, source=source)
+        )
+
+    def import_sync(
+        self, name: str, data: bytes, *, symbol: str | None = None, source: str = "upload"
+    ) -> DatasetInfo:
+        """Parse and validate CSV ``data``, store it, register it. Raises ``DataError`` (with the
+        row) for bad data, ``SpecError`` for a bad name, ``DatasetExistsError`` if taken."""
+        from coinbt.engine import parse_csv, save_bars
+
+        check_name(name)
+        if symbol is not None and not _NAME.match(symbol):
+            raise SpecError(f"invalid symbol {symbol!r}", field="symbol")
+        if self._exists(name):
+            raise DatasetExistsError(name)
+        bars = parse_csv(data)
+        relative = f"datasets/{name}.npz"
+        target = self.data_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staged = target.with_suffix(".npz.partial")
+        save_bars(staged, bars)
+        digest = hashlib.sha256(staged.read_bytes()).hexdigest()
+        info = DatasetInfo(
+            name=name,
+            symbol=symbol or default_symbol(name),
+            path=relative,
+            rows=len(bars),
+            start_ms=int(bars.ts[0]),
+            end_ms=int(bars.ts[-1]),
+            interval_ms=int(bars.interval_ms),
+            sha256=digest,
+            source=source,
+            created_at=to_epoch_us(self._clock.now()),
+        )
+        conn = connect_sync(self.db)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    f"INSERT INTO datasets ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    msgspec.structs.astuple(info),
+                )
+                staged.replace(target)
+                conn.execute("COMMIT")
+            except sqlite3.IntegrityError as e:
+                conn.execute("ROLLBACK")
+                raise DatasetExistsError(name) from e
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise DatabaseError(f"registering dataset {name!r} failed: {e}") from e
+        finally:
+            conn.close()
+            staged.unlink(missing_ok=True)
+        return info
+
+    def _exists(self, name: str) -> bool:
+        return bool(self._query("SELECT 1 FROM datasets WHERE name = ?", (name,)))

@@ -1,0 +1,155 @@
+"""The code that runs inside a worker process: receive a job, run the engine, send the result.
+
+Messages on the pipe are msgpack arrays: ``["progress", fraction]``, ``["done", JobResult]``,
+``["error", type, message]``. Artifacts (equity curve, fills) are written as ``.npy`` files into
+the job's ``out_dir``; only their paths and hashes cross the pipe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from coinbt.errors import CoinbtError
+from coinbt.executor.base import Job, JobResult, ProducedArtifact
+
+__all__ = ("child_main", "execute")
+
+_encoder = msgspec.msgpack.Encoder()
+_job_decoder = msgspec.msgpack.Decoder(Job)
+PROGRESS_EVERY_S = 0.05
+
+
+def child_main(conn: Connection) -> None:
+    """Serve jobs until the parent closes the pipe."""
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        job = _job_decoder.decode(data)
+        try:
+            result = execute(job, lambda fraction: _progress(conn, fraction))
+        except CoinbtError as e:
+            message: list[Any] = ["error", e.code, str(e)]
+        except Exception as e:
+            message = ["error", type(e).__name__, str(e) or repr(e)]
+        else:
+            message = ["done", result]
+        conn.send_bytes(_encoder.encode(message))
+
+
+_last_progress = 0.0
+
+
+def _progress(conn: Connection, fraction: float) -> None:
+    global _last_progress
+    now = time.monotonic()
+    if fraction < 1.0 and now - _last_progress < PROGRESS_EVERY_S:
+        return
+    _last_progress = now
+    conn.send_bytes(_encoder.encode(["progress", fraction]))
+
+
+def execute(job: Job, progress: Any = None) -> JobResult:
+    """Run one job in this process (also used directly by tests)."""
+    import numpy as np
+
+    from coinbt.engine import BacktestSpec, load_bars, run, synthetic
+
+    if job.synthetic is not None:
+        s = job.synthetic
+        bars = synthetic(s.bars, seed=s.seed, interval=s.interval, start_price=s.start_price)
+    else:
+        assert job.dataset_path is not None
+        bars = load_bars(job.dataset_path).slice(job.start_ms, job.end_ms)
+    spec = BacktestSpec(
+        strategy=job.strategy,
+        params=dict(job.params),
+        cash=job.cash,
+        fee_bps=job.fee_bps,
+        slippage_bps=job.slippage_bps,
+        fill=job.fill,
+    )
+    result = run(spec, bars, progress=progress)
+    out = Path(job.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    equity = np.empty(len(bars), dtype=[("ts", "<i8"), ("equity", "<f8")])
+    equity["ts"] = bars.ts
+    equity["equity"] = result.equity
+    f = result.fills
+    fills = np.empty(len(f), dtype=FILL_DTYPE)
+    for name in ("bar", "ts", "side", "qty", "price", "fee"):
+        fills[name] = getattr(f, name)
+    sides = ["buy" if side > 0 else "sell" for side in f.side.tolist()]
+    return JobResult(
+        fills=list(
+            zip(
+                f.bar.tolist(),
+                f.ts.tolist(),
+                sides,
+                f.qty.tolist(),
+                f.price.tolist(),
+                f.fee.tolist(),
+                strict=True,
+            )
+        ),
+        metrics=dict(result.metrics),
+        result_digest=result.digest(),
+        final_equity=float(result.final_equity),
+        last_close=float(result.last_close),
+        bars=len(bars),
+        artifacts={
+            "equity": _save(out / "equity.npy", equity),
+            "fills": _save(out / "fills.npy", fills),
+        },
+    )
+
+
+FILL_DTYPE = [
+    ("bar", "<i8"),
+    ("ts", "<i8"),
+    ("side", "i1"),
+    ("qty", "<f8"),
+    ("price", "<f8"),
+    ("fee", "<f8"),
+]
+
+
+def _save(path: Path, array: Any) -> ProducedArtifact:
+    import numpy as np
+
+    with path.open("wb") as f:
+        np.save(f, array, allow_pickle=False)
+    data = path.read_bytes()
+    return ProducedArtifact(
+        path=os.fspath(path), sha256=hashlib.sha256(data).hexdigest(), size=len(data)
+    )
+
+
+def _die_with_parent() -> None:
+    """On Linux, ask the kernel to kill this process when the service dies (even by SIGKILL),
+    so an orphaned backtest never keeps burning a core."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+if __name__ == "__main__":
+    import sys
+
+    _die_with_parent()
+    child_main(Connection(int(sys.argv[1])))

@@ -1,0 +1,77 @@
+"""The executor interface: where a backtest's CPU work runs (worker processes by default)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import msgspec
+
+from coinbt.errors import CoinbtError
+from coinbt.events import ParamValue, SyntheticSpec
+
+__all__ = ("Executor", "Job", "JobError", "JobResult", "ProducedArtifact")
+
+
+class Job(msgspec.Struct, frozen=True):
+    """Everything a worker process needs to run one backtest (msgpack-encoded over a pipe)."""
+
+    task_id: str
+    attempt: int
+    strategy: str
+    params: dict[str, ParamValue]
+    cash: float
+    fee_bps: float
+    slippage_bps: float
+    fill: str
+    symbol: str
+    out_dir: str  # where the run writes its artifact files
+    synthetic: SyntheticSpec | None = None
+    dataset_path: str | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
+
+
+class ProducedArtifact(msgspec.Struct, frozen=True):
+    path: str
+    sha256: str
+    size: int
+
+
+class JobResult(msgspec.Struct, frozen=True):
+    """A finished run: its fills (bar, ts, side, qty, price, fee), summary and artifact files."""
+
+    fills: list[tuple[int, int, str, float, float, float]]
+    metrics: dict[str, float | int | None]
+    result_digest: str
+    final_equity: float
+    last_close: float
+    bars: int
+    artifacts: dict[str, ProducedArtifact]
+
+
+class JobError(CoinbtError):
+    """The run raised. ``error_type`` is the exception's class (or coinbt error code)."""
+
+    code = "run_failed"
+
+    def __init__(self, error_type: str, message: str) -> None:
+        self.error_type = error_type
+        super().__init__(message)
+
+
+class Executor(Protocol):
+    """Runs jobs off the event loop. Cancelling the caller of :meth:`run` stops the job."""
+
+    async def run(self, job: Job, on_progress: Callable[[float], Any]) -> JobResult:
+        """Run ``job``; ``on_progress(fraction)`` is called from the event loop as it advances.
+
+        Raises ``JobError`` if the run raised. If the calling task is cancelled (a user's cancel,
+        a timeout), the work is stopped before this returns — for the process executor, the
+        process running it is killed and replaced.
+        """
+        ...
+
+    def running_pids(self) -> dict[str, int]:
+        """Task id -> process id of the jobs running now (empty where processes do not apply)."""
+        ...

@@ -1,0 +1,203 @@
+"""The default executor: a fixed set of worker processes, one job at a time each.
+
+Each slot is a fresh interpreter (``python -m coinbt.executor._child``) that talks over a socket
+pair with multiprocessing's message framing. Not ``multiprocessing.Process``: its children
+re-import the caller's ``__main__``, which breaks any script or notebook without an
+``if __name__ == "__main__"`` guard; a plain subprocess imports only coinbt. The event loop never
+blocks on a process: it waits for the pipe to be readable (``anyio.wait_readable``) and reads
+small messages (progress, a summary and the fills; equity curves travel as files). Cancelling a job
+kills its process at once (SIGKILL) and a fresh process replaces it in the background. Worker
+processes also die with the service (Linux ``PR_SET_PDEATHSIG``), so none is ever orphaned.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from multiprocessing.connection import Connection
+from typing import Any
+
+import anyio
+import msgspec
+from anyio.abc import TaskGroup
+
+from coinbt.executor.base import Job, JobError, JobResult
+
+__all__ = ("LocalProcessExecutor", "open_local_executor")
+
+log = logging.getLogger("coinbt.executor")
+
+_encoder = msgspec.msgpack.Encoder()
+_message_decoder = msgspec.msgpack.Decoder()
+_result_decoder = msgspec.msgpack.Decoder(JobResult)
+
+
+class _Slot:
+    __slots__ = ("conn", "process", "task_id")
+
+    def __init__(self, process: subprocess.Popen[bytes], conn: Connection) -> None:
+        self.process = process
+        self.conn = conn
+        self.task_id: str | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+class LocalProcessExecutor:
+    """``workers`` processes; :meth:`run` waits for a free one. Open with
+    :func:`open_local_executor`."""
+
+    def __init__(self, workers: int, tg: TaskGroup) -> None:
+        if workers < 1:
+            raise ValueError("an executor needs at least one worker process")
+        self.workers = workers
+        self._tg = tg
+        self._idle_send, self._idle = anyio.create_memory_object_stream[_Slot](workers)
+        self._running: dict[str, _Slot] = {}
+        self._started = anyio.Event()
+        self._exited: dict[int, anyio.Event] = {}
+        self._dying: set[_Slot] = set()
+        self._closing = False
+        self.started_processes = 0
+
+    def running_pids(self) -> dict[str, int]:
+        return {task_id: slot.pid for task_id, slot in self._running.items()}
+
+    async def wait_running(self, task_id: str) -> int:
+        """Wait until ``task_id`` runs in a process; returns the process id."""
+        while task_id not in self._running:
+            await self._started.wait()
+        return self._running[task_id].pid
+
+    async def _spawn(self) -> None:
+        with anyio.CancelScope(shield=True):  # never lose track of a process we started
+            slot = await anyio.to_thread.run_sync(self._start_process)
+        if self._closing:
+            _kill(slot)
+            await anyio.to_thread.run_sync(_wait, slot)
+            return
+        self._idle_send.send_nowait(slot)
+
+    def _start_process(self) -> _Slot:
+        parent, child = socket.socketpair()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "coinbt.executor._child", str(child.fileno())],
+                pass_fds=[child.fileno()],
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            child.close()
+        self.started_processes += 1
+        return _Slot(process, Connection(parent.detach()))
+
+    async def start(self) -> None:
+        async with anyio.create_task_group() as tg:
+            for _ in range(self.workers):
+                tg.start_soon(self._spawn)
+
+    async def run(self, job: Job, on_progress: Callable[[float], Any]) -> JobResult:
+        slot = await self._idle.receive()
+        slot.task_id = job.task_id
+        self._running[job.task_id] = slot
+        self._started.set()
+        self._started = anyio.Event()
+        self._exited: dict[int, anyio.Event] = {}
+        self._dying: set[_Slot] = set()
+        healthy = False
+        try:
+            slot.conn.send_bytes(_encoder.encode(job))
+            while True:
+                await anyio.wait_readable(slot.conn)
+                message = _message_decoder.decode(slot.conn.recv_bytes())
+                kind = message[0]
+                if kind == "progress":
+                    on_progress(float(message[1]))
+                    continue
+                healthy = True
+                if kind == "done":
+                    return msgspec.convert(message[1], JobResult)
+                raise JobError(str(message[1]), str(message[2]))
+        except (EOFError, OSError) as e:
+            code = slot.process.poll()
+            raise JobError(
+                "worker_crashed",
+                f"the worker process running the backtest died (exit code {code})",
+            ) from e
+        finally:
+            del self._running[job.task_id]
+            slot.task_id = None
+            if healthy:
+                self._idle_send.send_nowait(slot)
+            else:  # cancelled, timed out or crashed: this process is done for
+                _kill(slot)
+                self._reap(slot)
+                if not self._closing:
+                    self._tg.start_soon(self._spawn)
+
+    def _reap(self, slot: _Slot) -> None:
+        exited = self._exited.setdefault(slot.pid, anyio.Event())
+        self._dying.add(slot)
+
+        async def reap() -> None:
+            await anyio.to_thread.run_sync(_wait, slot)
+            self._dying.discard(slot)
+            exited.set()
+
+        self._tg.start_soon(reap)
+
+    async def wait_exited(self, pid: int) -> None:
+        """Wait until the killed worker process ``pid`` has exited and been reaped."""
+        await self._exited.setdefault(pid, anyio.Event()).wait()
+
+    async def aclose(self) -> None:
+        self._closing = True
+        self._idle_send.close()
+        slots = [slot async for slot in self._idle]
+        self._idle.close()
+        slots += [*self._running.values(), *self._dying]
+        for slot in slots:
+            _kill(slot)
+        with anyio.CancelScope(shield=True):
+            for slot in slots:
+                await anyio.to_thread.run_sync(_wait, slot)
+
+
+def _kill(slot: _Slot) -> None:
+    try:
+        slot.conn.close()
+    except OSError:
+        pass
+    if slot.process.poll() is None:
+        try:
+            slot.process.kill()
+        except OSError:
+            pass
+
+
+def _wait(slot: _Slot) -> None:
+    try:
+        slot.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        log.error("worker process %d did not exit", slot.pid)
+
+
+@asynccontextmanager
+async def open_local_executor(workers: int | None = None) -> AsyncIterator[LocalProcessExecutor]:
+    """Start ``workers`` processes (default: the number of cores) and stop them on exit."""
+    count = workers or os.cpu_count() or 1
+    async with anyio.create_task_group() as tg:
+        executor = LocalProcessExecutor(count, tg)
+        try:
+            await executor.start()
+            yield executor
+        finally:
+            await executor.aclose()
+            tg.cancel_scope.cancel()

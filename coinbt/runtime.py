@@ -1,0 +1,327 @@
+"""The running system: one object that opens the stores, starts the actors and answers commands.
+
+``open_system(config)`` opens the SQLite event store, starts the Projector (and lets it catch up),
+the TaskManager (which recovers interrupted tasks) and the Workers, in one task group under one
+supervisor. The :class:`System` it yields is what the HTTP API, the CLI and the tests talk to; it
+only forwards commands to actors and reads the read models. ``drain()`` runs until idle.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import anyio
+
+from coinbt.actors.base import Supervisor
+from coinbt.actors.projector import Projector
+from coinbt.actors.task_manager import CancelTask, SubmitTask, Submitted, TaskManager
+from coinbt.actors.worker import Abort, Worker
+from coinbt.artifacts import ArtifactStore, LocalArtifactStore
+from coinbt.clock import Clock, IdFactory, SystemClock, random_ids
+from coinbt.datasets import DatasetCatalog
+from coinbt.errors import ArtifactNotFoundError, SpecError, TaskNotFoundError
+from coinbt.events import StoredEvent, TaskSpec
+from coinbt.executor.base import Executor
+from coinbt.executor.local import open_local_executor
+from coinbt.projections.positions import PositionView
+from coinbt.projections.sqlite import ReadModelReader
+from coinbt.projections.status import TaskView
+from coinbt.specs import DEFAULT_MAX_BARS, validate
+from coinbt.store import SQLiteEventStore, open_sqlite_store
+from coinbt.store.migrations import connect_sync
+
+__all__ = ("Config", "System", "open_system")
+
+log = logging.getLogger("coinbt")
+
+ExecutorFactory = Callable[[int], AbstractAsyncContextManager[Executor]]
+
+
+@dataclass
+class Config:
+    """How to run coinbt. Only ``db`` is required; everything else has a working default."""
+
+    db: Path
+    data_dir: Path | None = None  # datasets/ and artifacts/ (default: the db's directory)
+    artifacts: ArtifactStore | None = None  # default: a local directory under data_dir
+    workers: int | None = None  # default: the number of cores; 0 runs nothing (API only)
+    queue_capacity: int = 10_000
+    max_attempts: int = 3
+    max_bars: int = DEFAULT_MAX_BARS
+    shutdown_grace_s: float = 10.0
+    clock: Clock = field(default_factory=SystemClock)
+    ids: IdFactory = random_ids
+    executor: ExecutorFactory = open_local_executor
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir if self.data_dir is not None else self.db.parent
+
+
+class System:
+    """The facade over the actors and read models (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: SQLiteEventStore,
+        read: ReadModelReader,
+        projector: Projector,
+        task_manager: TaskManager,
+        workers: list[Worker],
+        catalog: DatasetCatalog,
+        artifacts: ArtifactStore,
+        progress: dict[str, float],
+        executor: Executor | None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.read = read
+        self.projector = projector
+        self.task_manager = task_manager
+        self.workers = workers
+        self.catalog = catalog
+        self.artifacts = artifacts
+        self.progress = progress
+        self.executor = executor
+
+    # --- commands --------------------------------------------------------------------------------
+
+    async def submit(self, spec: TaskSpec, idempotency_key: str | None = None) -> TaskView:
+        """Validate and queue a backtest. Raises ``SpecError`` (every bad field) or
+        ``QueueFullError``/``MailboxFullError`` (retry later); nothing is appended then."""
+        if idempotency_key is not None:
+            if not 1 <= len(idempotency_key) <= 200:
+                raise SpecError("must be 1 to 200 characters", field="Idempotency-Key")
+            existing = await self.read.task_id_for_key(idempotency_key)
+            if existing is not None:
+                return await self.task(existing)
+        await validate(spec, self.catalog, max_bars=self.config.max_bars)
+        submitted: Submitted = await self.task_manager.ask(
+            lambda reply: SubmitTask(spec, idempotency_key, reply), wait_for_room=False
+        )
+        if submitted.existing:
+            await self.projector.wait_for(await self.store.last_position())
+        else:
+            await self.projector.wait_for(submitted.position)
+        return await self.task(submitted.task_id)
+
+    async def cancel(self, task_id: str, reason: str = "cancelled by user") -> TaskView:
+        """Cancel a queued or running task (DESIGN section 3). ``InvalidTransitionError`` for a
+        completed or failed one, ``TaskNotFoundError`` for an unknown id; cancelling a cancelled
+        task changes nothing."""
+        position: int = await self.task_manager.ask(
+            lambda reply: CancelTask(task_id, reason, reply)
+        )
+        await self.projector.wait_for(position or await self.store.last_position())
+        return await self.task(task_id)
+
+    async def drain(self) -> None:
+        """Return once no task is queued or running, every append is projected and every
+        artifact stored (burst mode, for tests and scripts)."""
+        while True:
+            await self.task_manager.wait_idle()
+            for worker in self.workers:
+                await worker.wait_uploads()
+            last = await self.store.last_position()
+            await self.projector.wait_for(last)
+            if self.task_manager.idle and await self.store.last_position() == last:
+                return
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    async def task(self, task_id: str) -> TaskView:
+        view = await self.read.task(task_id)
+        if view is None:
+            raise TaskNotFoundError(task_id)
+        return view
+
+    def task_json(self, view: TaskView) -> dict[str, Any]:
+        """The API representation with the live progress of a running task."""
+        live = self.progress.get(view.task_id) if view.status == "running" else None
+        return view.to_builtins(progress=live)
+
+    async def positions(self, task_id: str) -> list[PositionView]:
+        await self.task(task_id)
+        return await self.read.positions(task_id)
+
+    async def task_events(
+        self, task_id: str, *, after: int = 0, limit: int | None = None
+    ) -> list[StoredEvent]:
+        events = await self.store.read_stream(task_id, after_position=after, limit=limit)
+        if not events and after == 0:
+            raise TaskNotFoundError(task_id)
+        if not events:
+            await self.task(task_id)
+        return events
+
+    async def fills(self, task_id: str, *, offset: int = 0, limit: int = 100) -> list[StoredEvent]:
+        """The task's Filled events, ``offset`` to ``offset + limit`` (they are contiguous in its
+        stream, just before Completed)."""
+        view = await self.task(task_id)
+        if view.num_fills == 0 or offset >= view.num_fills:
+            return []
+        first_version = _first_fill_version(view)
+        events = await self.store.read_stream(
+            task_id,
+            after_version=first_version - 1 + offset,
+            limit=min(limit, view.num_fills - offset),
+        )
+        return [e for e in events if e.type == "Filled"]
+
+    async def equity(self, task_id: str) -> tuple[Any, Any]:
+        """(ts, equity) arrays of a completed task's equity curve."""
+        import io
+
+        import numpy as np
+
+        view = await self.task(task_id)
+        ref = view.artifacts.get("equity")
+        if ref is None:
+            raise ArtifactNotFoundError(f"tasks/{task_id}: no equity curve (status {view.status})")
+        data = await self.artifacts.get_bytes(ref.key, ref.sha256)
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+        return array["ts"], array["equity"]
+
+
+def _first_fill_version(view: TaskView) -> int:
+    """Fills are the ``num_fills`` events right before Completed (the view's last version)."""
+    return view.version - view.num_fills
+
+
+@asynccontextmanager
+async def _executor(config: Config, workers: int) -> AsyncIterator[Executor | None]:
+    if workers == 0:
+        yield None
+        return
+    async with config.executor(workers) as executor:
+        yield executor
+
+
+@asynccontextmanager
+async def open_system(config: Config) -> AsyncIterator[System]:
+    """Start everything; on exit, stop taking commands, let running backtests finish for up to
+    ``shutdown_grace_s`` (the rest are re-queued at the next start), and close the stores.
+
+    An error raised inside the ``async with`` block comes out as itself, not wrapped in the
+    exception groups of the task groups it passed through.
+    """
+    try:
+        async with _open_system(config) as system:
+            yield system
+    except BaseExceptionGroup as group:
+        single = _single(group)
+        if single is None:
+            raise
+        raise single from None
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception inside nested one-member groups, or None."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        if len(error.exceptions) != 1:
+            return None
+        error = error.exceptions[0]
+    return error
+
+
+@asynccontextmanager
+async def _open_system(config: Config) -> AsyncIterator[System]:
+    data = config.data_path
+    data.mkdir(parents=True, exist_ok=True)
+    artifacts = config.artifacts or LocalArtifactStore(data / "artifacts")
+    staging = data / "staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    catalog = DatasetCatalog(config.db, data, config.clock)
+    workers_count = (os.cpu_count() or 1) if config.workers is None else config.workers
+    supervisor = Supervisor(clock=config.clock)
+    progress: dict[str, float] = {}
+
+    async with open_sqlite_store(config.db, clock=config.clock) as store:
+        reader = await aiosqlite.Connection(lambda: connect_sync(config.db), iter_chunk_size=64)
+        try:
+            async with _executor(config, workers_count) as executor:
+                read = ReadModelReader(reader)
+                projector = Projector(store)
+
+                async def catch_up() -> None:
+                    await projector.wait_for(await store.last_position())
+
+                task_manager = TaskManager(
+                    store,
+                    read,
+                    config.ids,
+                    queue_capacity=config.queue_capacity,
+                    max_attempts=config.max_attempts,
+                    catch_up=catch_up,
+                )
+                workers = (
+                    []
+                    if executor is None
+                    else [
+                        Worker(
+                            f"w{n}",
+                            task_manager,
+                            executor,
+                            artifacts,
+                            catalog,
+                            staging,
+                            progress,
+                            max_bars=config.max_bars,
+                        )
+                        for n in range(1, workers_count + 1)
+                    ]
+                )
+                by_id = {w.worker_id: w for w in workers}
+
+                def abort(worker_id: str, task_id: str) -> None:
+                    worker = by_id.get(worker_id)
+                    if worker is not None:
+                        worker.tell_nowait(Abort(task_id))
+
+                task_manager.abort = abort
+                system = System(
+                    config,
+                    store,
+                    read,
+                    projector,
+                    task_manager,
+                    workers,
+                    catalog,
+                    artifacts,
+                    progress,
+                    executor,
+                )
+                async with anyio.create_task_group() as tg:
+                    await tg.start(supervisor.run, projector)
+                    await tg.start(supervisor.run, task_manager)
+                    for worker in workers:
+                        await tg.start(supervisor.run, worker)
+                    try:
+                        yield system
+                    finally:
+                        with anyio.CancelScope(shield=True):
+                            await _shutdown(system, config.shutdown_grace_s)
+                        tg.cancel_scope.cancel()
+        finally:
+            await reader.close()
+
+
+async def _shutdown(system: System, grace_s: float) -> None:
+    system.task_manager.stop_dispatching()
+    with anyio.move_on_after(grace_s):
+        await system.task_manager.wait_no_running()
+    for worker in system.workers:
+        with anyio.move_on_after(grace_s):
+            await worker.wait_uploads()
+    last = await system.store.last_position()
+    with anyio.move_on_after(grace_s):
+        await system.projector.wait_for(last)

@@ -1,0 +1,158 @@
+"""Checking a submitted spec against the rules msgspec cannot see, and resolving its data.
+
+msgspec checks the shape and per-field bounds while decoding (``coinbt.events.spec``); this module
+checks what needs the strategy registry and the dataset catalogue: an unknown strategy, bad
+parameters (types, ranges, fast >= slow), no data or both kinds, an unknown dataset, an empty range,
+a window longer than the data, too many synthetic bars. Every problem is a ``FieldError`` with the
+field's path, and all of them are reported at once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from coinbt.datasets import DatasetCatalog
+from coinbt.errors import CoinbtError, DataError, DatasetNotFoundError, FieldError, SpecError
+from coinbt.events import TaskSpec
+
+__all__ = ("DEFAULT_MAX_BARS", "DataPlan", "decode_spec", "resolve", "validate")
+
+DEFAULT_MAX_BARS = 10_000_000
+SYNTHETIC_SYMBOL = "SYNTH"
+
+
+@dataclass(frozen=True, slots=True)
+class DataPlan:
+    """Where a task's bars come from and how many there are."""
+
+    symbol: str
+    bars: int
+    dataset_path: Path | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
+
+
+_json_decoder = msgspec.json.Decoder(TaskSpec)
+
+
+def decode_spec(body: bytes) -> TaskSpec:
+    """Decode a JSON spec: ``SpecError`` naming the field for a wrong shape or bound.
+
+    Malformed JSON raises ``msgspec.DecodeError`` (not a ``ValidationError``), which the HTTP layer
+    answers with 400 rather than 422.
+    """
+    try:
+        return _json_decoder.decode(body)
+    except msgspec.ValidationError as e:
+        raise SpecError([field_error(e)]) from e
+
+
+def field_error(error: msgspec.ValidationError) -> FieldError:
+    """``Expected `int`, got `str` - at `$.params.fast``` -> FieldError("params.fast", ...)."""
+    text = str(error)
+    message, sep, where = text.rpartition(" - at `")
+    if not sep:
+        return FieldError("", text)
+    path = where.rstrip("`").removeprefix("$").lstrip(".").replace("[...]", "")
+    return FieldError(path, message)
+
+
+async def validate(spec: TaskSpec, catalog: DatasetCatalog, *, max_bars: int) -> DataPlan:
+    """Check every rule; raise one ``SpecError`` listing every bad field, or return the data."""
+    from coinbt.engine import STRATEGIES
+
+    errors: list[FieldError] = []
+    strategy = STRATEGIES.get(spec.strategy)
+    if strategy is None:
+        known = ", ".join(sorted(STRATEGIES))
+        errors.append(FieldError("strategy", f"unknown strategy {spec.strategy!r}; known: {known}"))
+    for name in ("cash", "fee_bps", "slippage_bps", "timeout_s"):
+        if not math.isfinite(getattr(spec, name)):
+            errors.append(FieldError(name, "must be a finite number"))
+    plan: DataPlan | None = None
+    try:
+        plan = await resolve(spec, catalog, max_bars=max_bars)
+    except SpecError as e:
+        errors.extend(e.errors)
+    if strategy is not None:
+        try:
+            params = strategy.validate(spec.params)
+        except SpecError as e:
+            errors.extend(e.errors)
+        else:
+            needed = strategy.min_bars(params)
+            if plan is not None and plan.bars < needed:
+                errors.append(
+                    FieldError(
+                        "data",
+                        f"{spec.strategy} with these parameters needs at least {needed} bars; "
+                        f"the data has {plan.bars}",
+                    )
+                )
+    if errors:
+        raise SpecError(errors)
+    assert plan is not None
+    return plan
+
+
+async def resolve(spec: TaskSpec, catalog: DatasetCatalog, *, max_bars: int) -> DataPlan:
+    """The data a spec names: synthetic parameters, or a dataset file and its time range."""
+    data = spec.data
+    if (data.dataset is None) == (data.synthetic is None):
+        raise SpecError("give exactly one of 'dataset' and 'synthetic'", field="data")
+    if data.synthetic is not None:
+        if data.start is not None or data.end is not None:
+            raise SpecError("start/end apply to datasets, not to synthetic data", field="data")
+        synthetic = data.synthetic
+        if synthetic.bars > max_bars:
+            raise SpecError(f"at most {max_bars:,} bars", field="data.synthetic.bars")
+        from coinbt.engine import parse_interval
+
+        try:
+            parse_interval(synthetic.interval)
+        except (DataError, SpecError, ValueError) as e:
+            raise SpecError(str(e), field="data.synthetic.interval") from e
+        return DataPlan(symbol=SYNTHETIC_SYMBOL, bars=synthetic.bars)
+    assert data.dataset is not None
+    try:
+        info = await catalog.get(data.dataset)
+    except DatasetNotFoundError as e:
+        raise SpecError(str(e), field="data.dataset") from e
+    start_ms = None if data.start is None else int(data.start.timestamp() * 1000)
+    end_ms = None if data.end is None else int(data.end.timestamp() * 1000)
+    if start_ms is not None and end_ms is not None and start_ms >= end_ms:
+        raise SpecError("start must be before end", field="data.start")
+    bars = await _count(catalog.path_of(info), start_ms, end_ms, info.rows)
+    if bars == 0:
+        raise SpecError(
+            f"dataset {info.name!r} has no bars between the given start and end "
+            f"(it covers {info.start_ms} to {info.end_ms} epoch ms)",
+            field="data.start" if start_ms is not None else "data.end",
+        )
+    return DataPlan(
+        symbol=info.symbol,
+        bars=bars,
+        dataset_path=catalog.path_of(info),
+        start_ms=start_ms,
+        end_ms=end_ms,
+    )
+
+
+async def _count(path: Path, start_ms: int | None, end_ms: int | None, rows: int) -> int:
+    if start_ms is None and end_ms is None:
+        return rows
+    import anyio
+
+    def count() -> int:
+        from coinbt.engine import load_bars
+
+        try:
+            return len(load_bars(path).slice(start_ms, end_ms))
+        except CoinbtError:
+            return 0
+
+    return await anyio.to_thread.run_sync(count)

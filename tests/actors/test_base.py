@@ -1,0 +1,119 @@
+"""The actor layer: tell and ask, backpressure, supervision, crash loops, draining on shutdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anyio
+import pytest
+from anyio.abc import TaskGroup
+
+from coinbt.actors.base import Actor, ActorCrashLoopError, MailboxFullError, Reply, Supervisor
+from coinbt.clock import ManualClock
+from coinbt.errors import ShuttingDownError
+
+
+@dataclass
+class Add:
+    amount: int
+    reply: Reply[int] | None = None
+
+
+class Counter(Actor[Add]):
+    name = "counter"
+
+    def __init__(self, capacity: int = 8) -> None:
+        super().__init__(capacity)
+        self.total = 0
+        self.starts = 0
+        self.stopped = False
+
+    async def on_start(self, tg: TaskGroup) -> None:
+        self.starts += 1
+        self.total = 0  # state is reloaded on every (re)start
+
+    async def on_stop(self) -> None:
+        self.stopped = True
+
+    async def handle(self, message: Add) -> None:
+        if message.amount < 0:
+            raise ValueError("negative amounts are a bug")
+        self.total += message.amount
+        if message.reply is not None:
+            message.reply.set(self.total)
+
+
+async def test_tell_and_ask() -> None:
+    counter = Counter()
+    async with anyio.create_task_group() as tg:
+        await tg.start(Supervisor().run, counter)
+        await counter.tell(Add(2))
+        assert await counter.ask(lambda reply: Add(3, reply)) == 5
+        counter.close()
+    assert counter.stopped
+
+
+async def test_shutdown_drains_queued_messages() -> None:
+    counter = Counter(capacity=100)
+    async with anyio.create_task_group() as tg:
+        for _ in range(50):
+            counter.tell_nowait(Add(1))
+        counter.close()
+        await tg.start(Supervisor().run, counter)
+    assert counter.total == 50
+    with pytest.raises(ShuttingDownError):
+        await counter.tell(Add(1))
+
+
+async def test_full_mailbox_is_backpressure() -> None:
+    counter = Counter(capacity=2)  # not started: nothing drains it
+    counter.tell_nowait(Add(1))
+    counter.tell_nowait(Add(1))
+    with pytest.raises(MailboxFullError, match="overloaded"):
+        counter.tell_nowait(Add(1))
+    assert counter.queued == 2
+    counter.dispose()
+
+
+async def test_a_failing_actor_is_restarted_and_the_asker_gets_the_error() -> None:
+    counter = Counter()
+    supervisor = Supervisor(clock=ManualClock())
+    async with anyio.create_task_group() as tg:
+        await tg.start(supervisor.run, counter)
+        assert await counter.ask(lambda reply: Add(4, reply)) == 4
+        with pytest.raises(ValueError, match="negative"):
+            await counter.ask(lambda reply: Add(-1, reply))
+        # Restarted: state reloaded, later messages are served.
+        assert await counter.ask(lambda reply: Add(1, reply)) == 1
+        counter.close()
+    assert counter.starts == 2
+    assert supervisor.restarts == {"counter": 1}
+
+
+async def test_a_crash_loop_stops_the_system_with_a_clear_error() -> None:
+    counter = Counter(capacity=20)
+    supervisor = Supervisor(clock=ManualClock(), max_restarts=3, window_s=10)
+    for _ in range(5):
+        counter.tell_nowait(Add(-1))
+    with pytest.raises(ExceptionGroup) as info:
+        async with anyio.create_task_group() as tg:
+            await tg.start(supervisor.run, counter)
+    [error] = info.value.exceptions
+    assert isinstance(error, ActorCrashLoopError)
+    assert "counter failed 4 times" in str(error)
+    assert "negative amounts are a bug" in str(error)
+
+
+async def test_restarts_outside_the_window_are_forgiven() -> None:
+    clock = ManualClock()
+    counter = Counter(capacity=20)
+    supervisor = Supervisor(clock=clock, max_restarts=1, window_s=10)
+    async with anyio.create_task_group() as tg:
+        await tg.start(supervisor.run, counter)
+        for _ in range(4):
+            with pytest.raises(ValueError, match="negative"):
+                await counter.ask(lambda reply: Add(-1, reply))
+            clock.advance(11)
+        assert await counter.ask(lambda reply: Add(7, reply)) == 7
+        counter.close()
+    assert supervisor.restarts == {"counter": 4}

@@ -1,0 +1,140 @@
+"""``coinbt replay``, ``coinbt audit verify|show`` and ``coinbt migrate`` on real databases."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from coinbt.cli import main
+from coinbt.projections.sqlite import decode_task
+from coinbt.store.migrations import LATEST
+from tests.system import system_factory, tiny
+
+
+@pytest.fixture
+async def workload(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A database after a small mixed workload: completed and cancelled tasks."""
+    open_system = system_factory(tmp_path)
+    async with open_system(workers=0) as system:
+        cancelled = await system.submit(tiny(seed=9))
+        await system.cancel(cancelled.task_id)
+    async with open_system(workers=2) as system:
+        done = [await system.submit(tiny(seed=n)) for n in range(1, 4)]
+        await system.drain()
+    return tmp_path / "coinbt.db", [cancelled.task_id] + [v.task_id for v in done]
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_replay_verify_matches_then_catches_a_drifted_read_model(
+    workload: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, task_ids = workload
+    code, out, _ = run(capsys, "replay", "--db", str(db), "--verify")
+    assert code == 0
+    assert "read models match the log" in out
+    # Drift one read-model row behind the projector's back.
+    conn = sqlite3.connect(db, isolation_level=None)
+    blob = conn.execute("SELECT view FROM tasks WHERE task_id = ?", (task_ids[1],)).fetchone()[0]
+    view = msgspec.structs.replace(decode_task(blob), status="failed")
+    conn.execute(
+        "UPDATE tasks SET view = ? WHERE task_id = ?", (msgspec.msgpack.encode(view), task_ids[1])
+    )
+    conn.close()
+    code, out, _ = run(capsys, "replay", "--db", str(db), "--verify", "--json")
+    assert code == 1
+    report = json.loads(out)
+    assert not report["ok"]
+    assert [d["key"] for d in report["differences"]] == [task_ids[1]]
+    # A plain replay rebuilds the read models from the log.
+    code, out, _ = run(capsys, "replay", "--db", str(db))
+    assert code == 0
+    assert "rebuilt the read models" in out
+    assert run(capsys, "replay", "--db", str(db), "--verify")[0] == 0
+
+
+def test_audit_verify_names_the_tampered_position(
+    workload: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, _ = workload
+    code, out, _ = run(capsys, "audit", "verify", "--db", str(db))
+    assert code == 0
+    assert out.startswith("ok:")
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("DROP TRIGGER events_no_update")
+    conn.execute("UPDATE events SET data = CAST(data AS BLOB) || x'00' WHERE position = 7")
+    conn.close()
+    code, out, _ = run(capsys, "audit", "verify", "--db", str(db))
+    assert code == 1
+    assert "first bad position 7" in out
+    code, out, _ = run(capsys, "audit", "verify", "--db", str(db), "--json")
+    assert json.loads(out)["first_bad_position"] == 7
+
+
+def test_audit_show_prints_a_tasks_history(
+    workload: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, task_ids = workload
+    code, out, _ = run(capsys, "audit", "show", task_ids[0], "--db", str(db))
+    assert code == 0
+    assert "Queued" in out
+    assert "Cancelled" in out
+    code, out, _ = run(capsys, "audit", "show", task_ids[1], "--db", str(db), "--json")
+    events = json.loads(out)
+    assert events[0]["type"] == "Queued"
+    assert events[-1]["type"] == "Completed"
+    assert set(events[0]) == {
+        "position",
+        "stream_id",
+        "version",
+        "type",
+        "recorded_at",
+        "data",
+        "hash",
+    }
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["replay", "--db", "{missing}"], id="replay-missing-db"),
+        pytest.param(["audit", "verify", "--db", "{missing}"], id="audit-missing-db"),
+        pytest.param(["audit", "show", "nope", "--db", "{db}"], id="show-unknown-task"),
+        pytest.param(["audit", "verify", "--db", "{notes}"], id="not-a-database"),
+        pytest.param(["replay", "--bogus"], id="unknown-flag"),
+        pytest.param(["audit"], id="missing-action"),
+    ],
+)
+def test_bad_input_exits_2_without_traceback(
+    workload: tuple[Path, list[str]], tmp_path: Path, args: list[str]
+) -> None:
+    db, _ = workload
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database\n" * 100)
+    argv = [a.format(missing=tmp_path / "missing.db", db=db, notes=notes) for a in args]
+    done = subprocess.run(
+        [sys.executable, "-m", "coinbt", *argv], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip()
+
+
+def test_migrate_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "new.db"
+    code, out, _ = run(capsys, "migrate", "--db", str(db))
+    assert code == 0
+    assert f"now at {LATEST}" in out
+    code, out, _ = run(capsys, "migrate", "--db", str(db))
+    assert code == 0
+    assert "nothing to do" in out
