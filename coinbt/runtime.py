@@ -103,9 +103,10 @@ class System:
             existing = await self.read.task_id_for_key(idempotency_key)
             if existing is not None:
                 return await self.task(existing)
-        await validate(spec, self.catalog, max_bars=self.config.max_bars)
+        plan = await validate(spec, self.catalog, max_bars=self.config.max_bars)
         submitted: Submitted = await self.task_manager.ask(
-            lambda reply: SubmitTask(spec, idempotency_key, reply), wait_for_room=False
+            lambda reply: SubmitTask(spec, idempotency_key, reply, bars=plan.bars),
+            wait_for_room=False,
         )
         if submitted.existing:
             await self.projector.wait_for(await self.store.last_position())

@@ -54,6 +54,10 @@ __all__ = (
 
 log = logging.getLogger("coinbt.task_manager")
 
+SMALL_BARS = 50_000
+"""Tasks on at most this many bars run in milliseconds: a worker may claim many at once (one
+group commit starts them all). A larger task is claimed alone."""
+
 
 @dataclass(frozen=True, slots=True)
 class Submitted:
@@ -75,6 +79,7 @@ class SubmitTask:
     spec: TaskSpec
     idempotency_key: str | None
     reply: Reply[Submitted]
+    bars: int | None = None  # the size of its data, if known (small tasks are batched)
 
 
 @dataclass(slots=True)
@@ -87,8 +92,11 @@ class CancelTask:
 
 @dataclass(slots=True)
 class ClaimTask:
+    """A worker asks for work: one task, or up to ``max_tasks`` small ones (see ``SMALL_BARS``)."""
+
     worker_id: str
-    reply: Reply[Claim]
+    reply: Reply[list[Claim]]
+    max_tasks: int = 1
 
 
 @dataclass(slots=True)
@@ -155,6 +163,7 @@ class TaskManager(Actor[Message]):
         self._running: dict[str, str] = {}  # task id -> worker id
         self._claims: deque[ClaimTask] = deque()
         self._keys: dict[str, str] = {}
+        self._small: set[str] = set()  # queued tasks known to be small
         self._chains: dict[str, _Chain] = {}
         self._changed = anyio.Event()
 
@@ -262,6 +271,8 @@ class TaskManager(Actor[Message]):
         state = TaskState(task_id=task_id)
         events = decide(state, Submit(message.spec, key))
         self._track(_evolve_all(state, events))
+        if message.bars is not None and message.bars <= SMALL_BARS:
+            self._small.add(task_id)
 
         def done(stored: list[StoredEvent] | None, error: CoinbtError | None) -> None:
             if error is not None:
@@ -338,34 +349,56 @@ class TaskManager(Actor[Message]):
         self._append(task_id, events, message.started_version, done)
 
     def _dispatch(self) -> None:
-        """Give queued tasks, oldest first, to waiting workers."""
+        """Give queued tasks, oldest first, to waiting workers: a large task alone, or a run of
+        consecutive small tasks up to the claim's ``max_tasks``."""
         while not self._stopping and self._claims and self._queue:
-            task_id = self._queue.popleft()
-            if task_id not in self._queued:
-                continue  # cancelled while queued
             claim = self._claims.popleft()
             if claim.reply.done:  # the worker stopped waiting
-                self._queue.appendleft(task_id)
                 continue
-            self._start(task_id, claim)
+            batch: list[str] = []
+            while self._queue and len(batch) < claim.max_tasks:
+                task_id = self._queue[0]
+                if task_id not in self._queued:
+                    self._queue.popleft()  # cancelled while queued
+                    continue
+                if batch and task_id not in self._small:
+                    break  # a large task waits for a claim of its own
+                self._queue.popleft()
+                batch.append(task_id)
+                if task_id not in self._small:
+                    break
+            if not batch:
+                self._claims.appendleft(claim)
+                return
+            self._start(batch, claim)
 
-    def _start(self, task_id: str, claim: ClaimTask) -> None:
-        state = self._states[task_id]
-        events = decide(state, Start(claim.worker_id))
-        started = _evolve_all(state, events)
-        self._queued.discard(task_id)
-        self._running[task_id] = claim.worker_id
-        self._states[task_id] = started
-        assert started.spec is not None
-        spec = started.spec
+    def _start(self, task_ids: list[str], claim: ClaimTask) -> None:
+        claims: list[Claim | None] = [None] * len(task_ids)
+        remaining = [len(task_ids)]
+        for index, task_id in enumerate(task_ids):
+            state = self._states[task_id]
+            events = decide(state, Start(claim.worker_id))
+            started = _evolve_all(state, events)
+            self._queued.discard(task_id)
+            self._small.discard(task_id)
+            self._running[task_id] = claim.worker_id
+            self._states[task_id] = started
+            assert started.spec is not None
+            granted = Claim(task_id, started.spec, started.attempt, started.version)
 
-        def done(stored: list[StoredEvent] | None, error: CoinbtError | None) -> None:
-            if error is not None:
-                claim.reply.fail(error)
-            else:
-                claim.reply.set(Claim(task_id, spec, started.attempt, started.version))
+            def done(
+                stored: list[StoredEvent] | None,
+                error: CoinbtError | None,
+                index: int = index,
+                granted: Claim = granted,
+            ) -> None:
+                if error is None:
+                    claims[index] = granted
+                remaining[0] -= 1
+                if remaining[0] == 0:  # every Started is committed (or refused): answer
+                    claim.reply.set([c for c in claims if c is not None])
 
-        self._append(task_id, events, state.version, done)
+            self._append(task_id, events, state.version, done)
 
     def _settle(self, state: TaskState) -> None:
         """Record a decided state; a finished task leaves the queue and the running set."""

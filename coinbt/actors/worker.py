@@ -9,7 +9,6 @@ Progress goes to a shared dict the read side overlays on the status read model (
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +48,7 @@ class Worker(Actor[Abort]):
         progress: dict[str, float],
         *,
         max_bars: int,
+        batch: int = 64,
     ) -> None:
         super().__init__(capacity=64)
         self.name = f"worker-{worker_id}"
@@ -64,14 +64,15 @@ class Worker(Actor[Abort]):
         self._scope: anyio.CancelScope | None = None
         self._aborted: set[str] = set()
         self._tg: TaskGroup | None = None
-        self._uploads = 0
-        self._uploads_done = anyio.Event()
+        self._pending = 0  # outcomes being reported / artifacts being stored
+        self._pending_done = anyio.Event()
+        self._batch = batch
         self.busy = False
 
     async def wait_uploads(self) -> None:
-        """Return once every artifact of a finished run is in the artifact store."""
-        while self._uploads:
-            await self._uploads_done.wait()
+        """Return once every finished run is reported and its artifacts are in the store."""
+        while self._pending:
+            await self._pending_done.wait()
 
     async def on_start(self, tg: TaskGroup) -> None:
         self._tg = tg
@@ -86,35 +87,38 @@ class Worker(Actor[Abort]):
     async def _work(self) -> None:
         while True:
             try:
-                claim: Claim = await self._tm.ask(lambda reply: ClaimTask(self.worker_id, reply))
+                claims: list[Claim] = await self._tm.ask(
+                    lambda reply: ClaimTask(self.worker_id, reply, self._batch)
+                )
             except ShuttingDownError:
                 return
             except CoinbtError as e:
                 log.warning("%s: claiming a task failed (%s); asking again", self.name, e)
                 await anyio.sleep(0.05)
                 continue
-            if claim.task_id in self._aborted:
-                self._aborted.discard(claim.task_id)
-                continue
-            self.busy = True
-            try:
-                await self._run(claim)
-            finally:
-                self.busy = False
-                self._progress.pop(claim.task_id, None)
+            for claim in claims:
+                if claim.task_id in self._aborted:
+                    self._aborted.discard(claim.task_id)
+                    continue
+                self.busy = True
+                try:
+                    await self._run(claim)
+                finally:
+                    self.busy = False
+                    self._progress.pop(claim.task_id, None)
 
     async def _run(self, claim: Claim) -> None:
+        """Run one claimed task; report its outcome in the background and go on."""
         task_id, spec = claim.task_id, claim.spec
-        out_dir = self._staging / f"{task_id}-{claim.attempt}"
+        out = self._staging / f"{task_id}-{claim.attempt}"
         outcome: Complete | Fail | None = None
         result: JobResult | None = None
         try:
             plan = await resolve(spec, self._catalog, max_bars=self._max_bars)
-            job = _job(claim, plan, out_dir)
+            job = _job(claim, plan, out)
         except CoinbtError as e:  # e.g. the dataset vanished since the submission
             outcome = Fail(str(e), e.code)
         else:
-            self._progress[task_id] = 0.0
             with anyio.CancelScope() as scope:
                 self._current, self._scope = task_id, scope
                 with anyio.move_on_after(spec.timeout_s) as deadline:
@@ -126,21 +130,12 @@ class Worker(Actor[Abort]):
                     outcome = Fail(f"timed out after {spec.timeout_s:g} s", "timeout")
             self._current, self._scope = None, None
             if scope.cancelled_caught:  # aborted: the task is already recorded as cancelled
-                shutil.rmtree(out_dir, ignore_errors=True)
-                return
-            if result is not None:
+                outcome = None
+            elif result is not None:
                 outcome = _complete(task_id, claim.attempt, plan, result)
-        assert outcome is not None
-        try:
-            await self._tm.ask(lambda reply: FinishTask(task_id, claim.version, outcome, reply))
-        except CoinbtError as e:  # refused: cancelled meanwhile; the late result is discarded
-            log.info("%s: result of %s discarded: %s", self.name, task_id, e)
-            shutil.rmtree(out_dir, ignore_errors=True)
-            return
-        if result is not None and isinstance(outcome, Complete):
-            assert self._tg is not None
-            self._uploads += 1
-            self._tg.start_soon(self._store_artifacts, outcome.completed, result, out_dir)
+        self._pending += 1
+        assert self._tg is not None
+        self._tg.start_soon(self._report, claim, outcome, result)
 
     def _progress_of(self, task_id: str) -> Callable[[float], None]:
         progress = self._progress
@@ -150,34 +145,56 @@ class Worker(Actor[Abort]):
 
         return report
 
-    async def _store_artifacts(
-        self, completed: Completed, result: JobResult, out_dir: Path
+    async def _report(
+        self, claim: Claim, outcome: Complete | Fail | None, result: JobResult | None
     ) -> None:
-        """Move the run's files into the artifact store, retrying with backoff.
+        """Tell the TaskManager the outcome, then move the artifacts into the store.
 
-        The task is already completed (its Completed event names each artifact's key and sha256);
-        a failing store delays the artifacts, it never fails the task.
+        A completed task's Completed event names each artifact's key and sha256 before the files
+        move, so a failing artifact store delays the artifacts (retried with backoff); it never
+        fails the task. A refused outcome (the task was cancelled meanwhile) is discarded.
         """
+        files = [Path(a.path) for a in result.artifacts.values()] if result is not None else []
         try:
-            for name, ref in completed.artifacts.items():
-                path = Path(result.artifacts[name].path)
-                delay = 0.5
-                for attempt in range(1, 9):
-                    try:
-                        await self._artifacts.put_file(ref.key, path)
-                        break
-                    except CoinbtError as e:
-                        log.warning("storing %s failed (attempt %d): %s", ref.key, attempt, e)
-                        await anyio.sleep(delay)
-                        delay = min(delay * 2, 30.0)
-            shutil.rmtree(out_dir, ignore_errors=True)
+            accepted = False
+            if outcome is not None:
+                task_id = claim.task_id
+                try:
+                    await self._tm.ask(
+                        lambda reply: FinishTask(task_id, claim.version, outcome, reply)
+                    )
+                    accepted = True
+                except CoinbtError as e:
+                    log.info("%s: result of %s discarded: %s", self.name, task_id, e)
+            if accepted and result is not None and isinstance(outcome, Complete):
+                for name, ref in outcome.completed.artifacts.items():
+                    await self._store_artifact(ref, Path(result.artifacts[name].path))
         finally:
-            self._uploads -= 1
-            self._uploads_done.set()
-            self._uploads_done = anyio.Event()
+            if files:
+                await anyio.to_thread.run_sync(_remove, files)
+            self._pending -= 1
+            self._pending_done.set()
+            self._pending_done = anyio.Event()
+
+    async def _store_artifact(self, ref: ArtifactRef, path: Path) -> None:
+        delay = 0.5
+        for attempt in range(1, 9):
+            try:
+                await self._artifacts.put_file(ref.key, path, ref.sha256)
+                return
+            except CoinbtError as e:
+                log.warning("storing %s failed (attempt %d): %s", ref.key, attempt, e)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        log.error("giving up on storing %s; the file stays at %s", ref.key, path)
 
 
-def _job(claim: Claim, plan: DataPlan, out_dir: Path) -> Job:
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def _job(claim: Claim, plan: DataPlan, out: Path) -> Job:
     spec = claim.spec
     return Job(
         task_id=claim.task_id,
@@ -189,7 +206,7 @@ def _job(claim: Claim, plan: DataPlan, out_dir: Path) -> Job:
         slippage_bps=spec.slippage_bps,
         fill=spec.fill,
         symbol=plan.symbol,
-        out_dir=str(out_dir),
+        out_dir=str(out),
         synthetic=spec.data.synthetic,
         dataset_path=None if plan.dataset_path is None else str(plan.dataset_path),
         start_ms=plan.start_ms,
@@ -204,7 +221,7 @@ def _complete(task_id: str, attempt: int, plan: DataPlan, result: JobResult) -> 
         for bar, ts, side, qty, price, fee in result.fills
     ]
     artifacts = {
-        name: ArtifactRef(key=f"tasks/{task_id}/{attempt}/{name}.npy", sha256=a.sha256, size=a.size)
+        name: ArtifactRef(key=f"tasks/{task_id}-{attempt}-{name}.npy", sha256=a.sha256, size=a.size)
         for name, a in result.artifacts.items()
     }
     completed = Completed(

@@ -19,8 +19,9 @@ class ArtifactStore(Protocol):
 
     url: str
 
-    async def put_file(self, key: str, path: Path) -> ArtifactRef:
-        """Store the file at ``path`` under ``key`` (the file may be moved away)."""
+    async def put_file(self, key: str, path: Path, sha256: str | None = None) -> ArtifactRef:
+        """Store the file at ``path`` under ``key`` (the file may be moved away). ``sha256``, if
+        the caller already knows it, saves reading the file again."""
         ...
 
     async def put_bytes(self, key: str, data: bytes) -> ArtifactRef:

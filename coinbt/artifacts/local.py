@@ -41,18 +41,27 @@ class LocalArtifactStore:
         self.root = Path(root)
         self.url = f"file://{self.root.resolve()}"
         self._tmp = self.root / ".incoming"
+        self._dirs: set[Path] = set()
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    async def put_file(self, key: str, path: Path) -> ArtifactRef:
-        return await anyio.to_thread.run_sync(self._put_file, key, path)
+    async def put_file(self, key: str, path: Path, sha256: str | None = None) -> ArtifactRef:
+        return await anyio.to_thread.run_sync(self._put_file, key, path, sha256)
 
-    def _put_file(self, key: str, path: Path) -> ArtifactRef:
+    def _mkdir(self, directory: Path) -> None:
+        if directory not in self._dirs:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(directory)
+
+    def _put_file(self, key: str, path: Path, sha256: str | None = None) -> ArtifactRef:
         target = self._path(key)
         try:
-            sha, size = sha256_file(path)
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if sha256 is None:
+                sha, size = sha256_file(path)
+            else:
+                sha, size = sha256, path.stat().st_size
+            self._mkdir(target.parent)
             try:
                 os.replace(path, target)  # same filesystem: atomic
             except OSError:
@@ -68,7 +77,7 @@ class LocalArtifactStore:
     def _put_bytes(self, key: str, data: bytes) -> ArtifactRef:
         target = self._path(key)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            self._mkdir(target.parent)
             os.replace(self._stage(data), target)
         except OSError as e:
             raise ArtifactError(f"cannot store artifact {key!r}: {e}") from e

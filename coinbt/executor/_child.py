@@ -34,6 +34,8 @@ def child_main(conn: Connection) -> None:
         except (EOFError, OSError):
             return
         job = _job_decoder.decode(data)
+        global _last_progress
+        _last_progress = time.monotonic()  # a job that ends within PROGRESS_EVERY_S sends none
         try:
             result = execute(job, lambda fraction: _progress(conn, fraction))
         except CoinbtError as e:
@@ -51,8 +53,8 @@ _last_progress = 0.0
 def _progress(conn: Connection, fraction: float) -> None:
     global _last_progress
     now = time.monotonic()
-    if fraction < 1.0 and now - _last_progress < PROGRESS_EVERY_S:
-        return
+    if fraction >= 1.0 or now - _last_progress < PROGRESS_EVERY_S:
+        return  # the result itself says 100 %
     _last_progress = now
     conn.send_bytes(_encoder.encode(["progress", fraction]))
 
@@ -78,8 +80,7 @@ def execute(job: Job, progress: Any = None) -> JobResult:
         fill=job.fill,
     )
     result = run(spec, bars, progress=progress)
-    out = Path(job.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(job.out_dir)  # files are named <out_dir>-equity.npy etc.: no directory per job
     equity = np.empty(len(bars), dtype=[("ts", "<i8"), ("equity", "<f8")])
     equity["ts"] = bars.ts
     equity["equity"] = result.equity
@@ -106,8 +107,8 @@ def execute(job: Job, progress: Any = None) -> JobResult:
         last_close=float(result.last_close),
         bars=len(bars),
         artifacts={
-            "equity": _save(out / "equity.npy", equity),
-            "fills": _save(out / "fills.npy", fills),
+            "equity": _save(out.with_name(f"{out.name}-equity.npy"), equity),
+            "fills": _save(out.with_name(f"{out.name}-fills.npy"), fills),
         },
     )
 
@@ -123,11 +124,15 @@ FILL_DTYPE = [
 
 
 def _save(path: Path, array: Any) -> ProducedArtifact:
+    import io
+
     import numpy as np
 
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    data = buffer.getbuffer()
     with path.open("wb") as f:
-        np.save(f, array, allow_pickle=False)
-    data = path.read_bytes()
+        f.write(data)
     return ProducedArtifact(
         path=os.fspath(path), sha256=hashlib.sha256(data).hexdigest(), size=len(data)
     )

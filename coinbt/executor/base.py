@@ -25,7 +25,7 @@ class Job(msgspec.Struct, frozen=True):
     slippage_bps: float
     fill: str
     symbol: str
-    out_dir: str  # where the run writes its artifact files
+    out_dir: str  # the run writes its artifact files as <out_dir>-<name>.npy
     synthetic: SyntheticSpec | None = None
     dataset_path: str | None = None
     start_ms: int | None = None

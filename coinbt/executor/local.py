@@ -109,8 +109,6 @@ class LocalProcessExecutor:
         self._running[job.task_id] = slot
         self._started.set()
         self._started = anyio.Event()
-        self._exited: dict[int, anyio.Event] = {}
-        self._dying: set[_Slot] = set()
         healthy = False
         try:
             slot.conn.send_bytes(_encoder.encode(job))
