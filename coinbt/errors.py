@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = (
+    "ActorCrashLoopError",
     "ArtifactError",
     "ArtifactIntegrityError",
     "ArtifactNotFoundError",
@@ -24,14 +25,18 @@ __all__ = (
     "DatasetNotFoundError",
     "EmptyAppendError",
     "FieldError",
+    "InvalidRequestError",
     "InvalidTransitionError",
+    "MailboxFullError",
     "NotADatabaseError",
+    "PayloadTooLargeError",
     "QueueFullError",
     "RunCancelledError",
     "SchemaTooNewError",
     "ShuttingDownError",
     "SpecError",
     "TaskNotFoundError",
+    "UnauthorizedError",
     "UnknownEventTypeError",
 )
 
@@ -162,6 +167,18 @@ class QueueFullError(CoinbtError):
         super().__init__(f"the run queue is full ({capacity} tasks waiting); retry later")
 
 
+class MailboxFullError(CoinbtError):
+    """An actor's mailbox is full (backpressure); retry later."""
+
+    code = "overloaded"
+
+
+class ActorCrashLoopError(CoinbtError):
+    """An actor kept failing; the system stopped."""
+
+    code = "crash_loop"
+
+
 class ShuttingDownError(CoinbtError):
     """The service is stopping and takes no new commands."""
 
@@ -240,6 +257,37 @@ class DatasetNotFoundError(CoinbtError, LookupError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"no dataset named {name!r}")
+
+
+# --- requests ------------------------------------------------------------------------------------
+
+
+class InvalidRequestError(CoinbtError, ValueError):
+    """A request is malformed: bad JSON, a bad query parameter, a bad path parameter."""
+
+    code = "invalid_request"
+
+    def __init__(self, message: str, field: str | None = None, code: str | None = None) -> None:
+        self.field = field
+        if code is not None:
+            self.code = code
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+class UnauthorizedError(CoinbtError):
+    """A missing or wrong API token."""
+
+    code = "unauthorized"
+
+
+class PayloadTooLargeError(CoinbtError):
+    """A request body over the limit."""
+
+    code = "payload_too_large"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"the request body is larger than the limit of {limit:,} bytes")
 
 
 # --- artifacts and backups -----------------------------------------------------------------------

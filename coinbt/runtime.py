@@ -30,6 +30,7 @@ from coinbt.errors import ArtifactNotFoundError, SpecError, TaskNotFoundError
 from coinbt.events import StoredEvent, TaskSpec
 from coinbt.executor.base import Executor
 from coinbt.executor.local import open_local_executor
+from coinbt.projections.live import LiveProgress
 from coinbt.projections.positions import PositionView
 from coinbt.projections.sqlite import ReadModelReader
 from coinbt.projections.status import TaskView
@@ -78,7 +79,7 @@ class System:
         workers: list[Worker],
         catalog: DatasetCatalog,
         artifacts: ArtifactStore,
-        progress: dict[str, float],
+        progress: LiveProgress,
         executor: Executor | None,
     ) -> None:
         self.config = config
@@ -244,7 +245,7 @@ async def _open_system(config: Config) -> AsyncIterator[System]:
     catalog = DatasetCatalog(config.db, data, config.clock)
     workers_count = (os.cpu_count() or 1) if config.workers is None else config.workers
     supervisor = Supervisor(clock=config.clock)
-    progress: dict[str, float] = {}
+    progress = LiveProgress()
 
     async with open_sqlite_store(config.db, clock=config.clock) as store:
         reader = await aiosqlite.Connection(lambda: connect_sync(config.db), iter_chunk_size=64)
@@ -311,6 +312,8 @@ async def _open_system(config: Config) -> AsyncIterator[System]:
                     finally:
                         with anyio.CancelScope(shield=True):
                             await _shutdown(system, config.shutdown_grace_s)
+                        if executor is not None:
+                            executor.prepare_close()
                         tg.cancel_scope.cancel()
         finally:
             await reader.close()

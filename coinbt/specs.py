@@ -10,6 +10,7 @@ field's path, and all of them are reported at once.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,43 +57,44 @@ def field_error(error: msgspec.ValidationError) -> FieldError:
     text = str(error)
     message, sep, where = text.rpartition(" - at `")
     if not sep:
-        return FieldError("", text)
-    path = where.rstrip("`").removeprefix("$").lstrip(".").replace("[...]", "")
+        message, path = text, ""
+    else:
+        path = where.rstrip("`").removeprefix("$").lstrip(".").replace("[...]", "")
+    named = re.search(r"(?:missing required|contains unknown) field `([^`]+)`", message)
+    if named:  # the problem is a field inside the object at ``path``: name that field
+        path = f"{path}.{named.group(1)}" if path else named.group(1)
     return FieldError(path, message)
 
 
 async def validate(spec: TaskSpec, catalog: DatasetCatalog, *, max_bars: int) -> DataPlan:
-    """Check every rule; raise one ``SpecError`` listing every bad field, or return the data."""
-    from coinbt.engine import STRATEGIES
+    """Check every rule; raise one ``SpecError`` listing every bad field, or return the data.
+
+    The engine's own ``validate_spec`` checks the strategy, its parameters and the costs (and,
+    given the number of bars, that the data is long enough, naming the window parameter); this adds
+    the data rules and ``timeout_s``.
+    """
+    from coinbt.engine import BacktestSpec, validate_spec
 
     errors: list[FieldError] = []
-    strategy = STRATEGIES.get(spec.strategy)
-    if strategy is None:
-        known = ", ".join(sorted(STRATEGIES))
-        errors.append(FieldError("strategy", f"unknown strategy {spec.strategy!r}; known: {known}"))
-    for name in ("cash", "fee_bps", "slippage_bps", "timeout_s"):
-        if not math.isfinite(getattr(spec, name)):
-            errors.append(FieldError(name, "must be a finite number"))
+    if not math.isfinite(spec.timeout_s):
+        errors.append(FieldError("timeout_s", "must be a finite number"))
     plan: DataPlan | None = None
     try:
         plan = await resolve(spec, catalog, max_bars=max_bars)
     except SpecError as e:
         errors.extend(e.errors)
-    if strategy is not None:
-        try:
-            params = strategy.validate(spec.params)
-        except SpecError as e:
-            errors.extend(e.errors)
-        else:
-            needed = strategy.min_bars(params)
-            if plan is not None and plan.bars < needed:
-                errors.append(
-                    FieldError(
-                        "data",
-                        f"{spec.strategy} with these parameters needs at least {needed} bars; "
-                        f"the data has {plan.bars}",
-                    )
-                )
+    engine_spec = BacktestSpec(
+        strategy=spec.strategy,
+        params=spec.params,
+        cash=spec.cash,
+        fee_bps=spec.fee_bps,
+        slippage_bps=spec.slippage_bps,
+        fill=spec.fill,
+    )
+    try:
+        validate_spec(engine_spec, None if plan is None else plan.bars)
+    except SpecError as e:
+        errors.extend(e.errors)
     if errors:
         raise SpecError(errors)
     assert plan is not None

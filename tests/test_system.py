@@ -210,7 +210,9 @@ async def test_a_full_queue_refuses_and_appends_nothing(open_system: OpenSystem)
         pytest.param(tiny(params={"fast": 30, "slow": 10}), {"params.fast"}, id="fast-ge-slow"),
         pytest.param(tiny(params={"fast": "ten"}), {"params.fast"}, id="wrong-type"),
         pytest.param(tiny(bars=20_000_001), {"data.synthetic.bars"}, id="too-many-bars"),
-        pytest.param(tiny(bars=10, params={"fast": 5, "slow": 20}), {"data"}, id="too-few-bars"),
+        pytest.param(
+            tiny(bars=10, params={"fast": 5, "slow": 20}), {"params.slow"}, id="too-few-bars"
+        ),
         pytest.param(
             TaskSpec(strategy="sma_cross", data=DataSpec(dataset="nope")),
             {"data.dataset"},

@@ -25,7 +25,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from coinbt.clock import Clock, SystemClock
-from coinbt.errors import CoinbtError, ShuttingDownError
+from coinbt.errors import ActorCrashLoopError, MailboxFullError, ShuttingDownError
 
 __all__ = (
     "Actor",
@@ -39,18 +39,6 @@ log = logging.getLogger("coinbt.actors")
 
 T = TypeVar("T")
 M = TypeVar("M")
-
-
-class MailboxFullError(CoinbtError):
-    """An actor's mailbox is full (backpressure)."""
-
-    code = "mailbox_full"
-
-
-class ActorCrashLoopError(CoinbtError):
-    """An actor kept failing; the system stopped."""
-
-    code = "crash_loop"
 
 
 class Reply(Generic[T]):

@@ -69,6 +69,10 @@ class Projector(Actor[None]):
         self._advanced = anyio.Event()
         return True
 
+    def advanced_hint(self) -> anyio.Event:
+        """Set the next time the read models advance."""
+        return self._advanced
+
     async def wait_for(self, position: int) -> None:
         """Return once the read models include every event up to ``position``."""
         while self.position < position:

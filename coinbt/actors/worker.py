@@ -24,6 +24,7 @@ from coinbt.errors import CoinbtError, ShuttingDownError
 from coinbt.events import ArtifactRef, Completed, Filled
 from coinbt.executor.base import Executor, Job, JobError, JobResult
 from coinbt.lifecycle import Complete, Fail
+from coinbt.projections.live import LiveProgress
 from coinbt.specs import DataPlan, resolve
 
 __all__ = ("Abort", "Worker")
@@ -45,7 +46,7 @@ class Worker(Actor[Abort]):
         artifacts: ArtifactStore,
         catalog: DatasetCatalog,
         staging: Path,
-        progress: dict[str, float],
+        progress: LiveProgress,
         *,
         max_bars: int,
         batch: int = 64,
@@ -105,7 +106,7 @@ class Worker(Actor[Abort]):
                     await self._run(claim)
                 finally:
                     self.busy = False
-                    self._progress.pop(claim.task_id, None)
+                    self._progress.pop(claim.task_id)
 
     async def _run(self, claim: Claim) -> None:
         """Run one claimed task; report its outcome in the background and go on."""
@@ -141,7 +142,7 @@ class Worker(Actor[Abort]):
         progress = self._progress
 
         def report(fraction: float) -> None:
-            progress[task_id] = fraction
+            progress.set(task_id, fraction)
 
         return report
 

@@ -18,7 +18,12 @@ from coinbt.errors import CoinbtError
 
 __all__ = ("COMMAND_MODULES", "build_parser", "main")
 
-COMMAND_MODULES: tuple[str, ...] = ("coinbt.cli.backtest", "coinbt.cli.log")
+COMMAND_MODULES: tuple[str, ...] = (
+    "coinbt.cli.backtest",
+    "coinbt.cli.serve",
+    "coinbt.cli.client",
+    "coinbt.cli.log",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

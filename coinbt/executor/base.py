@@ -75,3 +75,7 @@ class Executor(Protocol):
     def running_pids(self) -> dict[str, int]:
         """Task id -> process id of the jobs running now (empty where processes do not apply)."""
         ...
+
+    def prepare_close(self) -> None:
+        """The service is stopping: don't replace processes that stop from now on."""
+        ...

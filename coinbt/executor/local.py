@@ -77,13 +77,14 @@ class LocalProcessExecutor:
         return self._running[task_id].pid
 
     async def _spawn(self) -> None:
-        with anyio.CancelScope(shield=True):  # never lose track of a process we started
+        # Shielded throughout: a process we started is always either handed out or waited for.
+        with anyio.CancelScope(shield=True):
             slot = await anyio.to_thread.run_sync(self._start_process)
-        if self._closing:
-            _kill(slot)
-            await anyio.to_thread.run_sync(_wait, slot)
-            return
-        self._idle_send.send_nowait(slot)
+            if self._closing:
+                _kill(slot)
+                await anyio.to_thread.run_sync(_wait, slot)
+                return
+            self._idle_send.send_nowait(slot)
 
     def _start_process(self) -> _Slot:
         parent, child = socket.socketpair()
@@ -145,7 +146,8 @@ class LocalProcessExecutor:
         self._dying.add(slot)
 
         async def reap() -> None:
-            await anyio.to_thread.run_sync(_wait, slot)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_wait, slot)
             self._dying.discard(slot)
             exited.set()
 
@@ -154,6 +156,9 @@ class LocalProcessExecutor:
     async def wait_exited(self, pid: int) -> None:
         """Wait until the killed worker process ``pid`` has exited and been reaped."""
         await self._exited.setdefault(pid, anyio.Event()).wait()
+
+    def prepare_close(self) -> None:
+        self._closing = True
 
     async def aclose(self) -> None:
         self._closing = True

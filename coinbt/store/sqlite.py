@@ -12,6 +12,7 @@ DELETE.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -28,6 +29,7 @@ from coinbt.store._batch import AppendRequest, plan_batch
 from coinbt.store._verify import walk_chain
 from coinbt.store._writer import GroupCommitWriter, Outcome
 from coinbt.store.base import VerifyReport
+from coinbt.store.metrics import Histogram
 from coinbt.store.migrations import LATEST, apply_migrations, connect_sync, schema_version
 from coinbt.store.sqlutil import execute_values
 
@@ -71,6 +73,7 @@ class SQLiteEventStore:
         self._reader = reader
         self._appended = anyio.Event()
         self._writer = GroupCommitWriter(self._commit)
+        self.commit_latency = Histogram()
 
     def _notify(self) -> None:
         self._appended.set()
@@ -88,7 +91,13 @@ class SQLiteEventStore:
     async def _commit(self, requests: list[AppendRequest]) -> list[Outcome]:
         # The whole transaction is one call on a worker thread: one hand-off per batch, not one per
         # statement (each hand-off is a trip through the GIL, which the event loop also wants).
-        return await anyio.to_thread.run_sync(self._sync.commit, requests, limiter=self._limiter)
+        started = time.perf_counter()
+        try:
+            return await anyio.to_thread.run_sync(
+                self._sync.commit, requests, limiter=self._limiter
+            )
+        finally:
+            self.commit_latency.observe(time.perf_counter() - started)
 
     # --- reading ---------------------------------------------------------------------------------
 

@@ -1,0 +1,185 @@
+"""The Starlette application: routes, the token check, error handling, health and metrics."""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from coinbt import __version__
+from coinbt.api.backtests import Backtests
+from coinbt.api.catalog import Catalog
+from coinbt.api.errors import error_response, handle_error, json_response
+from coinbt.api.openapi import openapi
+from coinbt.api.stream import EventStream
+from coinbt.errors import CoinbtError, UnauthorizedError
+from coinbt.runtime import System
+
+__all__ = ("PUBLIC_PATHS", "create_app")
+
+DASHBOARD = Path(__file__).parent.parent / "dashboard"
+PUBLIC_PATHS = ("/health",)
+PUBLIC_PREFIXES = ("/static/",)  # the dashboard's code: it holds no data and asks for the token
+
+
+class TokenCheck:
+    """Every request but /health and the dashboard's static files needs ``Bearer <token>``."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            public = path in PUBLIC_PATHS or path == "/" or path.startswith(PUBLIC_PREFIXES)
+            if not public:
+                given = dict(scope["headers"]).get(b"authorization", b"")
+                if not hmac.compare_digest(given, self.expected):
+                    response = error_response(
+                        UnauthorizedError(
+                            "this server needs an API token: Authorization: Bearer <token>"
+                            if not given
+                            else "wrong API token"
+                        )
+                    )
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def create_app(system: System, *, token: str | None = None) -> ASGIApp:
+    """The ASGI app serving ``system``; with ``token``, requests need it (:class:`TokenCheck`)."""
+    backtests = Backtests(system)
+    stream = EventStream(system)
+    catalog = Catalog(system)
+    document = openapi(token_required=token is not None)
+
+    async def health(request: Request) -> Response:
+        return json_response(
+            {
+                "status": "ok",
+                "version": __version__,
+                "last_position": await system.store.last_position(),
+                "projected_position": system.projector.position,
+                "workers": len(system.workers),
+            }
+        )
+
+    async def metrics(request: Request) -> Response:
+        return PlainTextResponse(await _metrics(system), media_type="text/plain; version=0.0.4")
+
+    async def openapi_json(request: Request) -> Response:
+        return json_response(document)
+
+    async def dashboard(request: Request) -> Response:
+        return FileResponse(DASHBOARD / "index.html", media_type="text/html")
+
+    routes: list[BaseRoute] = [
+        Route("/", dashboard),
+        Route("/backtests", backtests.submit, methods=["POST"]),
+        Route("/backtests", backtests.list, methods=["GET"]),
+        Route("/backtests/{task_id}", backtests.get, methods=["GET"]),
+        Route("/backtests/{task_id}", backtests.cancel, methods=["DELETE"]),
+        Route("/backtests/{task_id}/events", backtests.events, methods=["GET"]),
+        Route("/backtests/{task_id}/positions", backtests.positions, methods=["GET"]),
+        Route("/backtests/{task_id}/fills", backtests.fills, methods=["GET"]),
+        Route("/backtests/{task_id}/equity", backtests.equity, methods=["GET"]),
+        Route("/events", stream.events, methods=["GET"]),
+        Route("/strategies", catalog.strategies, methods=["GET"]),
+        Route("/datasets", catalog.datasets, methods=["GET"]),
+        Route("/datasets", catalog.upload, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+    ]
+    if (DASHBOARD / "static").is_dir():
+        routes.append(Mount("/static", StaticFiles(directory=DASHBOARD / "static"), name="static"))
+    app: ASGIApp = Starlette(
+        routes=routes,
+        # CoinbtError: answered by the ExceptionMiddleware (no traceback logged for a 4xx).
+        # Exception: anything else is a bug: a generic 500, and Starlette re-raises it so that
+        # uvicorn logs the traceback.
+        exception_handlers={
+            CoinbtError: handle_error,
+            Exception: handle_error,
+            404: _not_found,
+            405: _not_allowed,
+        },
+    )
+    if token is not None:
+        app = TokenCheck(app, token)
+    return app
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    body = {
+        "error": {"code": "not_found", "message": f"no route {request.url.path}", "details": None}
+    }
+    return json_response(body, 404)
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    body = {
+        "error": {
+            "code": "method_not_allowed",
+            "message": f"{request.method} is not allowed on {request.url.path}",
+            "details": None,
+        }
+    }
+    return json_response(body, 405)
+
+
+async def _metrics(system: System) -> str:
+    counts = await system.read.counts()
+    last = await system.store.last_position()
+    lines: list[str] = [
+        "# HELP coinbt_tasks Tasks by status (read model).",
+        "# TYPE coinbt_tasks gauge",
+        *(f'coinbt_tasks{{status="{status}"}} {n}' for status, n in counts.items()),
+        "# HELP coinbt_queue_depth Tasks queued and not yet started.",
+        "# TYPE coinbt_queue_depth gauge",
+        f"coinbt_queue_depth {system.task_manager.queue_depth}",
+        "# HELP coinbt_running Tasks running now.",
+        "# TYPE coinbt_running gauge",
+        f"coinbt_running {len(system.task_manager.running)}",
+        "# HELP coinbt_workers Worker processes.",
+        "# TYPE coinbt_workers gauge",
+        f"coinbt_workers {len(system.workers)}",
+        "# HELP coinbt_log_position The newest event's position.",
+        "# TYPE coinbt_log_position gauge",
+        f"coinbt_log_position {last}",
+        "# HELP coinbt_projection_lag Events appended but not yet in the read models.",
+        "# TYPE coinbt_projection_lag gauge",
+        f"coinbt_projection_lag {max(0, last - system.projector.position)}",
+    ]
+    store: Any = system.store
+    histogram = getattr(store, "commit_latency", None)
+    if histogram is not None:
+        lines += [
+            "# HELP coinbt_append_latency_seconds Time to commit one group-commit transaction.",
+            "# TYPE coinbt_append_latency_seconds histogram",
+            *(
+                f'coinbt_append_latency_seconds_bucket{{le="{le}"}} {n}'
+                for le, n in histogram.cumulative()
+            ),
+            f"coinbt_append_latency_seconds_sum {histogram.sum:.6f}",
+            f"coinbt_append_latency_seconds_count {histogram.count}",
+        ]
+        stats = store.stats
+        lines += [
+            "# HELP coinbt_appends_total Appends committed since start.",
+            "# TYPE coinbt_appends_total counter",
+            f"coinbt_appends_total {stats['appends']}",
+            "# HELP coinbt_append_transactions_total Group-commit transactions since start.",
+            "# TYPE coinbt_append_transactions_total counter",
+            f"coinbt_append_transactions_total {stats['transactions']}",
+        ]
+    return "\n".join(lines) + "\n"

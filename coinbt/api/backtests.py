@@ -1,0 +1,143 @@
+"""``/backtests``: submit, list, status, cancel, and a task's events, positions, fills, equity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import msgspec
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import Response
+
+from coinbt.api._downsample import downsample, drawdown
+from coinbt.api._params import int_param, read_body, task_id_param
+from coinbt.api.errors import json_response
+from coinbt.errors import InvalidRequestError
+from coinbt.events import Filled
+from coinbt.runtime import System
+from coinbt.specs import decode_spec
+
+__all__ = ("STATUSES", "Backtests")
+
+STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+SPEC_LIMIT = 64 * 1024
+
+
+def encode_cursor(seq: int) -> str:
+    return f"c{seq}"
+
+
+def decode_cursor(cursor: str) -> int:
+    if not (cursor.startswith("c") and cursor[1:].isdigit()) or len(cursor) > 20:
+        raise InvalidRequestError(
+            "not a cursor this server issued (pass next_cursor as it is)", field="cursor"
+        )
+    return int(cursor[1:])
+
+
+class Backtests:
+    """The handlers, bound to one running :class:`System`."""
+
+    def __init__(self, system: System) -> None:
+        self.system = system
+
+    async def submit(self, request: Request) -> Response:
+        body = await read_body(request, SPEC_LIMIT)
+        if not body.strip():
+            raise InvalidRequestError("the body must be a JSON backtest spec", code="empty_body")
+        try:
+            spec = decode_spec(body)
+        except msgspec.DecodeError as e:  # ValidationError is a SpecError by now
+            raise InvalidRequestError(f"malformed JSON: {e}", code="malformed_json") from None
+        key = request.headers.get("idempotency-key")
+        view = await self.system.submit(spec, idempotency_key=key)
+        return json_response(self.system.task_json(view), 202)
+
+    async def list(self, request: Request) -> Response:
+        status = request.query_params.get("status") or None
+        if status is not None and status not in STATUSES:
+            raise InvalidRequestError(f"must be one of {', '.join(STATUSES)}", field="status")
+        limit = int_param(request, "limit", 50, minimum=1, maximum=500)
+        cursor = request.query_params.get("cursor")
+        before = decode_cursor(cursor) if cursor else None
+        views = await self.system.read.tasks(status=status, limit=limit + 1, before_seq=before)
+        page = views[:limit]
+        next_cursor = encode_cursor(page[-1].seq) if len(views) > limit else None
+        return json_response(
+            {"tasks": [self.system.task_json(v) for v in page], "next_cursor": next_cursor}
+        )
+
+    async def get(self, request: Request) -> Response:
+        view = await self.system.task(task_id_param(request))
+        return json_response(self.system.task_json(view))
+
+    async def cancel(self, request: Request) -> Response:
+        task_id = task_id_param(request)
+        reason = request.query_params.get("reason") or "cancelled by user"
+        if len(reason) > 500:
+            raise InvalidRequestError("at most 500 characters", field="reason")
+        view = await self.system.cancel(task_id, reason=reason)
+        return json_response(self.system.task_json(view))
+
+    async def events(self, request: Request) -> Response:
+        task_id = task_id_param(request)
+        after = int_param(request, "after", 0)
+        limit = int_param(request, "limit", 100, minimum=1, maximum=1000)
+        events = await self.system.task_events(task_id, after=after, limit=limit + 1)
+        page = events[:limit]
+        return json_response(
+            {
+                "events": [e.to_builtins() for e in page],
+                "next_after": page[-1].position if len(events) > limit else None,
+            }
+        )
+
+    async def positions(self, request: Request) -> Response:
+        task_id = task_id_param(request)
+        positions = await self.system.positions(task_id)
+        return json_response(
+            {"task_id": task_id, "positions": [p.to_builtins() for p in positions]}
+        )
+
+    async def fills(self, request: Request) -> Response:
+        task_id = task_id_param(request)
+        offset = int_param(request, "offset", 0)
+        limit = int_param(request, "limit", 100, minimum=1, maximum=1000)
+        view = await self.system.task(task_id)
+        events = await self.system.fills(task_id, offset=offset, limit=limit)
+        fills: list[dict[str, Any]] = []
+        for stored in events:
+            fill = stored.event
+            assert isinstance(fill, Filled)
+            data = msgspec.to_builtins(fill)
+            del data["type"]
+            fills.append({"position": stored.position, **data})
+        end = offset + len(fills)
+        return json_response(
+            {
+                "task_id": task_id,
+                "total": view.num_fills,
+                "offset": offset,
+                "fills": fills,
+                "next_offset": end if end < view.num_fills else None,
+            }
+        )
+
+    async def equity(self, request: Request) -> Response:
+        task_id = task_id_param(request)
+        points = int_param(request, "points", 1000, minimum=0, maximum=100_000)
+        ts, equity = await self.system.equity(task_id)
+
+        def shape() -> dict[str, Any]:
+            dd = drawdown(equity)
+            keep = downsample(len(equity), points, equity, dd)
+            return {
+                "task_id": task_id,
+                "total_points": len(equity),
+                "ts": ts[keep].tolist(),
+                "equity": np.asarray(equity)[keep].tolist(),
+                "drawdown": dd[keep].tolist(),
+            }
+
+        return json_response(await anyio.to_thread.run_sync(shape))

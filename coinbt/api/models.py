@@ -1,0 +1,160 @@
+"""The API's response shapes as msgspec Structs: the source of /openapi.json's schemas.
+
+Requests are decoded with the domain types themselves (``coinbt.events.TaskSpec``); responses are
+built as plain builtins that match these Structs (a test decodes real responses with them).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from coinbt.events import TaskSpec
+
+__all__ = (
+    "DatasetOut",
+    "DatasetsOut",
+    "EquityOut",
+    "ErrorBody",
+    "ErrorOut",
+    "EventOut",
+    "EventPage",
+    "FillsOut",
+    "HealthOut",
+    "PositionOut",
+    "PositionsOut",
+    "StrategiesOut",
+    "StrategyOut",
+    "TaskOut",
+    "TaskPage",
+)
+
+Status = Literal["queued", "running", "completed", "failed", "cancelled"]
+
+
+class TaskOut(msgspec.Struct):
+    task_id: str
+    status: Status
+    attempt: int
+    progress: float
+    error: str | None
+    error_type: str | None
+    reason: str | None
+    spec: TaskSpec
+    result: dict[str, Any] | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    idempotency_key: str | None
+    num_fills: int
+
+
+class TaskPage(msgspec.Struct):
+    tasks: list[TaskOut]
+    next_cursor: str | None
+
+
+class EventOut(msgspec.Struct):
+    position: int
+    stream_id: str
+    version: int
+    type: Literal["Queued", "Started", "Filled", "Completed", "Failed", "Cancelled"]
+    recorded_at: str
+    data: dict[str, Any]
+    hash: str
+
+
+class EventPage(msgspec.Struct):
+    events: list[EventOut]
+    next_after: int | None
+
+
+class PositionOut(msgspec.Struct):
+    symbol: str
+    qty: float
+    avg_entry_price: float
+    cost_basis: float
+    realized_pnl: float
+    unrealized_pnl: float
+    fees: float
+    status: Literal["open", "closed"]
+    last_price: float | None
+    fills: int
+
+
+class PositionsOut(msgspec.Struct):
+    task_id: str
+    positions: list[PositionOut]
+
+
+class FillOut(msgspec.Struct):
+    position: int
+    bar: int
+    ts: int
+    side: Literal["buy", "sell"]
+    qty: float
+    price: float
+    fee: float
+    symbol: str
+
+
+class FillsOut(msgspec.Struct):
+    task_id: str
+    total: int
+    offset: int
+    fills: list[FillOut]
+    next_offset: int | None
+
+
+class EquityOut(msgspec.Struct):
+    task_id: str
+    total_points: int
+    ts: list[int]
+    equity: list[float]
+    drawdown: list[float]
+
+
+class StrategyOut(msgspec.Struct):
+    name: str
+    description: str
+    params: dict[str, Any]
+
+
+class StrategiesOut(msgspec.Struct):
+    strategies: list[StrategyOut]
+
+
+class DatasetOut(msgspec.Struct):
+    name: str
+    symbol: str
+    rows: int
+    start: str
+    end: str
+    interval_ms: int
+    sha256: str
+    source: str
+    created_at: str
+
+
+class DatasetsOut(msgspec.Struct):
+    datasets: list[DatasetOut]
+    synthetic: dict[str, Any]
+
+
+class HealthOut(msgspec.Struct):
+    status: Literal["ok"]
+    version: str
+    last_position: int
+    projected_position: int
+    workers: int
+
+
+class ErrorBody(msgspec.Struct):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorOut(msgspec.Struct):
+    error: ErrorBody

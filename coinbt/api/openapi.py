@@ -1,0 +1,293 @@
+"""The OpenAPI document, from the msgspec types that decode requests and shape responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from coinbt import __version__
+from coinbt.api import models
+from coinbt.events import TaskSpec
+
+__all__ = ("openapi",)
+
+_REF = "#/components/schemas/{name}"
+
+
+def _json(schema: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": _REF.format(name=schema)}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": _json("ErrorOut")}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+_TASK_ID = {
+    "name": "task_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},
+}
+_INT = {"type": "integer", "minimum": 0}
+
+
+def _op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"summary": summary, "responses": responses, **extra}
+
+
+def openapi(*, token_required: bool) -> dict[str, Any]:
+    types = [
+        TaskSpec,
+        models.TaskOut,
+        models.TaskPage,
+        models.EventPage,
+        models.PositionsOut,
+        models.FillsOut,
+        models.EquityOut,
+        models.StrategiesOut,
+        models.DatasetsOut,
+        models.DatasetOut,
+        models.HealthOut,
+        models.ErrorOut,
+    ]
+    _, components = msgspec.json.schema_components(types, ref_template=_REF)
+    from coinbt.engine import STRATEGIES
+
+    strategy = components["TaskSpec"]["properties"]["strategy"]
+    strategy["enum"] = sorted(STRATEGIES)
+    strategy["description"] = "see GET /strategies for each one's parameters"
+    ok_task = {"description": "the task", "content": _json("TaskOut")}
+    not_found = _error("no task with this id")
+    bad = _error("a malformed request (the error names the parameter)")
+    task_paths: dict[str, Any] = {
+        "/backtests": {
+            "post": _op(
+                "Submit a backtest",
+                {
+                    "202": {"description": "queued", "content": _json("TaskOut")},
+                    "400": _error("malformed JSON or an empty body"),
+                    "413": _error("the body is too large"),
+                    "422": _error("the spec breaks a rule; details name each field"),
+                    "429": _error("the queue is full; retry after Retry-After seconds"),
+                },
+                requestBody={"required": True, "content": _json("TaskSpec")},
+                parameters=[
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                    }
+                ],
+            ),
+            "get": _op(
+                "List backtests, newest first",
+                {"200": {"description": "a page", "content": _json("TaskPage")}, "400": bad},
+                parameters=[
+                    _query(
+                        "status",
+                        {
+                            "type": "string",
+                            "enum": ["queued", "running", "completed", "failed", "cancelled"],
+                        },
+                        "only tasks with this status",
+                    ),
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": 500},
+                        "page size (default 50)",
+                    ),
+                    _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+                ],
+            ),
+        },
+        "/backtests/{task_id}": {
+            "get": _op(
+                "A backtest's status, progress and result",
+                {"200": ok_task, "400": bad, "404": not_found},
+                parameters=[_TASK_ID],
+            ),
+            "delete": _op(
+                "Cancel a queued or running backtest",
+                {
+                    "200": ok_task,
+                    "400": _error("completed or failed: cannot be cancelled"),
+                    "404": not_found,
+                },
+                parameters=[
+                    _TASK_ID,
+                    _query(
+                        "reason",
+                        {"type": "string", "maxLength": 500},
+                        "why (recorded in the Cancelled event)",
+                    ),
+                ],
+            ),
+        },
+        "/backtests/{task_id}/events": {
+            "get": _op(
+                "The task's event history (audit trail)",
+                {
+                    "200": {"description": "a page", "content": _json("EventPage")},
+                    "400": bad,
+                    "404": not_found,
+                },
+                parameters=[
+                    _TASK_ID,
+                    _query("after", _INT, "a global position"),
+                    _query(
+                        "limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"
+                    ),
+                ],
+            ),
+        },
+        "/backtests/{task_id}/positions": {
+            "get": _op(
+                "Positions read model",
+                {
+                    "200": {"description": "positions", "content": _json("PositionsOut")},
+                    "400": bad,
+                    "404": not_found,
+                },
+                parameters=[_TASK_ID],
+            ),
+        },
+        "/backtests/{task_id}/fills": {
+            "get": _op(
+                "Fills, paged",
+                {
+                    "200": {"description": "fills", "content": _json("FillsOut")},
+                    "400": bad,
+                    "404": not_found,
+                },
+                parameters=[
+                    _TASK_ID,
+                    _query("offset", _INT, "first fill"),
+                    _query(
+                        "limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"
+                    ),
+                ],
+            ),
+        },
+        "/backtests/{task_id}/equity": {
+            "get": _op(
+                "Equity curve and drawdown, downsampled to at most `points`",
+                {
+                    "200": {"description": "the curve", "content": _json("EquityOut")},
+                    "400": bad,
+                    "404": _error("no such task, or it has no curve yet"),
+                },
+                parameters=[
+                    _TASK_ID,
+                    _query(
+                        "points",
+                        {"type": "integer", "minimum": 0, "maximum": 100000},
+                        "at most this many points; 0 for all",
+                    ),
+                ],
+            ),
+        },
+        "/events": {
+            "get": _op(
+                "The global log after a position; text/event-stream for live updates",
+                {
+                    "200": {
+                        "description": "a page (or an event stream)",
+                        "content": {**_json("EventPage"), "text/event-stream": {}},
+                    },
+                    "400": bad,
+                },
+                parameters=[
+                    _query("after", _INT, "a global position"),
+                    _query(
+                        "limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"
+                    ),
+                ],
+            ),
+        },
+        "/strategies": {
+            "get": _op(
+                "Strategies and their parameter schemas",
+                {"200": {"description": "strategies", "content": _json("StrategiesOut")}},
+            )
+        },
+        "/datasets": {
+            "get": _op(
+                "Imported datasets and the synthetic data option",
+                {"200": {"description": "datasets", "content": _json("DatasetsOut")}},
+            ),
+            "post": _op(
+                "Import a CSV dataset (the body is the file)",
+                {
+                    "201": {"description": "registered", "content": _json("DatasetOut")},
+                    "400": bad,
+                    "409": _error("the name is taken"),
+                    "413": _error("too large"),
+                    "422": _error("the CSV is invalid; details name the row"),
+                },
+                parameters=[
+                    {
+                        "name": "name",
+                        "in": "query",
+                        "required": True,
+                        "schema": {
+                            "type": "string",
+                            "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                        },
+                    },
+                    _query("symbol", {"type": "string"}, "default: the name's first part"),
+                ],
+                requestBody={
+                    "required": True,
+                    "content": {"text/csv": {"schema": {"type": "string"}}},
+                },
+            ),
+        },
+        "/health": {
+            "get": _op(
+                "Liveness (no token needed)",
+                {"200": {"description": "alive", "content": _json("HealthOut")}},
+                security=[],
+            )
+        },
+        "/metrics": {
+            "get": _op(
+                "Prometheus metrics",
+                {
+                    "200": {
+                        "description": "text/plain exposition format",
+                        "content": {"text/plain": {}},
+                    }
+                },
+            )
+        },
+    }
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "coinbt",
+            "version": __version__,
+            "description": "Crypto backtests as durable, auditable tasks.",
+        },
+        "paths": task_paths,
+        "components": {"schemas": components},
+    }
+    if token_required:
+        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        document["security"] = [{"bearer": []}]
+        for path in task_paths.values():
+            for operation in path.values():
+                if operation.get("security") != []:
+                    operation["responses"]["401"] = _error("missing or wrong token")
+    return document

@@ -1,0 +1,101 @@
+"""``GET /events``: the global log after a position, as JSON pages or a live event stream.
+
+With ``Accept: text/event-stream`` the response is Server-Sent Events: every event after ``after``
+exactly once, in order (``id:`` is its position, so a reconnecting client's ``Last-Event-ID``
+resumes the stream), then every new one as it is projected: an event is sent once the read models
+include it, so a client that reacts to it by reading a task sees the task's new state. Live
+progress of running tasks, which is not an event, comes as ``event: progress`` messages;
+``: keep-alive`` comments every 15 s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from coinbt.api._params import int_param, optional_int_param
+from coinbt.api.errors import json_response
+from coinbt.errors import InvalidRequestError
+from coinbt.runtime import System
+
+__all__ = ("EventStream",)
+
+_encoder = msgspec.json.Encoder()
+KEEP_ALIVE_S = 15.0
+
+
+class EventStream:
+    def __init__(self, system: System) -> None:
+        self.system = system
+
+    async def events(self, request: Request) -> Response:
+        after = optional_int_param(request, "after")
+        last_id = request.headers.get("last-event-id")
+        if after is None and last_id:
+            if not last_id.isdigit():
+                raise InvalidRequestError("must be an event position", field="Last-Event-ID")
+            after = int(last_id)
+        after = after or 0
+        if "text/event-stream" in request.headers.get("accept", ""):
+            return StreamingResponse(
+                self._stream(after),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        limit = int_param(request, "limit", 100, minimum=1, maximum=1000)
+        events = await self.system.store.read_all(after, limit + 1)
+        page = events[:limit]
+        return json_response(
+            {
+                "events": [e.to_builtins() for e in page],
+                "next_after": page[-1].position if len(events) > limit else None,
+            }
+        )
+
+    async def _stream(self, after: int) -> AsyncIterator[bytes]:
+        system = self.system
+        sent_progress: dict[str, float] = {}
+        yield b"retry: 2000\n\n"
+        while True:
+            # Take the hints before reading, so nothing that happens in between is missed.
+            projected = system.projector.advanced_hint()
+            progressed = system.progress.changed_hint()
+            upto = system.projector.position
+            events = (
+                await system.store.read_all(after, min(500, upto - after)) if upto > after else []
+            )
+            chunks = []
+            for stored in events:
+                data = _encoder.encode(stored.to_builtins())
+                chunks.append(b"id: %d\ndata: %s\n\n" % (stored.position, data))
+                after = stored.position
+            progress = system.progress.snapshot()
+            for task_id, fraction in progress.items():
+                if sent_progress.get(task_id) != fraction:
+                    payload = _encoder.encode({"task_id": task_id, "progress": fraction})
+                    chunks.append(b"event: progress\ndata: %s\n\n" % payload)
+            sent_progress = progress
+            if chunks:
+                yield b"".join(chunks)
+                if len(events) == 500:
+                    continue  # more to catch up on
+            with anyio.move_on_after(KEEP_ALIVE_S) as idle:
+                await _first(projected, progressed)
+            if idle.cancelled_caught:
+                yield b": keep-alive\n\n"
+
+
+async def _first(*events: anyio.Event) -> None:
+    """Return as soon as any of ``events`` is set."""
+    async with anyio.create_task_group() as tg:
+
+        async def wait(event: anyio.Event) -> None:
+            await event.wait()
+            tg.cancel_scope.cancel()
+
+        for event in events:
+            tg.start_soon(wait, event)

@@ -1,0 +1,150 @@
+"""``coinbt serve`` and ``coinbt data import|list``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from coinbt.cli.log import add_db_argument
+
+__all__ = ("register",)
+
+
+def register(subparsers: Any) -> None:
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the service: HTTP API, dashboard, workers (embedded SQLite by default)",
+        description=(
+            "Run coinbt: the HTTP API and dashboard, the task manager and the backtest workers, "
+            "in one process on one SQLite file. Listens on 127.0.0.1 unless told otherwise; a "
+            "non-loopback --host needs an API token in COINBT_API_TOKEN (clients then send "
+            "'Authorization: Bearer <token>'). Ctrl-C or SIGTERM stops it cleanly: running "
+            "backtests get a grace period, the rest are re-queued at the next start."
+        ),
+        epilog="example: coinbt serve --db coinbt-data/coinbt.db --port 8000 --demo",
+    )
+    add_db_argument(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (8000; 0 picks a free one)")
+    serve.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: the number of cores)"
+    )
+    serve.add_argument(
+        "--queue-capacity", type=int, default=10_000, help="queued tasks before 429 (10000)"
+    )
+    serve.add_argument(
+        "--max-attempts", type=int, default=3, help="runs of a task interrupted by restarts (3)"
+    )
+    serve.add_argument(
+        "--demo", action="store_true", help="submit a few demo backtests if the log is empty"
+    )
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=_serve)
+
+    data = subparsers.add_parser(
+        "data",
+        help="import and list market datasets",
+        description="Datasets are imported once from CSV and never change.",
+    )
+    actions = data.add_subparsers(metavar="ACTION", required=True)
+    imp = actions.add_parser(
+        "import",
+        help="import a CSV file as a named dataset",
+        description=(
+            "Import market data from a CSV file. Accepted: a header "
+            "'timestamp,open,high,low,close,volume' (timestamps ISO-8601 UTC or epoch ms or s), "
+            "or a Binance kline CSV (no header, 12 columns). Every row is checked: sorted unique "
+            "timestamps, positive prices, high >= low; an error names the row."
+        ),
+        epilog="example: coinbt data import BTCUSDT-1m.csv --name BTCUSDT-1m",
+    )
+    imp.add_argument("csv", type=Path, metavar="CSV", help="the file to import")
+    imp.add_argument("--name", required=True, help="the dataset's name, e.g. BTCUSDT-1m")
+    imp.add_argument("--symbol", help="its symbol (default: the name up to the first '-')")
+    add_db_argument(imp)
+    imp.add_argument("--json", action="store_true", help="print one JSON object")
+    imp.set_defaults(func=_data_import)
+    lst = actions.add_parser("list", help="list imported datasets")
+    add_db_argument(lst)
+    lst.add_argument("--json", action="store_true", help="print a JSON list")
+    lst.set_defaults(func=_data_list)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import anyio
+
+    from coinbt.errors import InvalidRequestError
+    from coinbt.runtime import Config
+    from coinbt.server import ServeOptions, ready_message, serve
+
+    if not 0 <= args.port <= 65535:
+        raise InvalidRequestError("must be 0-65535", field="--port")
+    if args.workers is not None and args.workers < 0:
+        raise InvalidRequestError("must be 0 or more", field="--workers")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = Config(
+        db=args.db,
+        workers=args.workers,
+        queue_capacity=args.queue_capacity,
+        max_attempts=args.max_attempts,
+    )
+    options = ServeOptions(
+        host=args.host,
+        port=args.port,
+        token=os.environ.get("COINBT_API_TOKEN") or None,
+        demo=args.demo,
+        log_level=args.log_level,
+    )
+    anyio.run(lambda: serve(config, options, on_ready=ready_message))
+    return 0
+
+
+def _catalog(db: Path) -> Any:
+    from coinbt.datasets import DatasetCatalog
+    from coinbt.store.migrations import apply_migrations
+
+    apply_migrations(db)
+    return DatasetCatalog(db, db.parent)
+
+
+def _data_import(args: argparse.Namespace) -> int:
+    import json
+
+    import msgspec
+
+    from coinbt.errors import DataError
+
+    if not args.csv.is_file():
+        raise DataError(f"no file at {args.csv}")
+    catalog = _catalog(args.db)
+    info = catalog.import_sync(
+        args.name, args.csv.read_bytes(), symbol=args.symbol, source=args.csv.name
+    )
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(info)))
+    else:
+        print(f"imported {info.name} ({info.symbol}): {info.rows:,} bars, sha256 {info.sha256}")
+    return 0
+
+
+def _data_list(args: argparse.Namespace) -> int:
+    import json
+
+    import anyio
+    import msgspec
+
+    catalog = _catalog(args.db)
+    infos = anyio.run(catalog.all)
+    if args.json:
+        print(json.dumps([msgspec.to_builtins(i) for i in infos]))
+        return 0
+    if not infos:
+        print("no datasets yet: coinbt data import FILE.csv --name NAME")
+    for i in infos:
+        print(f"{i.name:<24} {i.symbol:<12} {i.rows:>10,} bars  every {i.interval_ms // 1000}s")
+    return 0
