@@ -3,8 +3,12 @@
 
     .venv/bin/python scripts/bench_store.py            # a table
     .venv/bin/python scripts/bench_store.py --json     # one JSON object
+    .venv/bin/python scripts/bench_store.py --postgres # also on a temporary PostgreSQL server
+    .venv/bin/python scripts/bench_store.py --db postgresql://user@host/empty_db
 
-Workloads (each on a fresh SQLite file in a temporary directory, synchronous=FULL):
+Workloads (on a fresh SQLite file in a temporary directory, synchronous=FULL; with --postgres or
+--db, the same again on PostgreSQL, synchronous_commit=on; --postgres starts a throwaway server
+with PostgreSQL's durable defaults (fsync on) like the tests do, --db needs an empty database):
   concurrent-1   : 1,000 concurrent appenders, each appending single events to its own stream
   serial-1       : one appender, single-event appends (what no group commit would give)
   batch-100      : one appender, 100-event appends
@@ -20,13 +24,17 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 
 from coinbt.events import Cancelled, DataSpec, Queued, SyntheticSpec, TaskEvent, TaskSpec
-from coinbt.store import open_sqlite_store
+from coinbt.store import open_postgres_store, open_sqlite_store
+
+OpenStore = Callable[[], AbstractAsyncContextManager[Any]]
 
 SPEC = TaskSpec(
     strategy="sma_cross",
@@ -39,8 +47,10 @@ def _event(n: int) -> TaskEvent:
     return Queued(spec=SPEC, attempt=1) if n % 2 == 0 else Cancelled(reason=f"reason {n}")
 
 
-async def concurrent_single(path: Path, appenders: int, per_appender: int) -> dict[str, Any]:
-    async with open_sqlite_store(path) as store:
+async def concurrent_single(
+    open_store: OpenStore, appenders: int, per_appender: int
+) -> dict[str, Any]:
+    async with open_store() as store:
         start = time.perf_counter()
 
         async def appender(worker: int) -> None:
@@ -62,8 +72,8 @@ async def concurrent_single(path: Path, appenders: int, per_appender: int) -> di
     }
 
 
-async def serial(path: Path, appends: int, size: int) -> dict[str, Any]:
-    async with open_sqlite_store(path) as store:
+async def serial(open_store: OpenStore, appends: int, size: int) -> dict[str, Any]:
+    async with open_store() as store:
         start = time.perf_counter()
         for n in range(appends):
             await store.append(f"s{size}-{n}", [_event(i) for i in range(size)], 0)
@@ -77,8 +87,8 @@ async def serial(path: Path, appends: int, size: int) -> dict[str, Any]:
     }
 
 
-async def replay(path: Path) -> dict[str, Any]:
-    async with open_sqlite_store(path) as store:
+async def replay(open_store: OpenStore) -> dict[str, Any]:
+    async with open_store() as store:
         timings = []
         count = 0
         for _ in range(3):
@@ -101,16 +111,54 @@ async def replay(path: Path) -> dict[str, Any]:
     }
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+async def workloads(open_store: OpenStore, args: argparse.Namespace) -> dict[str, Any]:
+    async with open_store() as store:
+        if await store.last_position():
+            raise SystemExit("the benchmark needs an empty log (a new database for --db)")
+    results = {
+        "concurrent-1": await concurrent_single(open_store, args.appenders, args.per_appender),
+        "serial-1": await serial(open_store, args.serial, 1),
+        "batch-100": await serial(open_store, args.batches, 100),
+    }
+    results["replay-decoded"] = await replay(open_store)
+    return results
+
+
+async def main_async(args: argparse.Namespace, dsn: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.db"
-        results = {
-            "concurrent-1": await concurrent_single(path, args.appenders, args.per_appender),
-            "serial-1": await serial(path, args.serial, 1),
-            "batch-100": await serial(path, args.batches, 100),
-        }
-        results["replay-decoded"] = await replay(path)
+        results = {"sqlite": await workloads(lambda: open_sqlite_store(path), args)}
+    if dsn is not None:
+        results["postgresql"] = await workloads(lambda: open_postgres_store(dsn), args)
     return results
+
+
+@contextmanager
+def postgres_dsn(args: argparse.Namespace) -> Iterator[str | None]:
+    """The DSN to benchmark: --db as given, or a database on a throwaway server (--postgres)."""
+    if not args.postgres:
+        yield args.db
+        return
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from tests.pg import temporary_server
+
+    with temporary_server(durable=True) as server:
+        yield server.create_database("bench")
+
+
+def print_table(results: dict[str, dict[str, Any]]) -> None:
+    print(f"{'store':<11} {'workload':<16} {'events':>9} {'seconds':>8} {'events/s':>11}  notes")
+    for store, workloads in results.items():
+        for name, r in workloads.items():
+            notes = ""
+            if "events_per_transaction" in r:
+                notes = f"{r['events_per_transaction']:.0f} events/transaction"
+            elif "latency_ms" in r:
+                notes = f"{r['latency_ms']:.2f} ms/append"
+            elif "verify_events_per_s" in r:
+                notes = f"verify {r['verify_events_per_s']:,.0f} events/s"
+            rate = f"{r['events_per_s']:>11,.0f}"
+            print(f"{store:<11} {name:<16} {r['events']:>9,} {r['seconds']:>8.2f} {rate}  {notes}")
 
 
 def main() -> int:
@@ -122,23 +170,20 @@ def main() -> int:
     parser.add_argument("--per-appender", type=int, default=100)
     parser.add_argument("--serial", type=int, default=500)
     parser.add_argument("--batches", type=int, default=1000)
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--db", metavar="DSN", help="also run on this (empty) PostgreSQL database")
+    where.add_argument(
+        "--postgres", action="store_true", help="also run on a temporary PostgreSQL server"
+    )
     args = parser.parse_args()
-    results = anyio.run(main_async, args)
+    with postgres_dsn(args) as dsn:
+        results = anyio.run(main_async, args, dsn)
     if args.json:
-        json.dump(results, sys.stdout, indent=2)
+        # SQLite alone keeps the original shape: the workloads at the top level.
+        json.dump(results if dsn else results["sqlite"], sys.stdout, indent=2)
         print()
         return 0
-    print(f"{'workload':<16} {'events':>9} {'seconds':>8} {'events/s':>11}  notes")
-    for name, r in results.items():
-        notes = ""
-        if "events_per_transaction" in r:
-            notes = f"{r['events_per_transaction']:.0f} events/transaction"
-        elif "latency_ms" in r:
-            notes = f"{r['latency_ms']:.2f} ms/append"
-        elif "verify_events_per_s" in r:
-            notes = f"verify {r['verify_events_per_s']:,.0f} events/s"
-        rate = f"{r['events_per_s']:>11,.0f}"
-        print(f"{name:<16} {r['events']:>9,} {r['seconds']:>8.2f} {rate}  {notes}")
+    print_table(results)
     return 0
 
 

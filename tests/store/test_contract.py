@@ -14,24 +14,29 @@ from anyio.abc import TaskStatus
 from coinbt.clock import ManualClock
 from coinbt.errors import ConcurrencyError, EmptyAppendError
 from coinbt.events import Cancelled, Queued, StoredEvent
-from coinbt.store import EventStore, MemoryEventStore, open_sqlite_store
+from coinbt.store import EventStore, MemoryEventStore, open_postgres_store, open_sqlite_store
 from tests.factories import cancelled, completed, filled, queued, started
 
 OpenStore = Callable[[], AbstractAsyncContextManager[EventStore]]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def open_store(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) -> OpenStore:
-    """A factory: ``async with open_store() as store`` (same file each call for SQLite)."""
+    """A factory: ``async with open_store() as store`` (same file or database each call)."""
     kind = request.param
+    # A fresh database on the session's PostgreSQL server (the tests skip if there is none).
+    dsn: str = request.getfixturevalue("pg_dsn") if kind == "postgres" else ""
 
     @asynccontextmanager
     async def factory() -> AsyncIterator[EventStore]:
         if kind == "memory":
             yield MemoryEventStore(clock)
-        else:
+        elif kind == "sqlite":
             async with open_sqlite_store(tmp_path / "log.db", clock=clock) as store:
                 yield store
+        else:
+            async with open_postgres_store(dsn, clock=clock) as pg_store:
+                yield pg_store
 
     return factory
 
