@@ -153,8 +153,18 @@ def _die_with_parent() -> None:
             pass
 
 
+def _lower_priority() -> None:
+    """Backtests are batch work: at a lower CPU priority (nice 10) they take whatever the service
+    leaves, so the API answers fast even when every core runs a backtest (scripts/bench_api.py)."""
+    try:
+        os.nice(10)
+    except (OSError, AttributeError):
+        pass
+
+
 if __name__ == "__main__":
     import sys
 
     _die_with_parent()
+    _lower_priority()
     child_main(Connection(int(sys.argv[1])))
