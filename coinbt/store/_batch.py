@@ -6,6 +6,7 @@ Every store implementation uses this, so all of them check versions and chain ha
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,7 +25,7 @@ from coinbt.events import (
 _encoder = msgspec.msgpack.Encoder()
 _TYPE_SCHEMA = {cls: (name, CURRENT_SCHEMA[name]) for name, cls in EVENT_TYPES.items()}
 
-__all__ = ("AppendRequest", "Plan", "Row", "plan_batch")
+__all__ = ("AppendRequest", "Plan", "Row", "VersionCache", "plan_batch")
 
 
 Row = tuple[int, str, int, str, int, int, bytes, bytes]
@@ -99,3 +100,46 @@ def plan_batch(
         versions[stream_id] = current
         outcomes.append(stored)
     return Plan(rows, outcomes, position, previous)
+
+
+class VersionCache:
+    """The writer's memory of recent stream versions (a bounded LRU).
+
+    Only a writer that knows no one else committed since may trust it; a stream it has never seen
+    is guessed to be new (version 0) when the append expects 0, with ``UNIQUE (stream_id,
+    version)`` as the backstop: a wrong guess makes the insert fail and the batch is planned again
+    from fresh reads.
+    """
+
+    def __init__(self, size: int = 100_000) -> None:
+        self._size = size
+        self._versions: OrderedDict[str, int] = OrderedDict()
+
+    def split(
+        self, requests: Sequence[AppendRequest], trust: bool
+    ) -> tuple[dict[str, int], list[str]]:
+        """(versions known without asking the database, stream ids to look up, sorted)."""
+        versions: dict[str, int] = {}
+        lookup: set[str] = set()
+        for request in requests:
+            sid = request.stream_id
+            if sid in versions or sid in lookup:
+                continue
+            cached = self._versions.get(sid) if trust else None
+            if cached is not None:
+                versions[sid] = cached
+            elif trust and request.expected_version == 0:
+                versions[sid] = 0
+            else:
+                lookup.add(sid)
+        return versions, sorted(lookup)
+
+    def remember(self, versions: dict[str, int]) -> None:
+        for stream_id, version in versions.items():
+            self._versions[stream_id] = version
+            self._versions.move_to_end(stream_id)
+        while len(self._versions) > self._size:
+            self._versions.popitem(last=False)
+
+    def clear(self) -> None:
+        self._versions.clear()

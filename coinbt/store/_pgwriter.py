@@ -19,7 +19,6 @@ rolled back and planned again from fresh reads.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +26,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from coinbt.clock import Clock, from_epoch_us, to_epoch_us
 from coinbt.errors import DatabaseError
-from coinbt.store._batch import AppendRequest, Row, plan_batch
+from coinbt.store._batch import AppendRequest, Row, VersionCache, plan_batch
 from coinbt.store._pgschema import DRIVER_ERRORS, connect, describe
 from coinbt.store._writer import Outcome
 
@@ -67,15 +66,13 @@ SELECT pg_notify('{CHANNEL}', $1::text)
 class PgWriter:
     """Commits batches on its own connection, one at a time (the GroupCommitWriter's commit)."""
 
-    _CACHE = 100_000
-
     def __init__(self, dsn: str, conn: Any, clock: Clock, notify: Callable[[], None]) -> None:
         self._dsn = dsn
         self._conn = conn
         self._clock = clock
         self._notify = notify
         self._left_head: int | None = None  # the head position this writer's last commit left
-        self._versions: OrderedDict[str, int] = OrderedDict()
+        self._versions = VersionCache()
 
     @property
     def server_pid(self) -> int | None:
@@ -126,11 +123,7 @@ class PgWriter:
             elif plan.rows:
                 await conn.execute(_WRITE, *_columns(plan.rows), plan.head_position, plan.head_hash)
         self._left_head = plan.head_position
-        for stream_id, version in versions.items():
-            self._versions[stream_id] = version
-            self._versions.move_to_end(stream_id)
-        while len(self._versions) > self._CACHE:
-            self._versions.popitem(last=False)
+        self._versions.remember(versions)
         if plan.rows:
             self._notify()
         return list(plan.outcomes)
@@ -138,21 +131,9 @@ class PgWriter:
     async def _known_versions(
         self, conn: Any, requests: list[AppendRequest], trust_cache: bool
     ) -> dict[str, int]:
-        versions: dict[str, int] = {}
-        lookup: set[str] = set()
-        for request in requests:
-            sid = request.stream_id
-            if sid in versions or sid in lookup:
-                continue
-            cached = self._versions.get(sid) if trust_cache else None
-            if cached is not None:
-                versions[sid] = cached
-            elif trust_cache and request.expected_version == 0:
-                versions[sid] = 0  # a new stream; UNIQUE (stream_id, version) backs the guess
-            else:
-                lookup.add(sid)
+        versions, lookup = self._versions.split(requests, trust_cache)
         if lookup:
-            for sid, version in await conn.fetch(_VERSIONS, sorted(lookup)):
+            for sid, version in await conn.fetch(_VERSIONS, lookup):
                 versions[sid] = int(version)
         return versions
 

@@ -11,6 +11,7 @@ from coinbt.clock import Clock, SystemClock, from_epoch_us, to_epoch_us
 from coinbt.errors import ConcurrencyError, EmptyAppendError
 from coinbt.events import GENESIS_HASH, StoredEvent, TaskEvent, decode_payload
 from coinbt.store._batch import AppendRequest, Row, plan_batch
+from coinbt.store._follow import follow
 from coinbt.store._verify import walk_chain
 from coinbt.store.base import VerifyReport
 
@@ -73,15 +74,8 @@ class MemoryEventStore:
     def appended_hint(self) -> anyio.Event:
         return self._appended
 
-    async def subscribe(self, after: int = 0) -> AsyncIterator[StoredEvent]:
-        while True:
-            hint = self._appended
-            page = await self.read_all(after, 1000)
-            for stored in page:
-                yield stored
-                after = stored.position
-            if not page:
-                await hint.wait()
+    def subscribe(self, after: int = 0) -> AsyncIterator[StoredEvent]:
+        return follow(self.read_all, self.appended_hint, after, 1000)
 
     async def stream_version(self, stream_id: str) -> int:
         await anyio.lowlevel.checkpoint()

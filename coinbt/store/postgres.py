@@ -59,6 +59,7 @@ from coinbt.clock import Clock, SystemClock
 from coinbt.errors import DatabaseError, EmptyAppendError
 from coinbt.events import GENESIS_HASH, StoredEvent, TaskEvent
 from coinbt.store._batch import AppendRequest
+from coinbt.store._follow import follow
 from coinbt.store._pgschema import (
     CONNECT_ERRORS,
     DRIVER_ERRORS,
@@ -147,17 +148,8 @@ class PostgresEventStore:
         """An event set at the next commit of any process (a hint to read again, never data)."""
         return self._appended
 
-    async def subscribe(self, after: int = 0) -> AsyncIterator[StoredEvent]:
-        # The table is the truth; a notification is only a wake-up. Take the hint *before*
-        # reading, so a commit between the read and the wait is never missed.
-        while True:
-            hint = self._appended
-            page = await self.read_all(after, _PAGE)
-            for stored in page:
-                yield stored
-                after = stored.position
-            if not page:
-                await hint.wait()
+    def subscribe(self, after: int = 0) -> AsyncIterator[StoredEvent]:
+        return follow(self.read_all, self.appended_hint, after, _PAGE)
 
     async def stream_version(self, stream_id: str) -> int:
         rows = await self._fetch(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,7 +24,8 @@ import anyio
 from coinbt.clock import Clock, SystemClock, from_epoch_us, to_epoch_us
 from coinbt.errors import CorruptEventError, DatabaseError, EmptyAppendError, SchemaTooNewError
 from coinbt.events import GENESIS_HASH, StoredEvent, TaskEvent, decode_payload
-from coinbt.store._batch import AppendRequest, plan_batch
+from coinbt.store._batch import AppendRequest, VersionCache, plan_batch
+from coinbt.store._follow import follow
 from coinbt.store._verify import walk_chain
 from coinbt.store._writer import GroupCommitWriter, Outcome
 from coinbt.store.base import VerifyReport
@@ -135,17 +135,8 @@ class SQLiteEventStore:
         """An event set at the next commit (a hint to read again, never the data itself)."""
         return self._appended
 
-    async def subscribe(self, after: int = 0) -> AsyncIterator[StoredEvent]:
-        # The log is the truth; the event is only a wake-up hint. Take the hint *before* reading,
-        # so a commit between the read and the wait is never missed.
-        while True:
-            hint = self._appended
-            page = await self.read_all(after, _PAGE)
-            for stored in page:
-                yield stored
-                after = stored.position
-            if not page:
-                await hint.wait()
+    def subscribe(self, after: int = 0) -> AsyncIterator[StoredEvent]:
+        return follow(self.read_all, self.appended_hint, after, _PAGE)
 
     async def stream_version(self, stream_id: str) -> int:
         rows = await self._fetch(
@@ -192,8 +183,6 @@ class _SyncWriter:
     any constraint violation the batch is rolled back and planned again from fresh reads.
     """
 
-    _CACHE = 100_000
-
     def __init__(
         self, path: Path, conn: sqlite3.Connection, clock: Clock, notify: Callable[[], None]
     ) -> None:
@@ -202,7 +191,7 @@ class _SyncWriter:
         self._clock = clock
         self._notify = notify
         self._head: tuple[int, bytes] | None = None
-        self._versions: OrderedDict[str, int] = OrderedDict()
+        self._versions = VersionCache()
         self._data_version = -1
 
     def commit(self, requests: list[AppendRequest]) -> list[Outcome]:
@@ -244,32 +233,15 @@ class _SyncWriter:
                 conn.execute("ROLLBACK")
             raise
         self._head = (plan.head_position, plan.head_hash)
-        for stream_id, version in versions.items():
-            self._versions[stream_id] = version
-            self._versions.move_to_end(stream_id)
-        while len(self._versions) > self._CACHE:
-            self._versions.popitem(last=False)
+        self._versions.remember(versions)
         if plan.rows:
             self._notify()
         return list(plan.outcomes)
 
     def _known_versions(self, requests: list[AppendRequest], trust_cache: bool) -> dict[str, int]:
-        versions: dict[str, int] = {}
-        lookup: set[str] = set()
-        for request in requests:
-            sid = request.stream_id
-            if sid in versions or sid in lookup:
-                continue
-            cached = self._versions.get(sid) if trust_cache else None
-            if cached is not None:
-                versions[sid] = cached
-            elif trust_cache and request.expected_version == 0:
-                versions[sid] = 0  # a new stream; UNIQUE (stream_id, version) backs the guess
-            else:
-                lookup.add(sid)
-        ordered = sorted(lookup)
-        for start in range(0, len(ordered), 500):
-            chunk = ordered[start : start + 500]
+        versions, lookup = self._versions.split(requests, trust_cache)
+        for start in range(0, len(lookup), 500):
+            chunk = lookup[start : start + 500]
             rows = self._conn.execute(
                 "SELECT stream_id, MAX(version) FROM events WHERE stream_id IN "
                 f"({','.join('?' * len(chunk))}) GROUP BY stream_id",
