@@ -1,11 +1,513 @@
-"""``coinbt backtest`` and ``coinbt sweep`` (the engine's commands)."""
+"""``coinbt backtest`` and ``coinbt sweep``: the engine on the command line, no server needed.
+
+The engine (numpy) is imported inside the handlers, so ``coinbt --help`` stays fast.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-__all__ = ("register",)
+from coinbt.errors import DataError, SpecError
+
+if TYPE_CHECKING:
+    from coinbt.engine import Bars, SweepResult
+
+__all__ = ("parse_grid_value", "parse_param_value", "register")
+
+STRATEGY_NAMES = (
+    "sma_cross",
+    "ema_cross",
+    "rsi_reversion",
+    "bollinger_breakout",
+    "donchian_breakout",
+    "buy_and_hold",
+)
+MAX_SYNTHETIC_BARS = 10_000_000
+
+_BACKTEST_EXAMPLES = """\
+examples:
+  coinbt backtest --synthetic 100000:1 --strategy sma_cross -p fast=10 -p slow=30
+  coinbt backtest --data BTCUSDT-1m.csv --strategy rsi_reversion -p period=14 -p lower=25 --json
+  coinbt backtest --synthetic 5000 --interval 1h --strategy buy_and_hold --fill close
+
+Data: --data reads a CSV with the header timestamp,open,high,low,close,volume (ISO-8601 or epoch
+s/ms timestamps) or a Binance kline CSV; --synthetic BARS[:SEED] generates a deterministic
+geometric-Brownian-motion series (seed 1 by default) starting 2024-01-01T00:00:00Z.
+Parameter values (-p KEY=VALUE) are read as an integer, else a number, else true/false, else text.
+Bad input prints one line 'coinbt: error: ...' and exits with status 2.
+"""
+
+_SWEEP_EXAMPLES = """\
+examples:
+  coinbt sweep --synthetic 100000 --strategy sma_cross -g fast=5:50:5 -g slow=20:200:20
+  coinbt sweep --data BTCUSDT-1m.csv --strategy rsi_reversion -g period=7,14,21 \\
+      -g lower=20:35:5 --sort total_return --top 5 --json
+
+  coinbt sweep --synthetic 1000000 --strategy sma_cross -g fast=5:50:5 -g slow=20:200:20 \\
+      --workers 2
+  coinbt sweep --synthetic 1000000 --strategy sma_cross -g fast=5:50:5 -g slow=20:200:20 \\
+      --dask tcp://scheduler:8786
+
+A grid value is a range START:STOP[:STEP] (STOP included, STEP 1 by default) or a comma list.
+Parameters not in the grid keep their defaults. Combinations that break a rule (such as
+fast >= slow) are skipped and counted. Rows are sorted by --sort (a metric or a parameter),
+highest first unless --ascending; rows where that metric is undefined come last.
+--workers N or --dask split the grid into chunks run in parallel, in N local worker processes or
+on a Dask cluster (tcp://HOST:PORT, or local:N for a local one; pip install 'coinbt[distributed]');
+the table is the same, row for row (docs/distributed.md).
+"""
+
+_PERCENT = {
+    "total_return",
+    "cagr",
+    "annual_volatility",
+    "max_drawdown",
+    "win_rate",
+    "avg_trade_return",
+    "best_trade",
+    "worst_trade",
+    "exposure",
+}
+_MONEY = {"final_equity", "fees_paid"}
 
 
 def register(subparsers: Any) -> None:
-    del subparsers
+    backtest = subparsers.add_parser(
+        "backtest",
+        help="run one backtest locally (no server)",
+        description="Run one backtest locally and print its metrics and fills.",
+        epilog=_BACKTEST_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(backtest)
+    backtest.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a strategy parameter, e.g. -p fast=10 (repeatable)",
+    )
+    backtest.add_argument(
+        "--fills",
+        type=int,
+        default=10,
+        metavar="N",
+        help="fills to show in the table (default 10; --json always has them all)",
+    )
+    backtest.set_defaults(func=_run_backtest)
+
+    sweep = subparsers.add_parser(
+        "sweep",
+        help="backtest every combination of a parameter grid",
+        description="Backtest every combination of a parameter grid and rank them by a metric.",
+        epilog=_SWEEP_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(sweep)
+    sweep.add_argument(
+        "-g",
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=VALUES",
+        help="values of one parameter: START:STOP[:STEP] or a comma list (repeatable)",
+    )
+    sweep.add_argument(
+        "--sort", default="sharpe", metavar="METRIC", help="metric to rank by (default sharpe)"
+    )
+    sweep.add_argument("--ascending", action="store_true", help="lowest first")
+    sweep.add_argument(
+        "--top", type=int, default=None, metavar="N", help="rows to show (default: 20, all in JSON)"
+    )
+    where = sweep.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="split over N local processes"
+    )
+    where.add_argument(
+        "--dask",
+        default=None,
+        metavar="TARGET",
+        help="split over a Dask cluster: tcp://HOST:PORT, or local:N for a local cluster",
+    )
+    sweep.add_argument(
+        "--chunks",
+        type=int,
+        default=None,
+        metavar="N",
+        help="chunks to split the grid into (default: one per worker)",
+    )
+    sweep.set_defaults(func=_run_sweep)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data", metavar="CSV", help="OHLCV CSV file (header or Binance kline)")
+    data.add_argument(
+        "--synthetic",
+        metavar="BARS[:SEED]",
+        help="a deterministic synthetic series of BARS bars (seed 1 unless given)",
+    )
+    parser.add_argument(
+        "--strategy",
+        required=True,
+        metavar="NAME",
+        help=f"strategy: {', '.join(STRATEGY_NAMES)}",
+    )
+    parser.add_argument("--cash", type=float, default=10_000.0, help="starting cash (10000)")
+    parser.add_argument(
+        "--fee-bps", type=float, default=10.0, help="fee per fill in basis points (10 = 0.1%%)"
+    )
+    parser.add_argument(
+        "--slippage-bps", type=float, default=0.0, help="slippage in basis points (0)"
+    )
+    parser.add_argument(
+        "--fill",
+        choices=("next_open", "close"),
+        default="next_open",
+        help="fill a signal at the next bar's open (default) or at its bar's close",
+    )
+    parser.add_argument(
+        "--interval",
+        metavar="INTERVAL",
+        default=None,
+        help="bar interval such as 1m, 1h, 1d: of the synthetic series (default 1m); with --data "
+        "it overrides the interval inferred from the timestamps (used to annualize metrics)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+
+def parse_param_value(text: str) -> int | float | bool | str:
+    """``-p`` values: an integer, else a float, else ``true``/``false``, else the text itself."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(number):
+            return number
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def _key_value(text: str, option: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or not value.strip():
+        raise SpecError(f"{text!r}: expected KEY=VALUE, such as fast=10", field=option)
+    return key, value.strip()
+
+
+def _params(items: Sequence[str]) -> dict[str, object]:
+    params: dict[str, object] = {}
+    for item in items:
+        key, value = _key_value(item, "-p")
+        if key in params:
+            raise SpecError(f"given twice (-p {key}=...)", field=f"params.{key}")
+        params[key] = parse_param_value(value)
+    return params
+
+
+def parse_grid_value(text: str) -> list[int | float | bool | str]:
+    """``-g`` values: ``START:STOP[:STEP]`` (STOP included) or ``a,b,c`` (or a single value)."""
+    if ":" in text:
+        parts = [parse_param_value(p.strip()) for p in text.split(":")]
+        if len(parts) not in (2, 3) or not all(
+            isinstance(p, (int, float)) and not isinstance(p, bool) for p in parts
+        ):
+            raise ValueError(f"{text!r} is not a range START:STOP[:STEP] of numbers")
+        numbers = [float(p) for p in parts]
+        start, stop = numbers[0], numbers[1]
+        step = numbers[2] if len(numbers) == 3 else 1.0
+        if step <= 0:
+            raise ValueError(f"{text!r}: the step must be positive")
+        if stop < start:
+            raise ValueError(f"{text!r}: the stop is below the start")
+        count = math.floor((stop - start) / step + 1e-9) + 1
+        if count > 100_000:
+            raise ValueError(f"{text!r} has {count} values (at most 100000)")
+        if all(isinstance(p, int) for p in parts):
+            return list(
+                range(int(parts[0]), int(parts[1]) + 1, int(parts[2]) if len(parts) == 3 else 1)
+            )
+        return [round(start + i * step, 12) for i in range(count)]
+    values = [parse_param_value(p.strip()) for p in text.split(",")]
+    if any(v == "" for v in values):
+        raise ValueError(f"{text!r} has an empty value")
+    return values
+
+
+def _grid(items: Sequence[str]) -> dict[str, list[int | float | bool | str]]:
+    grid: dict[str, list[int | float | bool | str]] = {}
+    for item in items:
+        key, value = _key_value(item, "-g")
+        if key in grid:
+            raise SpecError(f"given twice (-g {key}=...)", field=f"grid.{key}")
+        try:
+            grid[key] = parse_grid_value(value)
+        except ValueError as e:
+            raise SpecError(str(e), field=f"grid.{key}") from None
+    return grid
+
+
+def _synthetic(args: argparse.Namespace) -> tuple[int, int, str]:
+    """``--synthetic BARS[:SEED]`` and ``--interval``, checked: (bars, seed, interval)."""
+    bars_text, _, seed_text = args.synthetic.partition(":")
+    try:
+        count = int(bars_text)
+        seed = int(seed_text) if seed_text else 1
+    except ValueError:
+        raise SpecError(
+            f"{args.synthetic!r}: expected BARS or BARS:SEED (integers), e.g. 100000:1",
+            field="--synthetic",
+        ) from None
+    if not 1 <= count <= MAX_SYNTHETIC_BARS:
+        raise SpecError(
+            f"{count} bars: must be between 1 and {MAX_SYNTHETIC_BARS:,}", field="--synthetic"
+        )
+    if seed < 0:
+        raise SpecError(f"seed {seed}: must not be negative", field="--synthetic")
+    return count, seed, args.interval or "1m"
+
+
+def _load_data(args: argparse.Namespace) -> tuple[Bars, dict[str, Any]]:
+    from coinbt import engine
+
+    if args.synthetic is not None:
+        count, seed, interval = _synthetic(args)
+        bars = engine.synthetic(count, seed=seed, interval=interval)
+        return bars, {"synthetic": {"bars": count, "seed": seed, "interval": interval}}
+    try:
+        bars = engine.load_csv(args.data)
+    except DataError as e:
+        if args.data in str(e):
+            raise
+        raise DataError(f"{args.data}: {e}") from e
+    if args.interval:
+        bars = bars.with_interval(engine.parse_interval(args.interval))
+    return bars, {"csv": args.data, "bars": len(bars), "interval_ms": bars.interval_ms}
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+def _format_metric(name: str, value: object) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, int):
+        return f"{value:,}"
+    assert isinstance(value, float)
+    if name in _PERCENT:
+        return f"{value * 100:,.2f}%"
+    if name in _MONEY:
+        return f"{value:,.2f}"
+    return f"{value:,.3f}"
+
+
+def _time(ts: int) -> str:
+    return datetime.fromtimestamp(ts / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 0) -> str:
+    """A plain-text table: the first ``left`` columns left-aligned, the others right-aligned."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i < left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(headers), *(line(row) for row in rows)])
+
+
+def _emit(text: str) -> None:
+    """Print, and stay quiet if the reader went away (``coinbt ... | head``)."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def _describe_data(data: dict[str, Any], bars: int) -> str:
+    if "synthetic" in data:
+        s = data["synthetic"]
+        return f"{bars:,} synthetic {s['interval']} bars (seed {s['seed']})"
+    return f"{bars:,} bars from {data['csv']}"
+
+
+def _run_backtest(args: argparse.Namespace) -> int:
+    from coinbt import engine
+
+    params = _params(args.param)
+    spec = engine.BacktestSpec(
+        args.strategy, params, args.cash, args.fee_bps, args.slippage_bps, args.fill
+    )
+    engine.validate_spec(spec)  # report bad parameters before loading data
+    bars, data = _load_data(args)
+    result = engine.run(spec, bars)
+    if args.json:
+        out = {"spec": spec.to_dict(), "data": data, **result.to_dict(), "digest": result.digest()}
+        out["params"] = result.params
+        _emit(json.dumps(out, allow_nan=False))
+        return 0
+    shown = ", ".join(f"{k}={v}" for k, v in result.params.items()) or "no parameters"
+    lines = [
+        f"{spec.strategy} ({shown}) on {_describe_data(data, len(bars))}",
+        f"cash {args.cash:,.2f}, fee {args.fee_bps:g} bps, slippage {args.slippage_bps:g} bps, "
+        f"fill {args.fill}",
+        "",
+        _table(
+            ["metric", "value"], [[k, _format_metric(k, v)] for k, v in result.metrics.items()], 1
+        ),
+    ]
+    fills = result.fills
+    lines.append(
+        f"\n{len(fills):,} fills" + (" (a position is open at the end)" if result.final_qty else "")
+    )
+    count = max(0, min(args.fills, len(fills)))
+    if count:
+        fill_rows = [
+            [str(f.bar), _time(f.ts), f.side, f"{f.qty:.6g}", f"{f.price:,.4f}", f"{f.fee:,.4f}"]
+            for f in (fills[i] for i in range(count))
+        ]
+        lines.append(_table(["bar", "time (UTC)", "side", "qty", "price", "fee"], fill_rows))
+        if count < len(fills):
+            lines.append(f"... {len(fills) - count:,} more (--fills N shows more, --json all)")
+    _emit("\n".join(lines))
+    return 0
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    from coinbt import engine
+
+    grid = _grid(args.grid)
+    if args.workers is not None or args.dask is not None or args.chunks is not None:
+        result, data, size = _split_sweep(args, grid)
+    else:
+        bars, data = _load_data(args)
+        size = len(bars)
+        result = engine.sweep(
+            args.strategy,
+            grid,
+            bars,
+            cash=args.cash,
+            fee_bps=args.fee_bps,
+            slippage_bps=args.slippage_bps,
+            fill=args.fill,
+            sort_by=args.sort,
+            descending=not args.ascending,
+        )
+    if args.json:
+        out = {"data": data, **result.to_dict(args.top)}
+        _emit(json.dumps(out, allow_nan=False))
+        return 0
+    top = 20 if args.top is None else max(0, args.top)
+    order = "lowest" if args.ascending else "highest"
+    lines = [
+        f"{result.strategy} on {_describe_data(data, size)}: {result.evaluated:,} combinations, "
+        f"{result.skipped:,} skipped; {order} {result.sort_by} first"
+    ]
+    lines.extend(f"  skipped {n:,}: {reason}" for reason, n in result.skip_reasons.items())
+    metrics = ["total_return", "sharpe", "max_drawdown", "num_trades", "win_rate"]
+    if result.sort_by not in metrics and result.sort_by not in result.param_names:
+        metrics.insert(0, result.sort_by)
+    headers = ["#", *result.param_names, *metrics]
+    rows = [
+        [
+            str(i),
+            *(str(row[p]) for p in result.param_names),
+            *(_format_metric(m, row[m]) for m in metrics),
+        ]
+        for i, row in enumerate(result.rows[:top], start=1)
+    ]
+    lines.extend(["", _table(headers, rows)])
+    if top < len(result.rows):
+        lines.append(f"... {len(result.rows) - top:,} more (--top N)")
+    _emit("\n".join(lines))
+    return 0
+
+
+def _split_sweep(
+    args: argparse.Namespace, grid: dict[str, list[int | float | bool | str]]
+) -> tuple[SweepResult, dict[str, Any], int]:
+    """The sweep split into chunks on local worker processes (``--workers``) or Dask."""
+    import anyio
+
+    from coinbt import engine
+    from coinbt.events import SyntheticSpec
+    from coinbt.executor.sweeps import plan_sweep, sweep_on
+
+    for option in ("workers", "chunks"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise SpecError(f"{value}: must be at least 1", field=f"--{option}")
+    source: Bars | SyntheticSpec
+    if args.synthetic is not None:
+        count, seed, interval = _synthetic(args)
+        engine.parse_interval(interval)
+        source = SyntheticSpec(bars=count, seed=seed, interval=interval)
+        data: dict[str, Any] = {"synthetic": {"bars": count, "seed": seed, "interval": interval}}
+    else:
+        source, data = _load_data(args)
+    size = source.bars if isinstance(source, SyntheticSpec) else len(source)
+    options: dict[str, Any] = {
+        "cash": args.cash,
+        "fee_bps": args.fee_bps,
+        "slippage_bps": args.slippage_bps,
+        "fill": args.fill,
+        "sort_by": args.sort,
+    }
+    plan_sweep(args.strategy, grid, size, 1, **options)  # bad input fails before workers start
+    opener = _sweep_executor(args)
+
+    async def run() -> SweepResult:
+        async with opener as executor:
+            return await sweep_on(
+                executor,
+                args.strategy,
+                grid,
+                source,
+                chunks=args.chunks,
+                descending=not args.ascending,
+                **options,
+            )
+
+    return anyio.run(run), data, size
+
+
+def _sweep_executor(args: argparse.Namespace) -> AbstractAsyncContextManager[Any]:
+    from coinbt.errors import InvalidRequestError
+    from coinbt.executor.local import open_local_executor
+
+    if args.dask is None:
+        return open_local_executor(args.workers)
+    try:
+        from coinbt.executor.dask import open_dask_executor, parse_dask_target
+    except ImportError:
+        raise InvalidRequestError(
+            "Dask is not installed: pip install 'coinbt[distributed]'", field="--dask"
+        ) from None
+    try:
+        address, workers = parse_dask_target(args.dask)
+    except ValueError as e:
+        raise InvalidRequestError(str(e), field="--dask") from None
+    return open_dask_executor(address, workers)

@@ -1,0 +1,124 @@
+"""Performance metrics of an equity curve and its trades (formulas in docs/engine.md)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+from coinbt.engine.simulate import Simulation
+
+__all__ = ("METRIC_NAMES", "YEAR_MS", "Metrics", "compute_metrics", "periods_per_year")
+
+YEAR_MS = 365 * 86_400_000
+"""A year for annualization: crypto trades every day."""
+
+METRIC_NAMES = (
+    "final_equity",
+    "total_return",
+    "cagr",
+    "annual_volatility",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+    "num_trades",
+    "closed_trades",
+    "win_rate",
+    "profit_factor",
+    "avg_trade_return",
+    "best_trade",
+    "worst_trade",
+    "exposure",
+    "fees_paid",
+)
+
+Metrics = dict[str, float | int | None]
+FloatArray = NDArray[np.float64]
+
+
+def periods_per_year(interval_ms: int) -> float | None:
+    """Bars per 365-day year (None for an unknown interval, 0)."""
+    return YEAR_MS / interval_ms if interval_ms > 0 else None
+
+
+_sum = np.add.reduce  # the ufunc methods directly: ndarray.sum() adds a Python-level wrapper
+_min = np.minimum.reduce
+_max = np.maximum.reduce
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _returns_through_zero(path: FloatArray) -> FloatArray:
+    """Ratios of consecutive values, 1 after a 0 (equity can reach 0 only by float underflow)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios: FloatArray = path[1:] / path[:-1]
+    ratios[~np.isfinite(ratios)] = 1.0
+    return ratios
+
+
+def compute_metrics(sim: Simulation, cash: float, interval_ms: int) -> Metrics:
+    """Every metric in :data:`METRIC_NAMES`: floats or ints, None where undefined (never NaN)."""
+    equity = sim.equity
+    n = len(equity)
+    final = float(equity[-1])
+    path = np.concatenate(((cash,), equity))  # the starting cash, then every bar's equity
+    returns = path[1:] / path[:-1] if _min(equity) > 0.0 else _returns_through_zero(path)
+    returns -= 1.0
+    mean = float(_sum(returns)) / n
+    work = returns - mean
+    work *= work
+    sd = math.sqrt(float(_sum(work)) / (n - 1)) if n > 1 else 0.0
+    np.minimum(returns, 0.0, out=work)
+    work *= work
+    down_dev = math.sqrt(float(_sum(work)) / n)
+    ppy = periods_per_year(interval_ms)
+    root = math.sqrt(ppy) if ppy else 0.0
+
+    peak = np.maximum.accumulate(path)
+    np.divide(path, peak, out=peak)
+    max_drawdown = max(0.0, 1.0 - float(_min(peak)))
+
+    growth = final / cash
+    cagr: float | None = None
+    if ppy:
+        try:
+            cagr = math.exp(math.log(growth) * ppy / n) - 1.0 if growth > 0 else -1.0
+        except OverflowError:
+            cagr = None
+
+    closed = len(sim.growth)
+    win_rate = profit_factor = avg_trade = best = worst = None
+    if closed:
+        trade_returns = sim.growth - 1.0
+        pnl = sim.entry_cash[:closed] * trade_returns
+        gains = float(_sum(np.maximum(pnl, 0.0)))
+        losses = -float(_sum(np.minimum(pnl, 0.0)))
+        win_rate = int(np.count_nonzero(pnl > 0.0)) / closed
+        profit_factor = gains / losses if losses > 0 else None
+        avg_trade = float(_sum(trade_returns)) / closed
+        best = float(_max(trade_returns))
+        worst = float(_min(trade_returns))
+
+    return {
+        "final_equity": _finite(final),
+        "total_return": _finite(growth - 1.0),
+        "cagr": None if cagr is None else _finite(cagr),
+        "annual_volatility": _finite(sd * root) if root and n > 1 else None,
+        "sharpe": _finite(mean / sd * root) if root and sd > 0 else None,
+        "sortino": _finite(mean / down_dev * root) if root and down_dev > 0 else None,
+        "max_drawdown": max_drawdown,
+        "calmar": _finite(cagr / max_drawdown) if cagr is not None and max_drawdown > 0 else None,
+        "num_trades": (len(sim.side) + 1) // 2,
+        "closed_trades": closed,
+        "win_rate": win_rate,
+        "profit_factor": profit_factor,
+        "avg_trade_return": avg_trade,
+        "best_trade": best,
+        "worst_trade": worst,
+        "exposure": sim.held_bars / n,
+        "fees_paid": float(_sum(sim.fee)),
+    }

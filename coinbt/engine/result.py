@@ -1,0 +1,150 @@
+"""The outcome of a backtest: fills, equity curve, metrics, and a digest of all three."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+from coinbt.engine.metrics import Metrics
+from coinbt.engine.spec import BacktestSpec
+
+__all__ = ("DIGEST_VERSION", "BacktestResult", "Fill", "Fills")
+
+DIGEST_VERSION = b"coinbt.result.v1\n"
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+
+class Fill(NamedTuple):
+    """One fill: the bar and its timestamp (epoch ms), side "buy" or "sell", quantity, price
+    (slippage included) and fee (in cash).
+    """
+
+    bar: int
+    ts: int
+    side: str
+    qty: float
+    price: float
+    fee: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._asdict()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Fills:
+    """Every fill, column-wise (read-only arrays); ``side`` is 1 for a buy, -1 for a sell."""
+
+    bar: IntArray
+    ts: IntArray
+    side: NDArray[np.int8]
+    qty: FloatArray
+    price: FloatArray
+    fee: FloatArray
+
+    def __len__(self) -> int:
+        return len(self.bar)
+
+    def __getitem__(self, i: int) -> Fill:
+        return Fill(
+            int(self.bar[i]),
+            int(self.ts[i]),
+            "buy" if self.side[i] > 0 else "sell",
+            float(self.qty[i]),
+            float(self.price[i]),
+            float(self.fee[i]),
+        )
+
+    def __iter__(self) -> Iterator[Fill]:
+        return (self[i] for i in range(len(self)))
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """``[{"bar", "ts", "side", "qty", "price", "fee"}, ...]`` in time order."""
+        sides = ["buy" if s > 0 else "sell" for s in self.side.tolist()]
+        return [
+            {"bar": b, "ts": t, "side": s, "qty": q, "price": p, "fee": f}
+            for b, t, s, q, p, f in zip(
+                self.bar.tolist(),
+                self.ts.tolist(),
+                sides,
+                self.qty.tolist(),
+                self.price.tolist(),
+                self.fee.tolist(),
+                strict=True,
+            )
+        ]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class BacktestResult:
+    """A finished backtest. ``equity[t]`` is cash + qty * close[t] after bar t's fills; an open
+    position at the end is marked at the last close (``final_qty`` > 0), not sold.
+    """
+
+    spec: BacktestSpec
+    params: dict[str, int | float]  # the parameters used, defaults filled in
+    fills: Fills
+    equity: FloatArray
+    metrics: Metrics
+    final_equity: float
+    total_return: float
+    max_drawdown: float
+    num_fills: int
+    num_trades: int
+    total_fees: float
+    final_qty: float
+    final_cash: float
+    last_close: float
+
+    def to_dict(self, include_fills: bool = True) -> dict[str, Any]:
+        """The JSON shape of ``coinbt backtest --json`` (DESIGN.md section 7)."""
+        out: dict[str, Any] = {
+            "strategy": self.spec.strategy,
+            "params": dict(self.params),
+            "bars": len(self.equity),
+            "final_equity": self.final_equity,
+            "total_return": self.total_return,
+            "max_drawdown": self.max_drawdown,
+            "num_fills": self.num_fills,
+            "num_trades": self.num_trades,
+            "total_fees": self.total_fees,
+            "final_qty": self.final_qty,
+            "last_close": self.last_close,
+            "metrics": dict(self.metrics),
+        }
+        if include_fills:
+            out["fills"] = self.fills.to_dicts()
+        return out
+
+    def digest(self) -> str:
+        """sha256 (hex) of the canonical encoding of fills, equity and metrics.
+
+        The encoding: ``b"coinbt.result.v1\\n"``; the fill count and bar count as two little-endian
+        uint64; the fill columns bar (int64), ts (int64), side (int8), qty, price, fee (float64),
+        each as little-endian bytes; the equity curve (float64, little-endian); then the metrics
+        as JSON with sorted keys, no spaces, and Python's shortest round-trip float repr.
+        """
+        h = hashlib.sha256(DIGEST_VERSION)
+        h.update(struct.pack("<QQ", len(self.fills), len(self.equity)))
+        f = self.fills
+        for arr, dtype in (
+            (f.bar, "<i8"),
+            (f.ts, "<i8"),
+            (f.side, "<i1"),
+            (f.qty, "<f8"),
+            (f.price, "<f8"),
+            (f.fee, "<f8"),
+            (self.equity, "<f8"),
+        ):
+            h.update(np.ascontiguousarray(arr, dtype=dtype).tobytes())
+        text = json.dumps(self.metrics, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        h.update(text.encode())
+        return h.hexdigest()

@@ -1,0 +1,178 @@
+"""Parameter sweeps: every combination of a grid, sharing indicators, sorted by a metric."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from coinbt.engine._params import Number, ParamError
+from coinbt.engine.backtest import Progress, execute
+from coinbt.engine.data import Bars
+from coinbt.engine.indicators import IndicatorCache
+from coinbt.engine.metrics import METRIC_NAMES
+from coinbt.engine.spec import BacktestSpec, ValidSpec, validate_spec
+from coinbt.engine.strategies import Strategy, strategy_named
+from coinbt.errors import FieldError, SpecError
+
+__all__ = ("SweepResult", "sweep")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SweepResult:
+    """The evaluated combinations, best first: each row holds the parameters, then the metrics.
+
+    ``skipped`` counts the combinations that break a rule between parameters (such as
+    ``fast >= slow``) or need more bars than the data has; ``skip_reasons`` counts them by reason.
+    Rows whose ``sort_by`` metric is None (undefined) come last.
+    """
+
+    strategy: str
+    param_names: tuple[str, ...]
+    rows: tuple[dict[str, Any], ...]
+    evaluated: int
+    skipped: int
+    skip_reasons: dict[str, int]
+    sort_by: str
+    descending: bool
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return METRIC_NAMES
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        return dict(self.rows[0]) if self.rows else None
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """The rows (copies), best first."""
+        return [dict(row) for row in self.rows]
+
+    def to_dict(self, top: int | None = None) -> dict[str, Any]:
+        rows = self.rows if top is None else self.rows[:top]
+        return {
+            "strategy": self.strategy,
+            "params": list(self.param_names),
+            "sort_by": self.sort_by,
+            "descending": self.descending,
+            "evaluated": self.evaluated,
+            "skipped": self.skipped,
+            "skip_reasons": dict(self.skip_reasons),
+            "rows": [dict(row) for row in rows],
+        }
+
+
+def _grid_values(
+    strategy: Strategy, grid: Mapping[str, Sequence[object]]
+) -> dict[str, list[Number]]:
+    if not isinstance(grid, Mapping):
+        raise SpecError("must map parameter names to lists of values", field="grid")
+    known = {p.name: p for p in strategy.params}
+    errors: list[FieldError] = []
+    values: dict[str, list[Number]] = {}
+    for key, options in grid.items():
+        param = known.get(key)
+        if param is None:
+            expected = ", ".join(known) if known else "none"
+            errors.append(FieldError(f"grid.{key}", f"unknown parameter (expected: {expected})"))
+            continue
+        if isinstance(options, (str, bytes)) or not isinstance(options, Sequence) or not options:
+            errors.append(FieldError(f"grid.{key}", "must be a non-empty list of values"))
+            continue
+        checked: list[Number] = []
+        for i, option in enumerate(options):
+            try:
+                number = param.coerce(option)
+            except ParamError as e:
+                errors.append(FieldError(f"grid.{key}[{i}]", str(e)))
+                continue
+            if number not in checked:
+                checked.append(number)
+        values[key] = checked
+    if errors:
+        raise SpecError(errors)
+    return values
+
+
+def _reason(error: FieldError) -> str:
+    """A skip reason without the values, so that equal reasons are counted together."""
+    message = re.sub(r"\s*\([^)]*\)", "", error.message.split(", got")[0])
+    return f"{error.field}: {message}"
+
+
+def sweep(
+    strategy: str | Strategy,
+    grid: Mapping[str, Sequence[object]],
+    bars: Bars,
+    *,
+    cash: float = 10_000.0,
+    fee_bps: float = 10.0,
+    slippage_bps: float = 0.0,
+    fill: str = "next_open",
+    sort_by: str = "sharpe",
+    descending: bool = True,
+    progress: Progress | None = None,
+) -> SweepResult:
+    """Backtest every combination of ``grid`` (parameters not in it keep their defaults).
+
+    Each distinct indicator (say, each SMA window) is computed once and shared; every combination
+    runs through the same code as :func:`~coinbt.engine.run`, so a row equals the single run.
+    Combinations that break a rule between parameters or need more bars than the data has are
+    skipped and counted. Raises :class:`SpecError` for an unknown strategy, parameter, metric or
+    cost, a value of the wrong type or out of range (``grid.fast[2]``), or no valid combination.
+    ``progress`` is called after each combination with the fraction done.
+    """
+    strat = strategy if isinstance(strategy, Strategy) else strategy_named(strategy)
+    values = _grid_values(strat, grid)
+    base = BacktestSpec(strat.name, {}, cash, fee_bps, slippage_bps, fill)
+    costs = validate_spec(base)
+    names = tuple(p.name for p in strat.params)
+    if sort_by not in METRIC_NAMES and sort_by not in names:
+        raise SpecError(
+            f"unknown metric or parameter {sort_by!r} (metrics: {', '.join(METRIC_NAMES)})",
+            field="sort_by",
+        )
+    keys = list(values)
+    combos = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values.values())]
+    cache = IndicatorCache(bars.close, bars.high, bars.low)
+    rows: list[dict[str, Any]] = []
+    reasons: dict[str, int] = {}
+    for i, combo in enumerate(combos):
+        params, errors = strat.check(combo)
+        needed, param = strat.lookback_fn(params) if not errors else (0, None)
+        if not errors and len(bars) < needed:
+            errors = [FieldError(f"params.{param}", f"needs at least {needed} bars")]
+        if errors:
+            reason = _reason(errors[0])
+            reasons[reason] = reasons.get(reason, 0) + 1
+        else:
+            spec = BacktestSpec(strat.name, params, cash, fee_bps, slippage_bps, fill)
+            valid = ValidSpec(
+                strat, params, costs.cash, costs.fee_rate, costs.slippage_rate, costs.fill, spec
+            )
+            result = execute(valid, bars, cache)
+            rows.append({**params, **result.metrics})
+        if progress is not None:
+            progress((i + 1) / len(combos))
+    skipped = len(combos) - len(rows)
+    if not rows:
+        summary = "; ".join(f"{n} x {reason}" for reason, n in reasons.items())
+        raise SpecError(f"no valid parameter combination ({summary})", field="grid")
+    ranked = [row for row in rows if row[sort_by] is not None]
+    ranked.sort(key=lambda row: row[sort_by], reverse=descending)
+    ranked.extend(row for row in rows if row[sort_by] is None)
+    return SweepResult(
+        strategy=strat.name,
+        param_names=names,
+        rows=tuple(ranked),
+        evaluated=len(rows),
+        skipped=skipped,
+        skip_reasons=reasons,
+        sort_by=sort_by,
+        descending=descending,
+    )
