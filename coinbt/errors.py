@@ -12,9 +12,15 @@ from dataclasses import dataclass
 
 __all__ = (
     "ActorCrashLoopError",
+    "ArtifactBucketNotFoundError",
+    "ArtifactCredentialsError",
     "ArtifactError",
     "ArtifactIntegrityError",
+    "ArtifactLostError",
     "ArtifactNotFoundError",
+    "ArtifactPendingError",
+    "ArtifactStoreUnavailableError",
+    "ArtifactTimeoutError",
     "BackupError",
     "CoinbtError",
     "ConcurrencyError",
@@ -319,6 +325,69 @@ class ArtifactIntegrityError(ArtifactError):
         self.expected = expected
         self.actual = actual
         super().__init__(f"artifact {key!r} is corrupt: sha256 {actual} != recorded {expected}")
+
+
+class ArtifactPendingError(ArtifactError):
+    """The artifact is recorded but not in the store yet: its upload is pending (retry later)."""
+
+    code = "artifact_pending"
+
+    def __init__(
+        self, key: str, attempts: int = 0, last_error: str | None = None, retry_after_s: float = 5
+    ) -> None:
+        self.key = key
+        self.attempts = attempts
+        self.last_error = last_error
+        self.retry_after_s = retry_after_s
+        tried = (
+            f"; {attempts} upload attempts so far, the last failed: {last_error}"
+            if (attempts and last_error)
+            else ""
+        )
+        super().__init__(f"artifact {key!r} is not in the store yet: its upload is pending{tried}")
+
+
+class ArtifactLostError(ArtifactNotFoundError):
+    """The artifact can never be stored: its staged file vanished or was damaged before upload."""
+
+    code = "artifact_lost"
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(key)
+        self.reason = reason
+        self.args = (f"artifact {key!r} was lost before it reached the store: {reason}",)
+
+
+class ArtifactBucketNotFoundError(ArtifactError):
+    """The object-store bucket does not exist (or the endpoint serves no such bucket)."""
+
+    code = "bucket_not_found"
+
+    def __init__(self, bucket: str, endpoint: str) -> None:
+        self.bucket = bucket
+        self.endpoint = endpoint
+        super().__init__(
+            f"bucket {bucket!r} does not exist at {endpoint}; create it, or point coinbt at "
+            "the right endpoint (COINBT_S3_ENDPOINT_URL) and bucket"
+        )
+
+
+class ArtifactCredentialsError(ArtifactError):
+    """The object store refused the credentials (missing, wrong, or not allowed)."""
+
+    code = "storage_credentials"
+
+
+class ArtifactStoreUnavailableError(ArtifactError):
+    """The object store cannot be reached (connection refused, DNS, reset); retry later."""
+
+    code = "storage_unavailable"
+
+
+class ArtifactTimeoutError(ArtifactStoreUnavailableError):
+    """The object store stopped answering in time (for example in the middle of an upload)."""
+
+    code = "storage_timeout"
 
 
 class BackupError(CoinbtError):

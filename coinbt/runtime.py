@@ -1,9 +1,11 @@
 """The running system: one object that opens the stores, starts the actors and answers commands.
 
-``open_system(config)`` opens the SQLite event store, starts the Projector (and lets it catch up),
-the TaskManager (which recovers interrupted tasks) and the Workers, in one task group under one
-supervisor. The :class:`System` it yields is what the HTTP API, the CLI and the tests talk to; it
-only forwards commands to actors and reads the read models. ``drain()`` runs until idle.
+``open_system(config)`` opens the SQLite event store and the artifact store, starts the Projector
+(and lets it catch up), the TaskManager (which recovers interrupted tasks), the Uploader (which
+retries artifact uploads left pending) and the Workers, in one task group under one supervisor,
+with the periodic log backups if configured. The :class:`System` it yields is what the HTTP API,
+the CLI and the tests talk to; it only forwards commands to actors and reads the read models.
+``drain()`` runs until idle.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +24,22 @@ import anyio
 from coinbt.actors.base import Supervisor
 from coinbt.actors.projector import Projector
 from coinbt.actors.task_manager import CancelTask, SubmitTask, Submitted, TaskManager
+from coinbt.actors.uploader import Uploader
 from coinbt.actors.worker import Abort, Worker
-from coinbt.artifacts import ArtifactStore, LocalArtifactStore
+from coinbt.artifacts import ArtifactStore, LocalArtifactStore, S3Options, open_artifact_store
+from coinbt.artifacts.locations import ArtifactLocations, open_locations
+from coinbt.artifacts.outbox import ArtifactOutbox, ArtifactRow, open_outbox
+from coinbt.backup import PeriodicBackups
 from coinbt.clock import Clock, IdFactory, SystemClock, random_ids
 from coinbt.datasets import DatasetCatalog
-from coinbt.errors import ArtifactNotFoundError, SpecError, TaskNotFoundError
-from coinbt.events import StoredEvent, TaskSpec
+from coinbt.errors import (
+    ArtifactLostError,
+    ArtifactNotFoundError,
+    ArtifactPendingError,
+    SpecError,
+    TaskNotFoundError,
+)
+from coinbt.events import ArtifactRef, StoredEvent, TaskSpec
 from coinbt.executor.base import Executor
 from coinbt.executor.local import open_local_executor
 from coinbt.projections.live import LiveProgress
@@ -50,8 +62,13 @@ class Config:
     """How to run coinbt. Only ``db`` is required; everything else has a working default."""
 
     db: Path
-    data_dir: Path | None = None  # datasets/ and artifacts/ (default: the db's directory)
-    artifacts: ArtifactStore | None = None  # default: a local directory under data_dir
+    data_dir: Path | None = None  # datasets/, staging/, artifacts/ (default: the db's directory)
+    artifacts: ArtifactStore | None = None  # an open store; default: ``artifacts_url``
+    artifacts_url: str | None = None  # s3://bucket/prefix or a directory; default: data_dir
+    s3: S3Options | None = None  # endpoint, region...; default: the environment (docs/storage.md)
+    upload_backoff_s: tuple[float, float] = (0.5, 60.0)  # first and longest wait between retries
+    backup_to: str | None = None  # periodic log backups to this store URL...
+    backup_every_s: float | None = None  # ...this often
     workers: int | None = None  # default: the number of cores; 0 runs nothing (API only)
     queue_capacity: int = 10_000
     max_attempts: int = 3
@@ -81,6 +98,10 @@ class System:
         artifacts: ArtifactStore,
         progress: LiveProgress,
         executor: Executor | None,
+        outbox: ArtifactOutbox,
+        uploader: Uploader,
+        locations: ArtifactLocations,
+        backups: PeriodicBackups | None,
     ) -> None:
         self.config = config
         self.store = store
@@ -92,6 +113,10 @@ class System:
         self.artifacts = artifacts
         self.progress = progress
         self.executor = executor
+        self.outbox = outbox
+        self.uploader = uploader
+        self.locations = locations
+        self.backups = backups
 
     # --- commands --------------------------------------------------------------------------------
 
@@ -127,11 +152,13 @@ class System:
 
     async def drain(self) -> None:
         """Return once no task is queued or running, every append is projected and every
-        artifact stored (burst mode, for tests and scripts)."""
+        artifact stored (burst mode, for tests and scripts) -- or, while the artifact store
+        fails, waiting for a retry (the artifacts stay pending)."""
         while True:
             await self.task_manager.wait_idle()
             for worker in self.workers:
                 await worker.wait_uploads()
+            await self.uploader.wait_settled()
             last = await self.store.last_position()
             await self.projector.wait_for(last)
             if self.task_manager.idle and await self.store.last_position() == last:
@@ -188,9 +215,30 @@ class System:
         ref = view.artifacts.get("equity")
         if ref is None:
             raise ArtifactNotFoundError(f"tasks/{task_id}: no equity curve (status {view.status})")
-        data = await self.artifacts.get_bytes(ref.key, ref.sha256)
+        data = await self.artifact(ref)
         array = np.load(io.BytesIO(data), allow_pickle=False)
         return array["ts"], array["equity"]
+
+    async def artifact(self, ref: ArtifactRef) -> bytes:
+        """An artifact's bytes from whichever store holds it, checked against its sha256.
+        ``ArtifactPendingError`` while its upload is pending; ``ArtifactLostError`` if it can
+        never be stored."""
+        row = await self.outbox.get(ref.key)
+        if row is None:  # no record of where it is: try the configured store
+            return await self.artifacts.get_bytes(ref.key, ref.sha256)
+        if row.state == "pending":
+            raise ArtifactPendingError(
+                ref.key, row.attempts, row.last_error, retry_after_s=max(1.0, self.uploader.delay)
+            )
+        if row.state == "failed" or row.location is None:
+            raise ArtifactLostError(ref.key, row.last_error or "unknown reason")
+        store = await self.locations.get(row.location)
+        return await store.get_bytes(ref.key, ref.sha256)
+
+    async def artifact_states(self, task_id: str) -> list[ArtifactRow]:
+        """Where each of the task's artifacts is, or how its upload is going."""
+        await self.task(task_id)
+        return await self.outbox.for_task(task_id)
 
 
 def _first_fill_version(view: TaskView) -> int:
@@ -236,10 +284,21 @@ def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
 
 
 @asynccontextmanager
+async def _artifact_store(config: Config, locations: ArtifactLocations) -> AsyncIterator[str]:
+    """Open the configured artifact store; yields its location."""
+    if config.artifacts is not None:
+        yield locations.add(config.artifacts)
+    elif config.artifacts_url is not None:
+        async with open_artifact_store(config.artifacts_url, s3=config.s3) as store:
+            yield locations.add(store)
+    else:
+        yield locations.add(LocalArtifactStore(config.data_path / "artifacts"))
+
+
+@asynccontextmanager
 async def _open_system(config: Config) -> AsyncIterator[System]:
     data = config.data_path
     data.mkdir(parents=True, exist_ok=True)
-    artifacts = config.artifacts or LocalArtifactStore(data / "artifacts")
     staging = data / "staging"
     staging.mkdir(parents=True, exist_ok=True)
     catalog = DatasetCatalog(config.db, data, config.clock)
@@ -247,7 +306,23 @@ async def _open_system(config: Config) -> AsyncIterator[System]:
     supervisor = Supervisor(clock=config.clock)
     progress = LiveProgress()
 
-    async with open_sqlite_store(config.db, clock=config.clock) as store:
+    async with (
+        open_sqlite_store(config.db, clock=config.clock) as store,
+        open_locations(data, config.s3) as locations,
+        _artifact_store(config, locations) as location,
+        open_outbox(config.db, data, config.clock) as outbox,
+        AsyncExitStack() as stack,
+    ):
+        artifacts = await locations.get(location)
+        backups: PeriodicBackups | None = None
+        if config.backup_to is not None and config.backup_every_s is not None:
+            backup_store = await stack.enter_async_context(
+                open_artifact_store(config.backup_to, s3=config.s3)
+            )
+            backups = PeriodicBackups(
+                config.db, backup_store, config.backup_every_s, clock=config.clock
+            )
+        uploader = Uploader(outbox, artifacts, location, backoff_s=config.upload_backoff_s)
         reader = await aiosqlite.Connection(lambda: connect_sync(config.db), iter_chunk_size=64)
         try:
             async with _executor(config, workers_count) as executor:
@@ -273,7 +348,8 @@ async def _open_system(config: Config) -> AsyncIterator[System]:
                             f"w{n}",
                             task_manager,
                             executor,
-                            artifacts,
+                            outbox,
+                            uploader,
                             catalog,
                             staging,
                             progress,
@@ -301,12 +377,19 @@ async def _open_system(config: Config) -> AsyncIterator[System]:
                     artifacts,
                     progress,
                     executor,
+                    outbox,
+                    uploader,
+                    locations,
+                    backups,
                 )
                 async with anyio.create_task_group() as tg:
                     await tg.start(supervisor.run, projector)
                     await tg.start(supervisor.run, task_manager)
+                    await tg.start(supervisor.run, uploader)
                     for worker in workers:
                         await tg.start(supervisor.run, worker)
+                    if backups is not None:
+                        tg.start_soon(backups.run)
                     try:
                         yield system
                     finally:
@@ -326,6 +409,8 @@ async def _shutdown(system: System, grace_s: float) -> None:
     for worker in system.workers:
         with anyio.move_on_after(grace_s):
             await worker.wait_uploads()
+    with anyio.move_on_after(grace_s):  # what is not stored by then stays pending for next time
+        await system.uploader.wait_settled()
     last = await system.store.last_position()
     with anyio.move_on_after(grace_s):
         await system.projector.wait_for(last)

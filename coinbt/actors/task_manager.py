@@ -9,7 +9,9 @@ order; each carries the version its decision saw, so the log's check refuses any
 refused append reloads the task's state from the log.
 
 Worker results are appended at the version the worker saw at ``Started`` (DESIGN section 3): if
-anything was recorded since (a cancel), the result is refused and discarded.
+anything was recorded since (a cancel), the result is refused and discarded. A run whose executor
+lost its worker comes back as ``RequeueTask`` and is decided like recovery after a restart
+(``Recover``): queued again at the head of the queue (attempt + 1), or failed past max_attempts.
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ from anyio.abc import TaskGroup
 
 from coinbt.actors.base import Actor, Reply
 from coinbt.clock import IdFactory
-from coinbt.errors import CoinbtError, QueueFullError, ShuttingDownError, TaskNotFoundError
+from coinbt.errors import (
+    CoinbtError,
+    InvalidTransitionError,
+    QueueFullError,
+    ShuttingDownError,
+    TaskNotFoundError,
+)
 from coinbt.events import StoredEvent, TaskEvent, TaskSpec
 from coinbt.lifecycle import (
     Cancel,
@@ -47,6 +55,7 @@ __all__ = (
     "Claim",
     "ClaimTask",
     "FinishTask",
+    "RequeueTask",
     "SubmitTask",
     "Submitted",
     "TaskManager",
@@ -108,6 +117,16 @@ class FinishTask:
 
 
 @dataclass(slots=True)
+class RequeueTask:
+    """The executor lost the worker running a started task: re-queue it (or fail it)."""
+
+    task_id: str
+    started_version: int
+    reason: str
+    reply: Reply[int]
+
+
+@dataclass(slots=True)
 class _Loaded:
     """A task's state loaded from the log by a helper, handed back through the mailbox."""
 
@@ -115,7 +134,7 @@ class _Loaded:
     then: CancelTask
 
 
-Message = SubmitTask | CancelTask | ClaimTask | FinishTask | _Loaded
+Message = SubmitTask | CancelTask | ClaimTask | FinishTask | RequeueTask | _Loaded
 
 
 @dataclass(slots=True)
@@ -251,6 +270,8 @@ class TaskManager(Actor[Message]):
                 self._cancel(then)
             case FinishTask():
                 self._finish(message)
+            case RequeueTask():
+                self._requeue(message)
         self._dispatch()
 
     def _submit(self, message: SubmitTask) -> None:
@@ -338,6 +359,37 @@ class TaskManager(Actor[Message]):
             message.reply.fail(e)
             return
         self._settle(_evolve_all(state, events))
+
+        def done(stored: list[StoredEvent] | None, error: CoinbtError | None) -> None:
+            if error is not None:
+                message.reply.fail(error)
+            else:
+                assert stored is not None
+                message.reply.set(stored[-1].position)
+
+        self._append(task_id, events, message.started_version, done)
+
+    def _requeue(self, message: RequeueTask) -> None:
+        task_id = message.task_id
+        state = self._states.get(task_id)
+        if state is None:
+            message.reply.fail(TaskNotFoundError(task_id))
+            return
+        events = decide(state, Recover(self.max_attempts))
+        if not events:  # not running any more (cancelled meanwhile): nothing to re-queue
+            message.reply.fail(InvalidTransitionError(task_id, str(state.status), "requeue"))
+            return
+        requeued = _evolve_all(state, events)
+        log.warning(
+            "task %s lost its worker (%s): now %s", task_id, message.reason, requeued.status
+        )
+        self._running.pop(task_id, None)
+        if requeued.is_terminal:
+            self._settle(requeued)
+        else:  # it had its turn already: first in line
+            self._states[task_id] = requeued
+            self._queued.add(task_id)
+            self._queue.appendleft(task_id)
 
         def done(stored: list[StoredEvent] | None, error: CoinbtError | None) -> None:
             if error is not None:

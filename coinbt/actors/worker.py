@@ -3,7 +3,13 @@
 Its mailbox takes ``Abort`` messages: the TaskManager sends one after it recorded a cancel of the
 task this worker runs, and the worker cancels the run (the executor kills its process). A run past
 its spec's ``timeout_s`` is stopped the same way and reported as failed with a timeout error.
+A run whose executor lost the process running it (``JobLostError``: a Dask worker died) is
+handed back with ``RequeueTask``: re-queued like a task interrupted by a restart (attempt + 1).
 Progress goes to a shared dict the read side overlays on the status read model (it is not an event).
+
+A completed run's artifact files stay in the staging directory: the worker records them in the
+artifact outbox (before it reports the outcome, so a crash in between loses nothing) and the
+:class:`~coinbt.actors.uploader.Uploader` moves them into the store, retrying as long as it takes.
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ import anyio
 from anyio.abc import TaskGroup
 
 from coinbt.actors.base import Actor
-from coinbt.actors.task_manager import Claim, ClaimTask, FinishTask, TaskManager
-from coinbt.artifacts import ArtifactStore
+from coinbt.actors.task_manager import Claim, ClaimTask, FinishTask, RequeueTask, TaskManager
+from coinbt.actors.uploader import Uploader
+from coinbt.artifacts.outbox import ArtifactOutbox
 from coinbt.datasets import DatasetCatalog
 from coinbt.errors import CoinbtError, ShuttingDownError
 from coinbt.events import ArtifactRef, Completed, Filled
+from coinbt.executor._errors import JobLostError
 from coinbt.executor.base import Executor, Job, JobError, JobResult
 from coinbt.lifecycle import Complete, Fail
 from coinbt.projections.live import LiveProgress
@@ -37,13 +45,19 @@ class Abort:
     task_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Lost:
+    reason: str
+
+
 class Worker(Actor[Abort]):
     def __init__(
         self,
         worker_id: str,
         task_manager: TaskManager,
         executor: Executor,
-        artifacts: ArtifactStore,
+        outbox: ArtifactOutbox,
+        uploader: Uploader,
         catalog: DatasetCatalog,
         staging: Path,
         progress: LiveProgress,
@@ -56,7 +70,8 @@ class Worker(Actor[Abort]):
         self.worker_id = worker_id
         self._tm = task_manager
         self._executor = executor
-        self._artifacts = artifacts
+        self._outbox = outbox
+        self._uploader = uploader
         self._catalog = catalog
         self._staging = staging
         self._progress = progress
@@ -65,13 +80,13 @@ class Worker(Actor[Abort]):
         self._scope: anyio.CancelScope | None = None
         self._aborted: set[str] = set()
         self._tg: TaskGroup | None = None
-        self._pending = 0  # outcomes being reported / artifacts being stored
+        self._pending = 0  # outcomes being reported
         self._pending_done = anyio.Event()
         self._batch = batch
         self.busy = False
 
     async def wait_uploads(self) -> None:
-        """Return once every finished run is reported and its artifacts are in the store."""
+        """Return once every finished run is reported (and its artifacts are in the outbox)."""
         while self._pending:
             await self._pending_done.wait()
 
@@ -112,7 +127,7 @@ class Worker(Actor[Abort]):
         """Run one claimed task; report its outcome in the background and go on."""
         task_id, spec = claim.task_id, claim.spec
         out = self._staging / f"{task_id}-{claim.attempt}"
-        outcome: Complete | Fail | None = None
+        outcome: Complete | Fail | _Lost | None = None
         result: JobResult | None = None
         try:
             plan = await resolve(spec, self._catalog, max_bars=self._max_bars)
@@ -125,6 +140,8 @@ class Worker(Actor[Abort]):
                 with anyio.move_on_after(spec.timeout_s) as deadline:
                     try:
                         result = await self._executor.run(job, self._progress_of(task_id))
+                    except JobLostError as e:
+                        outcome = _Lost(str(e))
                     except JobError as e:
                         outcome = Fail(str(e), e.error_type)
                 if deadline.cancelled_caught:
@@ -147,29 +164,36 @@ class Worker(Actor[Abort]):
         return report
 
     async def _report(
-        self, claim: Claim, outcome: Complete | Fail | None, result: JobResult | None
+        self, claim: Claim, outcome: Complete | Fail | _Lost | None, result: JobResult | None
     ) -> None:
-        """Tell the TaskManager the outcome, then move the artifacts into the store.
-
-        A completed task's Completed event names each artifact's key and sha256 before the files
-        move, so a failing artifact store delays the artifacts (retried with backoff); it never
-        fails the task. A refused outcome (the task was cancelled meanwhile) is discarded.
-        """
+        """Record a completed run's artifacts as pending uploads, then tell the TaskManager the
+        outcome. Storing the artifacts is the uploader's job from then on: a failing artifact
+        store delays them, it never fails the task. A refused outcome (the task was cancelled
+        meanwhile) is discarded with its artifacts."""
         files = [Path(a.path) for a in result.artifacts.values()] if result is not None else []
+        staged: list[str] = []
         try:
+            if isinstance(outcome, Complete) and result is not None:
+                staged = await self._stage(claim.task_id, outcome, result)
             accepted = False
             if outcome is not None:
                 task_id = claim.task_id
                 try:
                     await self._tm.ask(
-                        lambda reply: FinishTask(task_id, claim.version, outcome, reply)
+                        lambda reply: (
+                            RequeueTask(task_id, claim.version, outcome.reason, reply)
+                            if isinstance(outcome, _Lost)
+                            else FinishTask(task_id, claim.version, outcome, reply)
+                        )
                     )
                     accepted = True
                 except CoinbtError as e:
                     log.info("%s: result of %s discarded: %s", self.name, task_id, e)
-            if accepted and result is not None and isinstance(outcome, Complete):
-                for name, ref in outcome.completed.artifacts.items():
-                    await self._store_artifact(ref, Path(result.artifacts[name].path))
+            if accepted and staged:
+                files = []  # the uploader's now
+                self._uploader.notify()
+            elif staged:
+                await self._outbox.discard(staged)
         finally:
             if files:
                 await anyio.to_thread.run_sync(_remove, files)
@@ -177,17 +201,16 @@ class Worker(Actor[Abort]):
             self._pending_done.set()
             self._pending_done = anyio.Event()
 
-    async def _store_artifact(self, ref: ArtifactRef, path: Path) -> None:
-        delay = 0.5
-        for attempt in range(1, 9):
-            try:
-                await self._artifacts.put_file(ref.key, path, ref.sha256)
-                return
-            except CoinbtError as e:
-                log.warning("storing %s failed (attempt %d): %s", ref.key, attempt, e)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-        log.error("giving up on storing %s; the file stays at %s", ref.key, path)
+    async def _stage(self, task_id: str, outcome: Complete, result: JobResult) -> list[str]:
+        """Put the run's artifacts in the outbox; their keys (none if the outbox failed)."""
+        refs: dict[str, ArtifactRef] = outcome.completed.artifacts
+        items = [(name, ref, Path(result.artifacts[name].path)) for name, ref in refs.items()]
+        try:
+            await self._outbox.add(task_id, items)
+        except CoinbtError as e:  # the database failed: report the result all the same
+            log.error("%s: cannot record the artifacts of %s (%s)", self.name, task_id, e)
+            return []
+        return [ref.key for ref in refs.values()]
 
 
 def _remove(paths: list[Path]) -> None:

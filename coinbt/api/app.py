@@ -92,6 +92,7 @@ def create_app(system: System, *, token: str | None = None) -> ASGIApp:
         Route("/backtests/{task_id}/positions", backtests.positions, methods=["GET"]),
         Route("/backtests/{task_id}/fills", backtests.fills, methods=["GET"]),
         Route("/backtests/{task_id}/equity", backtests.equity, methods=["GET"]),
+        Route("/backtests/{task_id}/artifacts", backtests.artifacts, methods=["GET"]),
         Route("/events", stream.events, methods=["GET"]),
         Route("/strategies", catalog.strategies, methods=["GET"]),
         Route("/datasets", catalog.datasets, methods=["GET"]),
@@ -137,6 +138,38 @@ async def _not_allowed(request: Request, exc: Exception) -> Response:
     return json_response(body, 405)
 
 
+def _storage_metrics(system: System) -> list[str]:
+    uploader = system.uploader
+    lines = [
+        "# HELP coinbt_artifacts Artifacts by state: pending (upload retried), stored, failed.",
+        "# TYPE coinbt_artifacts gauge",
+        *(f'coinbt_artifacts{{state="{s}"}} {n}' for s, n in system.outbox.counts.items()),
+        "# HELP coinbt_artifact_uploads_total Artifacts uploaded since start.",
+        "# TYPE coinbt_artifact_uploads_total counter",
+        f"coinbt_artifact_uploads_total {uploader.uploaded}",
+        "# HELP coinbt_artifact_upload_failures_total Failed upload attempts since start.",
+        "# TYPE coinbt_artifact_upload_failures_total counter",
+        f"coinbt_artifact_upload_failures_total {uploader.failed_attempts}",
+        "# HELP coinbt_artifact_upload_backoff_seconds The wait before the next retry (0: none).",
+        "# TYPE coinbt_artifact_upload_backoff_seconds gauge",
+        f"coinbt_artifact_upload_backoff_seconds {uploader.delay if uploader.backing_off else 0}",
+    ]
+    backups = system.backups
+    if backups is not None:
+        lines += [
+            "# HELP coinbt_backups_total Periodic log backups taken since start.",
+            "# TYPE coinbt_backups_total counter",
+            f"coinbt_backups_total {backups.completed}",
+            "# HELP coinbt_backup_failures_total Periodic log backups that failed since start.",
+            "# TYPE coinbt_backup_failures_total counter",
+            f"coinbt_backup_failures_total {backups.failures}",
+            "# HELP coinbt_backup_last_position The log position of the last backup.",
+            "# TYPE coinbt_backup_last_position gauge",
+            f"coinbt_backup_last_position {backups.last.last_position if backups.last else 0}",
+        ]
+    return lines
+
+
 async def _metrics(system: System) -> str:
     counts = await system.read.counts()
     last = await system.store.last_position()
@@ -159,6 +192,7 @@ async def _metrics(system: System) -> str:
         "# HELP coinbt_projection_lag Events appended but not yet in the read models.",
         "# TYPE coinbt_projection_lag gauge",
         f"coinbt_projection_lag {max(0, last - system.projector.position)}",
+        *_storage_metrics(system),
     ]
     store: Any = system.store
     histogram = getattr(store, "commit_latency", None)

@@ -1,4 +1,5 @@
-"""``/backtests``: submit, list, status, cancel, and a task's events, positions, fills, equity."""
+"""``/backtests``: submit, list, status, cancel, and a task's events, positions, fills, equity and
+artifacts."""
 
 from __future__ import annotations
 
@@ -123,6 +124,11 @@ class Backtests:
                 "next_offset": end if end < view.num_fills else None,
             }
         )
+
+    async def artifacts(self, request: Request) -> Response:
+        task_id = task_id_param(request)
+        rows = await self.system.artifact_states(task_id)
+        return json_response({"task_id": task_id, "artifacts": [row.to_builtins() for row in rows]})
 
     async def equity(self, request: Request) -> Response:
         task_id = task_id_param(request)

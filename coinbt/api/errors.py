@@ -16,8 +16,12 @@ from starlette.responses import Response
 
 from coinbt.errors import (
     ActorCrashLoopError,
+    ArtifactBucketNotFoundError,
+    ArtifactCredentialsError,
     ArtifactIntegrityError,
     ArtifactNotFoundError,
+    ArtifactPendingError,
+    ArtifactStoreUnavailableError,
     CoinbtError,
     DatabaseError,
     DataError,
@@ -52,6 +56,10 @@ STATUS: dict[type[CoinbtError], int] = {
     QueueFullError: 429,
     MailboxFullError: 429,
     ArtifactIntegrityError: 500,
+    ArtifactBucketNotFoundError: 502,  # the object store is misconfigured: the operator's to fix
+    ArtifactCredentialsError: 502,
+    ArtifactPendingError: 503,  # with Retry-After: the upload is being retried
+    ArtifactStoreUnavailableError: 503,
     ShuttingDownError: 503,
     DatabaseError: 503,
     ActorCrashLoopError: 503,
@@ -93,14 +101,16 @@ def _details(error: CoinbtError) -> Any:
             return {"capacity": error.capacity}
         case PayloadTooLargeError():
             return {"limit": error.limit}
+        case ArtifactPendingError():
+            return {"key": error.key, "attempts": error.attempts, "last_error": error.last_error}
     return None
 
 
 def error_response(error: CoinbtError) -> Response:
     status = _status(error)
     headers = {}
-    if status == 429:
-        retry = getattr(error, "retry_after_s", 1.0)
+    retry = getattr(error, "retry_after_s", 1.0 if status == 429 else None)
+    if status in (429, 503) and retry is not None:
         headers["Retry-After"] = str(max(1, round(retry)))
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="coinbt"'

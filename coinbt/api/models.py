@@ -13,6 +13,8 @@ import msgspec
 from coinbt.events import TaskSpec
 
 __all__ = (
+    "ArtifactOut",
+    "ArtifactsOut",
     "DatasetOut",
     "DatasetsOut",
     "EquityOut",
@@ -113,6 +115,26 @@ class EquityOut(msgspec.Struct):
     ts: list[int]
     equity: list[float]
     drawdown: list[float]
+
+
+class ArtifactOut(msgspec.Struct):
+    """Where one artifact is, or how its upload is going (``pending`` is retried with backoff;
+    ``failed`` means it can never be stored)."""
+
+    name: str
+    key: str
+    sha256: str
+    size: int
+    state: Literal["pending", "stored", "failed"]
+    location: str | None
+    attempts: int
+    last_error: str | None
+    updated_at: str
+
+
+class ArtifactsOut(msgspec.Struct):
+    task_id: str
+    artifacts: list[ArtifactOut]
 
 
 class StrategyOut(msgspec.Struct):

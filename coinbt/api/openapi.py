@@ -55,6 +55,7 @@ def openapi(*, token_required: bool) -> dict[str, Any]:
         models.PositionsOut,
         models.FillsOut,
         models.EquityOut,
+        models.ArtifactsOut,
         models.StrategiesOut,
         models.DatasetsOut,
         models.DatasetOut,
@@ -187,6 +188,7 @@ def openapi(*, token_required: bool) -> dict[str, Any]:
                     "200": {"description": "the curve", "content": _json("EquityOut")},
                     "400": bad,
                     "404": _error("no such task, or it has no curve yet"),
+                    "503": _error("the curve's upload to the artifact store is still pending"),
                 },
                 parameters=[
                     _TASK_ID,
@@ -196,6 +198,17 @@ def openapi(*, token_required: bool) -> dict[str, Any]:
                         "at most this many points; 0 for all",
                     ),
                 ],
+            ),
+        },
+        "/backtests/{task_id}/artifacts": {
+            "get": _op(
+                "The task's artifacts: where each is stored, or how its upload is going",
+                {
+                    "200": {"description": "artifacts", "content": _json("ArtifactsOut")},
+                    "400": bad,
+                    "404": not_found,
+                },
+                parameters=[_TASK_ID],
             ),
         },
         "/events": {

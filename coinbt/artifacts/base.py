@@ -11,7 +11,7 @@ __all__ = ("ArtifactStore",)
 
 
 class ArtifactStore(Protocol):
-    """Where run artifacts (equity curves, fills) live: a local directory or S3.
+    """Where run artifacts (equity curves, fills) and log backups live: a directory or S3.
 
     Keys are logical (``tasks/<id>/<attempt>/equity.npy``); events record the key and the sha256,
     never the location, so artifacts can move between stores without rewriting the log.
@@ -35,4 +35,10 @@ class ArtifactStore(Protocol):
 
     async def exists(self, key: str) -> bool: ...
 
-    async def delete(self, key: str) -> None: ...
+    async def delete(self, key: str) -> None:
+        """Remove ``key``; nothing happens if there is nothing under it."""
+        ...
+
+    async def list_keys(self, prefix: str = "") -> list[str]:
+        """Every key starting with ``prefix``, sorted."""
+        ...

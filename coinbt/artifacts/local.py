@@ -110,3 +110,16 @@ class LocalArtifactStore:
 
     async def delete(self, key: str) -> None:
         await anyio.to_thread.run_sync(lambda: self._path(key).unlink(missing_ok=True))
+
+    async def list_keys(self, prefix: str = "") -> list[str]:
+        return await anyio.to_thread.run_sync(self._list_keys, prefix)
+
+    def _list_keys(self, prefix: str) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        keys = (
+            path.relative_to(self.root).as_posix()
+            for path in self.root.rglob("*")
+            if path.is_file() and not path.relative_to(self.root).as_posix().startswith(".")
+        )
+        return sorted(key for key in keys if key.startswith(prefix))

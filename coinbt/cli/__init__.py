@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "coinbt.cli.serve",
     "coinbt.cli.client",
     "coinbt.cli.log",
+    "coinbt.cli.storage",
 )
 
 

@@ -1,4 +1,5 @@
-"""Commands over the event log: ``replay``, ``audit verify|show``, ``migrate``."""
+"""Commands over the event log: ``replay``, ``audit verify|show``, ``migrate`` (and, from
+``coinbt.cli.storage``, ``migrate artifacts``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,15 +75,19 @@ def register(subparsers: Any) -> None:
 
     migrate = subparsers.add_parser(
         "migrate",
-        help="apply the database's pending schema migrations",
+        help="apply the database's pending schema migrations (or: migrate artifacts)",
         description=(
             "Apply every pending numbered schema migration, each in its own transaction. "
-            "Idempotent; refuses a database written by a newer coinbt."
+            "Idempotent; refuses a database written by a newer coinbt. 'coinbt migrate "
+            "artifacts --to URL' moves the stored artifacts to another store."
         ),
         epilog="example: coinbt migrate --db coinbt-data/coinbt.db",
     )
     add_db_argument(migrate)
     migrate.set_defaults(func=_migrate)
+    from coinbt.cli.storage import add_migrate_artifacts
+
+    add_migrate_artifacts(migrate)
 
 
 def _require(db: Path) -> None:
@@ -183,9 +189,15 @@ def _audit_show(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from coinbt.store.migrations import LATEST, apply_migrations
+    from coinbt.artifacts.outbox import backfill
+    from coinbt.store.migrations import LATEST, apply_migrations, connect_sync
 
     applied = apply_migrations(args.db)
+    conn = connect_sync(args.db)
+    try:  # runs that completed before the artifact table existed get their rows, once
+        backfill(conn, time.time_ns() // 1000)
+    finally:
+        conn.close()
     if applied:
         print(f"{args.db}: applied migrations {', '.join(map(str, applied))}; now at {LATEST}")
     else:

@@ -98,6 +98,38 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        4,
+        "artifact outbox",
+        """
+        CREATE TABLE artifacts (
+            key         TEXT    PRIMARY KEY,     -- the logical key, as in the Completed event
+            task_id     TEXT    NOT NULL,
+            name        TEXT    NOT NULL,        -- equity, fills...
+            sha256      TEXT    NOT NULL,
+            size        INTEGER NOT NULL,
+            state       TEXT    NOT NULL CHECK (state IN ('pending', 'stored', 'failed')),
+            location    TEXT,                    -- the store holding it: 'local' or a store URL
+            staged      TEXT,                    -- the file waiting for upload (data-dir relative)
+            attempts    INTEGER NOT NULL DEFAULT 0,
+            last_error  TEXT,
+            created_at  INTEGER NOT NULL,        -- epoch microseconds, UTC
+            updated_at  INTEGER NOT NULL
+        );
+        CREATE INDEX artifacts_task ON artifacts (task_id);
+        CREATE INDEX artifacts_pending ON artifacts (attempts, created_at, key)
+            WHERE state = 'pending';
+        CREATE INDEX artifacts_location ON artifacts (location, key);
+        -- Completed events up to 'upto' predate the outbox: their artifacts get rows once
+        -- (coinbt.artifacts.outbox.backfill), as stored in the data directory's local store.
+        CREATE TABLE artifact_backfill (
+            id    INTEGER PRIMARY KEY CHECK (id = 1),
+            upto  INTEGER NOT NULL,
+            done  INTEGER NOT NULL DEFAULT 0
+        );
+        INSERT INTO artifact_backfill (id, upto) SELECT 1, COALESCE(MAX(position), 0) FROM events;
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

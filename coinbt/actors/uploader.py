@@ -1,0 +1,244 @@
+"""The Uploader: moves the staged artifacts of completed runs into the artifact store.
+
+It works through the outbox's pending rows, least-tried and oldest first, a few uploads at a time.
+A failed upload never touches the task (its Completed event is already in the log): the row stays
+``pending`` with its attempt count and last error, and is retried with backoff (doubling from
+``backoff_s[0]`` up to ``backoff_s[1]``) for as long as it takes. A failure of the store itself
+(endpoint down, timeouts, wrong credentials, missing bucket, or the database) pauses every upload
+for the backoff; a failure of one artifact (say its staged file cannot be read) parks only that
+one, so it cannot hold up the others. Rows left pending by an earlier process are retried as soon
+as it starts. A row turns ``failed`` only when the upload can never succeed: its staged file is
+gone (and the store does not have it) or no longer hashes to the recorded sha256.
+
+Its mailbox takes :class:`Wake` (new pending rows). ``changed_hint()`` is set whenever a row
+changes state or a backoff starts, so tests and ``System.drain`` wait on it instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import anyio
+from anyio.abc import TaskGroup
+
+from coinbt.actors.base import Actor
+from coinbt.artifacts import ArtifactStore
+from coinbt.artifacts.outbox import ArtifactOutbox, ArtifactRow
+from coinbt.errors import (
+    ArtifactBucketNotFoundError,
+    ArtifactCredentialsError,
+    ArtifactError,
+    ArtifactIntegrityError,
+    ArtifactStoreUnavailableError,
+    CoinbtError,
+    DatabaseError,
+    MailboxFullError,
+    ShuttingDownError,
+)
+
+__all__ = ("Uploader", "Wake")
+
+log = logging.getLogger("coinbt.uploader")
+
+# Errors that say the store (or the database), not one artifact, is failing: pause everything.
+_STORE_WIDE = (
+    ArtifactStoreUnavailableError,
+    ArtifactCredentialsError,
+    ArtifactBucketNotFoundError,
+    DatabaseError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """There are new pending artifacts."""
+
+
+class Uploader(Actor[Wake]):
+    name = "uploader"
+
+    def __init__(
+        self,
+        outbox: ArtifactOutbox,
+        store: ArtifactStore,
+        location: str,
+        *,
+        concurrency: int = 4,
+        batch: int = 64,
+        backoff_s: tuple[float, float] = (0.5, 60.0),
+    ) -> None:
+        super().__init__(capacity=1)  # a wake-up is idempotent: one queued is enough
+        self._outbox = outbox
+        self.store = store
+        self.location = location
+        self._concurrency = concurrency
+        self._batch = batch
+        self._backoff_s = backoff_s
+        self._wake = anyio.Event()
+        self._changed = anyio.Event()
+        self._parked: dict[str, float] = {}  # pending key -> when to retry it (anyio time)
+        self.delay = 0.0  # the current store-wide backoff; 0 while uploads succeed
+        self.backing_off = False
+        self.uploaded = 0  # counters since start, for /metrics
+        self.failed_attempts = 0
+        self.last_error: str | None = None
+
+    # --- the outside's view ----------------------------------------------------------------------
+
+    def notify(self) -> None:
+        """Wake the uploader for new pending rows (never blocks, never fails)."""
+        try:
+            self.tell_nowait(Wake())
+        except (MailboxFullError, ShuttingDownError):
+            pass  # a wake-up is already queued, or the service is stopping (rows stay pending)
+
+    @property
+    def pending(self) -> int:
+        return self._outbox.counts["pending"]
+
+    @property
+    def settled(self) -> bool:
+        """Nothing to upload but what waits for a retry after a failure."""
+        return self.backing_off or self.pending <= len(self._parked)
+
+    def changed_hint(self) -> anyio.Event:
+        """An event set at the next change of an artifact's state or of the backoff."""
+        return self._changed
+
+    async def wait_settled(self) -> None:
+        """Return once :attr:`settled` (at once if it is)."""
+        while True:
+            hint = self._changed
+            if self.settled:
+                return
+            await hint.wait()
+
+    # --- the actor's side ------------------------------------------------------------------------
+
+    async def on_start(self, tg: TaskGroup) -> None:
+        self.backing_off = False
+        self._parked.clear()
+        tg.start_soon(self._loop)
+
+    async def handle(self, message: Wake) -> None:
+        self._wake.set()
+
+    def _signal(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake = anyio.Event()  # before reading: a row added meanwhile wakes us again
+            try:
+                due = await self._due()
+            except CoinbtError as e:  # the database itself failed: keep the service up, retry
+                error: CoinbtError | None = e
+            else:
+                if not due:
+                    await self._idle()
+                    continue
+                error = await self._round(due)
+            if error is None:
+                self.delay = 0.0
+                continue
+            low, high = self._backoff_s
+            self.delay = min(high, max(low, self.delay * 2))
+            self.last_error = str(error)
+            log.warning(
+                "artifact uploads to %s fail (%s); %d pending, retrying in %.1f s",
+                self.location,
+                error,
+                self.pending,
+                self.delay,
+            )
+            self.backing_off = True
+            self._signal()
+            await anyio.sleep(self.delay)
+            self.backing_off = False
+
+    async def _due(self) -> list[ArtifactRow]:
+        """The pending rows to try now: parked ones sort last (more attempts), so reading past
+        them is enough to see every other pending row."""
+        limit = self._batch + len(self._parked)
+        rows = await self._outbox.pending(limit)
+        if len(rows) < limit:  # every pending row is here: forget the parked ones that are not
+            keys = {row.key for row in rows}
+            self._parked = {k: t for k, t in self._parked.items() if k in keys}
+        now = anyio.current_time()
+        return [row for row in rows if self._parked.get(row.key, now) <= now][: self._batch]
+
+    async def _idle(self) -> None:
+        """Wait for new rows, or for the first parked row's retry."""
+        if not self._parked:
+            await self._wake.wait()
+            return
+        with anyio.move_on_after(min(self._parked.values()) - anyio.current_time()):
+            await self._wake.wait()
+
+    def _park(self, row: ArtifactRow, error: CoinbtError) -> None:
+        low, high = self._backoff_s
+        delay = min(high, low * 2 ** min(row.attempts, 30))
+        self._parked[row.key] = anyio.current_time() + delay
+        log.warning("storing %s failed (%s); retrying it in %.1f s", row.key, error, delay)
+
+    async def _round(self, rows: list[ArtifactRow]) -> CoinbtError | None:
+        """Upload ``rows``, a few at a time; the first store-wide error, if any."""
+        errors: list[CoinbtError] = []
+        limiter = anyio.CapacityLimiter(self._concurrency)
+
+        async def one(row: ArtifactRow) -> None:
+            async with limiter:
+                if errors:  # the store is failing: leave the rest for after the backoff
+                    return
+                try:
+                    error = await self._upload(row)
+                except CoinbtError as e:  # the outbox's database failed
+                    error = e
+                if isinstance(error, _STORE_WIDE):
+                    errors.append(error)
+                elif error is not None:
+                    self._park(row, error)
+                else:
+                    self._parked.pop(row.key, None)
+                self._signal()
+
+        async with anyio.create_task_group() as tg:
+            for row in rows:
+                tg.start_soon(one, row)
+        return errors[0] if errors else None
+
+    async def _upload(self, row: ArtifactRow) -> CoinbtError | None:
+        path = self._outbox.staged_path(row)
+        try:
+            if path is None or not await anyio.Path(path).is_file():
+                await self._recover(row)
+                return None
+            await self.store.put_file(row.key, path, row.sha256)
+        except ArtifactIntegrityError as e:
+            await self._outbox.mark_failed(row.key, f"{e} (the staged file is kept at {path})")
+            log.error("artifact %s can never be stored: %s", row.key, e)
+            self._signal()
+            return None
+        except ArtifactError as e:
+            self.failed_attempts += 1
+            await self._outbox.mark_retry(row.key, str(e))
+            self._signal()
+            return e
+        await self._outbox.mark_stored(row.key, self.location)
+        await anyio.Path(path).unlink(missing_ok=True)
+        self.uploaded += 1
+        self._signal()
+        return None
+
+    async def _recover(self, row: ArtifactRow) -> None:
+        """The staged file is gone: an earlier process may have stored it and stopped before it
+        recorded that, or the run's outcome was refused and the row discarded meanwhile."""
+        if await self.store.exists(row.key):
+            await self._outbox.mark_stored(row.key, self.location)
+        elif await self._outbox.get(row.key) is not None:
+            reason = f"its staged file {row.staged} is missing and the store does not have it"
+            await self._outbox.mark_failed(row.key, reason)
+            log.error("artifact %s is lost: %s", row.key, reason)
+        self._signal()

@@ -1,0 +1,156 @@
+"""Migrations: a database written at the previous schema (3) by the previous coinbt is migrated and
+reads as before; artifacts move from the local store to S3 and back, resumably, without the log
+changing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pytest
+
+from coinbt import engine
+from coinbt.artifacts.migrate import move_artifacts
+from coinbt.cli import main
+from coinbt.errors import ArtifactStoreUnavailableError
+from coinbt.projections.rebuild import verify_read_models
+from coinbt.runtime import Config, open_system
+from coinbt.store import verify_file
+from coinbt.store.migrations import LATEST, connect_sync, schema_version
+from tests.artifacts.s3server import FaultProxy, MotoServer, admin_client, s3_options
+
+ROOT = Path(__file__).parents[2]
+FIXTURE = Path(__file__).parent / "fixtures" / "schema3"
+COMPLETED = {"r1-000001": 1, "r1-000002": 2, "r1-000003": 3}  # task id -> seed
+
+
+@pytest.fixture
+def old_db(tmp_path: Path) -> Path:
+    """A copy of the data directory the schema-3 coinbt wrote (see fixtures/make_schema3.py)."""
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURE / "artifacts", data / "artifacts")
+    shutil.copy(FIXTURE / "coinbt.sqlite", data / "coinbt.db")
+    return data / "coinbt.db"
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def locations(db: Path) -> dict[str, str]:
+    conn = connect_sync(db, readonly=True)
+    try:
+        return dict(conn.execute("SELECT key, location FROM artifacts WHERE state = 'stored'"))
+    finally:
+        conn.close()
+
+
+def read_all_equity(db: Path, **config: object) -> None:
+    """Open the service on ``db`` and check every completed task's curve against the engine."""
+
+    async def check() -> None:
+        async with open_system(Config(db=db, workers=0, **config)) as system:  # type: ignore[arg-type]
+            for task_id, seed in COMPLETED.items():
+                _, equity = await system.equity(task_id)
+                expected = engine.run(
+                    engine.BacktestSpec("sma_cross", {"fast": 5, "slow": 20}),
+                    engine.synthetic(300, seed=seed),
+                )
+                np.testing.assert_array_equal(equity, expected.equity)
+            assert (await system.read.task_id_for_key("third")) == "r1-000003"
+
+    anyio.run(check)
+
+
+def test_an_old_database_migrates_and_reads_as_before(
+    old_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conn = sqlite3.connect(old_db)
+    assert schema_version(conn) == 3
+    conn.close()
+    chain = verify_file(old_db)
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "migrate"), "--db", str(old_db)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    applied = ", ".join(map(str, range(4, LATEST + 1)))
+    assert f"applied migrations {applied}; now at {LATEST}" in done.stdout
+    # The runs that completed before the artifact table existed have their rows, in place.
+    assert locations(old_db) == {
+        f"tasks/{task_id}-1-{name}.npy": "local"
+        for task_id in COMPLETED
+        for name in ("equity", "fills")
+    }
+    assert verify_file(old_db) == chain  # the log itself is untouched
+    assert verify_read_models(old_db).ok
+    read_all_equity(old_db)
+    code, out, _ = run(capsys, "migrate", "--db", str(old_db))
+    assert (code, "nothing to do" in out) == (0, True)
+
+
+def test_artifacts_move_to_s3_and_back_resumably_without_touching_the_log(
+    old_db: Path,
+    moto: MotoServer,
+    bucket: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COINBT_S3_ENDPOINT_URL", moto.url)
+    chain = verify_file(old_db)
+    target = f"s3://{bucket}/runs"
+    move = ("migrate", "artifacts", "--db", str(old_db), "--to", target, "--json")
+
+    code, out, _ = run(capsys, *move, "--limit", "2")  # stopped half-way
+    assert code == 0
+    report = json.loads(out)
+    assert (report["moved"], report["complete"]) == (2, False)
+    assert sorted(locations(old_db).values()) == ["local"] * 4 + [target] * 2
+    read_all_equity(old_db)  # half here, half there: every read follows its artifact
+
+    code, out, _ = run(capsys, *move)  # run again: it continues
+    report = json.loads(out)
+    assert (code, report["moved"], report["already"], report["complete"]) == (0, 4, 2, True)
+    assert set(locations(old_db).values()) == {target}
+    objects = admin_client(moto.url).list_objects_v2(Bucket=bucket)["Contents"]
+    assert sorted(o["Key"] for o in objects) == sorted(f"runs/{k}" for k in locations(old_db))
+    assert list((old_db.parent / "artifacts").rglob("*.npy")) == []  # moved, not copied
+    read_all_equity(old_db, artifacts_url=target)
+
+    code, out, _ = run(capsys, *move)  # nothing left to do
+    assert json.loads(out)["moved"] == 0
+
+    back = str(old_db.parent / "artifacts")
+    code, out, _ = run(capsys, "migrate", "artifacts", "--db", str(old_db), "--to", back)
+    assert code == 0
+    assert "moved 6 artifacts to local" in out
+    assert set(locations(old_db).values()) == {"local"}
+    assert admin_client(moto.url).list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+    read_all_equity(old_db)
+    assert verify_file(old_db) == chain  # events were never rewritten
+    assert verify_read_models(old_db).ok
+
+
+async def test_a_move_to_an_unreachable_store_changes_nothing_and_can_be_rerun(
+    old_db: Path, proxy: FaultProxy, bucket: str
+) -> None:
+    await anyio.to_thread.run_sync(lambda: main(["migrate", "--db", str(old_db)]))
+    before = locations(old_db)
+    proxy.down()
+    options = s3_options(proxy.url, max_attempts=1)
+    with pytest.raises(ArtifactStoreUnavailableError, match="cannot reach"):
+        await move_artifacts(old_db, f"s3://{bucket}", s3=options)
+    assert locations(old_db) == before
+    proxy.up()
+    report = await move_artifacts(old_db, f"s3://{bucket}", s3=options)
+    assert (report.moved, report.ok) == (6, True)
