@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from coinbt.cli.log import add_db_argument
+from coinbt.cli.storage import add_endpoint_argument
 
 __all__ = ("register",)
 
@@ -33,6 +34,14 @@ def register(subparsers: Any) -> None:
         "--workers", type=int, default=None, help="worker processes (default: the number of cores)"
     )
     serve.add_argument(
+        "--executor",
+        default=os.environ.get("COINBT_EXECUTOR") or "local",
+        metavar="URL",
+        help="where backtests run: local (worker processes, the default), dask://HOST:PORT (a "
+        "Dask scheduler) or dask+local://N (a local Dask cluster); --workers is how many run at "
+        "once (default: $COINBT_EXECUTOR, else local; docs/distributed.md)",
+    )
+    serve.add_argument(
         "--queue-capacity", type=int, default=10_000, help="queued tasks before 429 (10000)"
     )
     serve.add_argument(
@@ -40,6 +49,28 @@ def register(subparsers: Any) -> None:
     )
     serve.add_argument(
         "--demo", action="store_true", help="submit a few demo backtests if the log is empty"
+    )
+    serve.add_argument(
+        "--artifacts",
+        default=os.environ.get("COINBT_ARTIFACTS") or None,
+        metavar="URL",
+        help="where run artifacts go: s3://bucket/prefix or a directory "
+        "(default: $COINBT_ARTIFACTS, else artifacts/ beside the database)",
+    )
+    add_endpoint_argument(serve)
+    serve.add_argument(
+        "--backup-to",
+        default=os.environ.get("COINBT_BACKUP_TO") or None,
+        metavar="URL",
+        help="take periodic database backups to s3://bucket/prefix or a directory "
+        "(default: $COINBT_BACKUP_TO)",
+    )
+    serve.add_argument(
+        "--backup-every",
+        type=float,
+        default=_float_env("COINBT_BACKUP_EVERY"),
+        metavar="SECONDS",
+        help="the backup interval (default: $COINBT_BACKUP_EVERY; needs --backup-to)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
@@ -73,6 +104,14 @@ def register(subparsers: Any) -> None:
     lst.set_defaults(func=_data_list)
 
 
+def _float_env(name: str) -> float | None:
+    value = os.environ.get(name)
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
 def _serve(args: argparse.Namespace) -> int:
     import anyio
 
@@ -84,14 +123,32 @@ def _serve(args: argparse.Namespace) -> int:
         raise InvalidRequestError("must be 0-65535", field="--port")
     if args.workers is not None and args.workers < 0:
         raise InvalidRequestError("must be 0 or more", field="--workers")
+    if args.backup_every is not None and not args.backup_every > 0:
+        raise InvalidRequestError("must be a positive number of seconds", field="--backup-every")
+    if (args.backup_every is None) != (args.backup_to is None):
+        raise InvalidRequestError(
+            "periodic backups need both --backup-to URL and --backup-every SECONDS",
+            field="--backup-every" if args.backup_every is None else "--backup-to",
+        )
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from coinbt.artifacts import S3Options, parse_store_url
+
+    for url in (args.artifacts, args.backup_to):
+        if url is not None:
+            parse_store_url(url)  # a bad URL is refused before anything starts
+    executor, workers = _executor(args.executor, args.workers)
     config = Config(
         db=args.db,
-        workers=args.workers,
+        workers=workers,
+        executor=executor,
         queue_capacity=args.queue_capacity,
         max_attempts=args.max_attempts,
+        artifacts_url=args.artifacts,
+        s3=S3Options(endpoint_url=args.s3_endpoint_url) if args.s3_endpoint_url else None,
+        backup_to=args.backup_to,
+        backup_every_s=args.backup_every,
     )
     options = ServeOptions(
         host=args.host,
@@ -102,6 +159,31 @@ def _serve(args: argparse.Namespace) -> int:
     )
     anyio.run(lambda: serve(config, options, on_ready=ready_message))
     return 0
+
+
+def _executor(url: str, workers: int | None) -> tuple[Any, int | None]:
+    """The ``Config.executor`` factory for ``--executor``, and the worker count to use."""
+    from coinbt.errors import InvalidRequestError
+    from coinbt.executor.local import open_local_executor
+
+    if url == "local":
+        return open_local_executor, workers
+    if not url.startswith(("dask://", "dask+local://")):
+        raise InvalidRequestError(
+            f"{url!r}: expected local, dask://HOST:PORT or dask+local://N", field="--executor"
+        )
+    try:
+        from coinbt.executor.dask import executor_factory, parse_dask_target
+    except ImportError:
+        raise InvalidRequestError(
+            "Dask is not installed: pip install 'coinbt[distributed]'", field="--executor"
+        ) from None
+    try:
+        _, count = parse_dask_target(url)
+        factory = executor_factory(url)
+    except ValueError as e:
+        raise InvalidRequestError(str(e), field="--executor") from None
+    return factory, workers if workers is not None else count
 
 
 def _catalog(db: Path) -> Any:

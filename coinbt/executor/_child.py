@@ -1,6 +1,8 @@
 """The code that runs inside a worker process: receive a job, run the engine, send the result.
 
-Messages on the pipe are msgpack arrays: ``["progress", fraction]``, ``["done", JobResult]``,
+The parent sends a ``Job`` (a msgpack map) or a plain call ``["call", "module:function", args,
+bars]`` (a msgpack array: a sweep chunk, see ``coinbt.executor._calls``). Messages back are msgpack
+arrays: ``["progress", fraction]``, ``["done", JobResult or the call's value]``,
 ``["error", type, message]``. Artifacts (equity curve, fills) are written as ``.npy`` files into
 the job's ``out_dir``; only their paths and hashes cross the pipe.
 """
@@ -17,12 +19,13 @@ from typing import Any
 import msgspec
 
 from coinbt.errors import CoinbtError
+from coinbt.executor._calls import invoke
 from coinbt.executor.base import Job, JobResult, ProducedArtifact
 
 __all__ = ("child_main", "execute")
 
 _encoder = msgspec.msgpack.Encoder()
-_job_decoder = msgspec.msgpack.Decoder(Job)
+_request_decoder = msgspec.msgpack.Decoder()
 PROGRESS_EVERY_S = 0.05
 
 
@@ -33,11 +36,19 @@ def child_main(conn: Connection) -> None:
             data = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        job = _job_decoder.decode(data)
+        request = _request_decoder.decode(data)
         global _last_progress
         _last_progress = time.monotonic()  # a job that ends within PROGRESS_EVERY_S sends none
+
+        def progress(fraction: float) -> None:
+            _progress(conn, fraction)
+
         try:
-            result = execute(job, lambda fraction: _progress(conn, fraction))
+            if isinstance(request, list):  # ["call", fn, args, bars]
+                _, fn, args, bars = request
+                result: Any = invoke(fn, args, progress, bars)
+            else:
+                result = execute(msgspec.convert(request, Job), progress)
         except CoinbtError as e:
             message: list[Any] = ["error", e.code, str(e)]
         except Exception as e:

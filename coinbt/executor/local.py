@@ -5,9 +5,11 @@ pair with multiprocessing's message framing. Not ``multiprocessing.Process``: it
 re-import the caller's ``__main__``, which breaks any script or notebook without an
 ``if __name__ == "__main__"`` guard; a plain subprocess imports only coinbt. The event loop never
 blocks on a process: it waits for the pipe to be readable (``anyio.wait_readable``) and reads
-small messages (progress, a summary and the fills; equity curves travel as files). Cancelling a job
-kills its process at once (SIGKILL) and a fresh process replaces it in the background. Worker
-processes also die with the service (Linux ``PR_SET_PDEATHSIG``), so none is ever orphaned.
+small messages (progress, a summary and the fills; equity curves travel as files). Besides
+backtests, a process can run a plain function (:meth:`LocalProcessExecutor.run_call`: the chunks
+of a split sweep, ``coinbt.executor.sweeps``). Cancelling a job kills its process at once
+(SIGKILL) and a fresh process replaces it in the background. Worker processes also die with the
+service (Linux ``PR_SET_PDEATHSIG``), so none is ever orphaned.
 """
 
 from __future__ import annotations
@@ -17,16 +19,21 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+import tempfile
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import msgspec
 from anyio.abc import TaskGroup
 
 from coinbt.executor.base import Job, JobError, JobResult
+
+if TYPE_CHECKING:
+    from coinbt.engine import Bars
 
 __all__ = ("LocalProcessExecutor", "open_local_executor")
 
@@ -79,7 +86,11 @@ class LocalProcessExecutor:
     async def _spawn(self) -> None:
         # Shielded throughout: a process we started is always either handed out or waited for.
         with anyio.CancelScope(shield=True):
-            slot = await anyio.to_thread.run_sync(self._start_process)
+            # Started from the event loop's thread (a fork/exec: milliseconds), not a worker
+            # thread: the child's PR_SET_PDEATHSIG fires when the *thread* that started it ends,
+            # and anyio ends worker threads idle for 10 s, which SIGKILLed idle processes.
+            slot = self._start_process()
+            await anyio.lowlevel.checkpoint()
             if self._closing:
                 _kill(slot)
                 await anyio.to_thread.run_sync(_wait, slot)
@@ -105,14 +116,45 @@ class LocalProcessExecutor:
                 tg.start_soon(self._spawn)
 
     async def run(self, job: Job, on_progress: Callable[[float], Any]) -> JobResult:
+        value = await self._exchange(job.task_id, _encoder.encode(job), on_progress)
+        return msgspec.convert(value, JobResult)
+
+    async def run_call(
+        self,
+        name: str,
+        fn: str,
+        args: Mapping[str, Any],
+        on_progress: Callable[[float], Any],
+        *,
+        bars: object = None,
+    ) -> Any:
+        """Call ``fn`` (``"coinbt.module:function"``) in a worker process, like :meth:`run`:
+        ``name`` stands for the task id in :meth:`running_pids`; ``bars`` is what
+        :meth:`stage_bars` yielded, or None. Raises ``JobError`` if the function raised."""
+        request = _encoder.encode(["call", fn, args, bars])
+        return await self._exchange(name, request, on_progress)
+
+    @asynccontextmanager
+    async def stage_bars(self, bars: Bars) -> AsyncIterator[str]:
+        """Make ``bars`` readable by the worker processes: a temporary bars file (its path)."""
+        from coinbt.engine import save_bars
+
+        with tempfile.TemporaryDirectory(prefix="coinbt-bars-") as directory:
+            path = os.path.join(directory, "bars.npz")
+            await anyio.to_thread.run_sync(save_bars, path, bars)
+            yield path
+
+    async def _exchange(
+        self, name: str, request: bytes, on_progress: Callable[[float], Any]
+    ) -> Any:
         slot = await self._idle.receive()
-        slot.task_id = job.task_id
-        self._running[job.task_id] = slot
+        slot.task_id = name
+        self._running[name] = slot
         self._started.set()
         self._started = anyio.Event()
         healthy = False
         try:
-            slot.conn.send_bytes(_encoder.encode(job))
+            slot.conn.send_bytes(request)
             while True:
                 await anyio.wait_readable(slot.conn)
                 message = _message_decoder.decode(slot.conn.recv_bytes())
@@ -122,7 +164,7 @@ class LocalProcessExecutor:
                     continue
                 healthy = True
                 if kind == "done":
-                    return msgspec.convert(message[1], JobResult)
+                    return message[1]
                 raise JobError(str(message[1]), str(message[2]))
         except (EOFError, OSError) as e:
             code = slot.process.poll()
@@ -131,7 +173,7 @@ class LocalProcessExecutor:
                 f"the worker process running the backtest died (exit code {code})",
             ) from e
         finally:
-            del self._running[job.task_id]
+            del self._running[name]
             slot.task_id = None
             if healthy:
                 self._idle_send.send_nowait(slot)
