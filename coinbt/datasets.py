@@ -4,15 +4,21 @@ A dataset is imported once from CSV (``coinbt data import`` or ``POST /datasets`
 the engine's parser, written as ``datasets/<name>.npz`` under the data directory and registered in
 the ``datasets`` table with its row count, time range, interval and sha256. Names are never reused:
 past backtests refer to datasets by name, so a dataset never changes once imported.
+
+:class:`Catalog` is the interface; :class:`DatasetCatalog` keeps the table in the SQLite file,
+``coinbt.datasets_pg.PgDatasetCatalog`` in PostgreSQL (then the data directory must be shared by
+every process that runs backtests on imported datasets).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sqlite3
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import msgspec
@@ -21,7 +27,14 @@ from coinbt.clock import Clock, SystemClock, to_epoch_us
 from coinbt.errors import DatabaseError, DatasetExistsError, DatasetNotFoundError, SpecError
 from coinbt.store.migrations import connect_sync
 
-__all__ = ("DatasetCatalog", "DatasetInfo", "check_name")
+__all__ = (
+    "Catalog",
+    "DatasetCatalog",
+    "DatasetInfo",
+    "check_import",
+    "check_name",
+    "prepare_import",
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _COLUMNS = "name, symbol, path, rows, start_ms, end_ms, interval_ms, sha256, source, created_at"
@@ -55,8 +68,72 @@ def default_symbol(name: str) -> str:
     return re.split(r"[-_.]", name, maxsplit=1)[0].upper() or name.upper()
 
 
+class Catalog(Protocol):
+    """The imported datasets: their files in ``data_dir``, their records in a database."""
+
+    data_dir: Path
+
+    def path_of(self, info: DatasetInfo) -> Path: ...
+
+    async def get(self, name: str) -> DatasetInfo:
+        """The dataset called ``name``; ``DatasetNotFoundError`` if there is none."""
+        ...
+
+    async def all(self) -> list[DatasetInfo]:
+        """Every dataset, by name."""
+        ...
+
+    async def import_bytes(
+        self, name: str, data: bytes, *, symbol: str | None = None, source: str = "upload"
+    ) -> DatasetInfo:
+        """Parse and validate CSV ``data``, store it, register it. Raises ``DataError`` (with the
+        row) for bad data, ``SpecError`` for a bad name, ``DatasetExistsError`` if taken."""
+        ...
+
+
+def check_import(name: str, symbol: str | None) -> None:
+    """``SpecError`` for a bad dataset name or symbol."""
+    check_name(name)
+    if symbol is not None and not _NAME.match(symbol):
+        raise SpecError(f"invalid symbol {symbol!r}", field="symbol")
+
+
+def prepare_import(
+    data_dir: Path, clock: Clock, name: str, data: bytes, symbol: str | None, source: str
+) -> tuple[DatasetInfo, Path, Path]:
+    """Check and parse an import and write its file beside its final place (blocking work).
+    Returns the record, the written file and where it goes once the record is committed."""
+    from coinbt.engine import parse_csv, save_bars
+
+    check_import(name, symbol)
+    bars = parse_csv(data)
+    relative = f"datasets/{name}.npz"
+    target = data_dir / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A name of its own: another process (on another host, with a shared data directory) may
+    # be importing the same name right now; the database decides which one is recorded.
+    fd, staged_name = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.", suffix=".partial")
+    staged = Path(staged_name)
+    with os.fdopen(fd, "wb") as f:
+        save_bars(f, bars)
+    digest = hashlib.sha256(staged.read_bytes()).hexdigest()
+    info = DatasetInfo(
+        name=name,
+        symbol=symbol or default_symbol(name),
+        path=relative,
+        rows=len(bars),
+        start_ms=int(bars.ts[0]),
+        end_ms=int(bars.ts[-1]),
+        interval_ms=int(bars.interval_ms),
+        sha256=digest,
+        source=source,
+        created_at=to_epoch_us(clock.now()),
+    )
+    return info, staged, target
+
+
 class DatasetCatalog:
-    """Imported datasets of one database. Blocking work runs on worker threads."""
+    """Imported datasets of one SQLite database. Blocking work runs on worker threads."""
 
     def __init__(self, db: Path, data_dir: Path, clock: Clock | None = None) -> None:
         self.db = db
@@ -102,31 +179,11 @@ class DatasetCatalog:
     ) -> DatasetInfo:
         """Parse and validate CSV ``data``, store it, register it. Raises ``DataError`` (with the
         row) for bad data, ``SpecError`` for a bad name, ``DatasetExistsError`` if taken."""
-        from coinbt.engine import parse_csv, save_bars
-
-        check_name(name)
-        if symbol is not None and not _NAME.match(symbol):
-            raise SpecError(f"invalid symbol {symbol!r}", field="symbol")
+        check_import(name, symbol)
         if self._exists(name):
             raise DatasetExistsError(name)
-        bars = parse_csv(data)
-        relative = f"datasets/{name}.npz"
-        target = self.data_dir / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staged = target.with_suffix(".npz.partial")
-        save_bars(staged, bars)
-        digest = hashlib.sha256(staged.read_bytes()).hexdigest()
-        info = DatasetInfo(
-            name=name,
-            symbol=symbol or default_symbol(name),
-            path=relative,
-            rows=len(bars),
-            start_ms=int(bars.ts[0]),
-            end_ms=int(bars.ts[-1]),
-            interval_ms=int(bars.interval_ms),
-            sha256=digest,
-            source=source,
-            created_at=to_epoch_us(self._clock.now()),
+        info, staged, target = prepare_import(
+            self.data_dir, self._clock, name, data, symbol, source
         )
         conn = connect_sync(self.db)
         try:

@@ -36,6 +36,7 @@ __all__ = (
     "MailboxFullError",
     "NotADatabaseError",
     "PayloadTooLargeError",
+    "ProjectionConflictError",
     "QueueFullError",
     "RunCancelledError",
     "SchemaTooNewError",
@@ -120,6 +121,13 @@ class NotADatabaseError(DatabaseError):
     def __init__(self, path: str) -> None:
         self.path = path
         super().__init__(f"{path} is not an SQLite database (or it is encrypted or damaged)")
+
+
+class ProjectionConflictError(DatabaseError):
+    """Another process moved the read models' checkpoint: this writer's view of them is stale
+    (it writes nothing and gives up its turn)."""
+
+    code = "projection_conflict"
 
 
 class SchemaTooNewError(DatabaseError):

@@ -1,10 +1,11 @@
 """The running system: one object that opens the stores, starts the actors and answers commands.
 
-``open_system(config)`` opens the SQLite event store and the artifact store, starts the Projector
-(and lets it catch up), the TaskManager (which recovers interrupted tasks), the Uploader (which
-retries artifact uploads left pending) and the Workers, in one task group under one supervisor,
-with the periodic log backups if configured. The :class:`System` it yields is what the HTTP API,
-the CLI and the tests talk to; it only forwards commands to actors and reads the read models.
+``open_system(config)`` opens the database (a SQLite file, or a PostgreSQL database that several
+processes may share: ``coinbt.backend``) and the artifact store, starts the Projector (and lets
+it catch up), the TaskManager (which recovers interrupted tasks), the Uploader (which retries
+artifact uploads left pending) and the Workers, in one task group under one supervisor, with the
+periodic log backups if configured. The :class:`System` it yields is what the HTTP API, the CLI
+and the tests talk to; it only forwards commands to actors and reads the read models.
 ``drain()`` runs until idle.
 """
 
@@ -18,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import anyio
 
 from coinbt.actors.base import Supervisor
@@ -28,27 +28,29 @@ from coinbt.actors.uploader import Uploader
 from coinbt.actors.worker import Abort, Worker
 from coinbt.artifacts import ArtifactStore, LocalArtifactStore, S3Options, open_artifact_store
 from coinbt.artifacts.locations import ArtifactLocations, open_locations
-from coinbt.artifacts.outbox import ArtifactOutbox, ArtifactRow, open_outbox
+from coinbt.artifacts.outbox import ArtifactRow, Outbox
+from coinbt.backend import Backend, is_dsn, open_backend
 from coinbt.backup import PeriodicBackups
 from coinbt.clock import Clock, IdFactory, SystemClock, random_ids
-from coinbt.datasets import DatasetCatalog
+from coinbt.datasets import Catalog
 from coinbt.errors import (
     ArtifactLostError,
     ArtifactNotFoundError,
     ArtifactPendingError,
+    BackupError,
     SpecError,
     TaskNotFoundError,
 )
 from coinbt.events import ArtifactRef, StoredEvent, TaskSpec
 from coinbt.executor.base import Executor
 from coinbt.executor.local import open_local_executor
+from coinbt.projections.base import ReadModels
 from coinbt.projections.live import LiveProgress
 from coinbt.projections.positions import PositionView
-from coinbt.projections.sqlite import ReadModelReader
 from coinbt.projections.status import TaskView
 from coinbt.specs import DEFAULT_MAX_BARS, validate
-from coinbt.store import SQLiteEventStore, open_sqlite_store
-from coinbt.store.migrations import connect_sync
+from coinbt.store.base import EventStore
+from coinbt.store.instances import worker_id
 
 __all__ = ("Config", "System", "open_system")
 
@@ -59,10 +61,17 @@ ExecutorFactory = Callable[[int], AbstractAsyncContextManager[Executor]]
 
 @dataclass
 class Config:
-    """How to run coinbt. Only ``db`` is required; everything else has a working default."""
+    """How to run coinbt. Only ``db`` is required; everything else has a working default.
 
-    db: Path
-    data_dir: Path | None = None  # datasets/, staging/, artifacts/ (default: the db's directory)
+    ``db`` is a SQLite file, or a ``postgresql://`` DSN: a database several ``coinbt serve``
+    processes (on several hosts) may share (docs/scale-out.md).
+    """
+
+    db: Path | str
+    # datasets/, staging/, artifacts/; default: the SQLite file's directory, or ./coinbt-data
+    # with PostgreSQL (shared storage for several hosts, unless artifacts go to S3 and no
+    # imported datasets are used)
+    data_dir: Path | None = None
     artifacts: ArtifactStore | None = None  # an open store; default: ``artifacts_url``
     artifacts_url: str | None = None  # s3://bucket/prefix or a directory; default: data_dir
     s3: S3Options | None = None  # endpoint, region...; default: the environment (docs/storage.md)
@@ -74,13 +83,18 @@ class Config:
     max_attempts: int = 3
     max_bars: int = DEFAULT_MAX_BARS
     shutdown_grace_s: float = 10.0
+    # PostgreSQL: how often a process checks for processes that are gone (to re-queue their
+    # tasks and adopt their uploads) and whether it should take over the read models
+    heartbeat_s: float = 2.0
     clock: Clock = field(default_factory=SystemClock)
     ids: IdFactory = random_ids
     executor: ExecutorFactory = open_local_executor
 
     @property
     def data_path(self) -> Path:
-        return self.data_dir if self.data_dir is not None else self.db.parent
+        if self.data_dir is not None:
+            return self.data_dir
+        return Path("coinbt-data") if is_dsn(self.db) else Path(self.db).parent
 
 
 class System:
@@ -89,16 +103,16 @@ class System:
     def __init__(
         self,
         config: Config,
-        store: SQLiteEventStore,
-        read: ReadModelReader,
+        store: EventStore,
+        read: ReadModels,
         projector: Projector,
         task_manager: TaskManager,
         workers: list[Worker],
-        catalog: DatasetCatalog,
+        catalog: Catalog,
         artifacts: ArtifactStore,
         progress: LiveProgress,
         executor: Executor | None,
-        outbox: ArtifactOutbox,
+        outbox: Outbox,
         uploader: Uploader,
         locations: ArtifactLocations,
         backups: PeriodicBackups | None,
@@ -301,16 +315,17 @@ async def _open_system(config: Config) -> AsyncIterator[System]:
     data.mkdir(parents=True, exist_ok=True)
     staging = data / "staging"
     staging.mkdir(parents=True, exist_ok=True)
-    catalog = DatasetCatalog(config.db, data, config.clock)
     workers_count = (os.cpu_count() or 1) if config.workers is None else config.workers
-    supervisor = Supervisor(clock=config.clock)
-    progress = LiveProgress()
+    if config.backup_to is not None and is_dsn(config.db):
+        raise BackupError(
+            "periodic backups copy a SQLite file; back up a PostgreSQL database with its own "
+            "tools (pg_dump, pg_basebackup, WAL archiving)"
+        )
 
     async with (
-        open_sqlite_store(config.db, clock=config.clock) as store,
+        open_backend(config.db, data, clock=config.clock, retry_s=config.heartbeat_s) as backend,
         open_locations(data, config.s3) as locations,
         _artifact_store(config, locations) as location,
-        open_outbox(config.db, data, config.clock) as outbox,
         AsyncExitStack() as stack,
     ):
         artifacts = await locations.get(location)
@@ -320,86 +335,110 @@ async def _open_system(config: Config) -> AsyncIterator[System]:
                 open_artifact_store(config.backup_to, s3=config.s3)
             )
             backups = PeriodicBackups(
-                config.db, backup_store, config.backup_every_s, clock=config.clock
+                Path(config.db), backup_store, config.backup_every_s, clock=config.clock
             )
-        uploader = Uploader(outbox, artifacts, location, backoff_s=config.upload_backoff_s)
-        reader = await aiosqlite.Connection(lambda: connect_sync(config.db), iter_chunk_size=64)
-        try:
-            async with _executor(config, workers_count) as executor:
-                read = ReadModelReader(reader)
-                projector = Projector(store)
+        shared = backend.liveness is not None
+        uploader = Uploader(
+            backend.outbox,
+            artifacts,
+            location,
+            backoff_s=config.upload_backoff_s,
+            adopt_every_s=config.heartbeat_s if shared else None,
+        )
+        async with _executor(config, workers_count) as executor:
+            system = _assemble(
+                config, backend, executor, workers_count, uploader, locations, staging, backups
+            )
+            supervisor = Supervisor(clock=config.clock)
+            async with anyio.create_task_group() as tg:
+                await tg.start(supervisor.run, system.projector)
+                await tg.start(supervisor.run, system.task_manager)
+                await tg.start(supervisor.run, uploader)
+                for worker in system.workers:
+                    await tg.start(supervisor.run, worker)
+                if backups is not None:
+                    tg.start_soon(backups.run)
+                try:
+                    yield system
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await _shutdown(system, config.shutdown_grace_s)
+                    if executor is not None:
+                        executor.prepare_close()
+                    tg.cancel_scope.cancel()
 
-                async def catch_up() -> None:
-                    await projector.wait_for(await store.last_position())
 
-                task_manager = TaskManager(
-                    store,
-                    read,
-                    config.ids,
-                    queue_capacity=config.queue_capacity,
-                    max_attempts=config.max_attempts,
-                    catch_up=catch_up,
-                )
-                workers = (
-                    []
-                    if executor is None
-                    else [
-                        Worker(
-                            f"w{n}",
-                            task_manager,
-                            executor,
-                            outbox,
-                            uploader,
-                            catalog,
-                            staging,
-                            progress,
-                            max_bars=config.max_bars,
-                        )
-                        for n in range(1, workers_count + 1)
-                    ]
-                )
-                by_id = {w.worker_id: w for w in workers}
+def _assemble(
+    config: Config,
+    backend: Backend,
+    executor: Executor | None,
+    workers_count: int,
+    uploader: Uploader,
+    locations: ArtifactLocations,
+    staging: Path,
+    backups: PeriodicBackups | None,
+) -> System:
+    """Build the actors (not started yet) and the facade over them."""
+    store = backend.store
+    progress = LiveProgress()
+    projector = Projector(store, backend.projection)
 
-                def abort(worker_id: str, task_id: str) -> None:
-                    worker = by_id.get(worker_id)
-                    if worker is not None:
-                        worker.tell_nowait(Abort(task_id))
+    async def catch_up() -> None:
+        await projector.wait_for(await store.last_position())
 
-                task_manager.abort = abort
-                system = System(
-                    config,
-                    store,
-                    read,
-                    projector,
-                    task_manager,
-                    workers,
-                    catalog,
-                    artifacts,
-                    progress,
-                    executor,
-                    outbox,
-                    uploader,
-                    locations,
-                    backups,
-                )
-                async with anyio.create_task_group() as tg:
-                    await tg.start(supervisor.run, projector)
-                    await tg.start(supervisor.run, task_manager)
-                    await tg.start(supervisor.run, uploader)
-                    for worker in workers:
-                        await tg.start(supervisor.run, worker)
-                    if backups is not None:
-                        tg.start_soon(backups.run)
-                    try:
-                        yield system
-                    finally:
-                        with anyio.CancelScope(shield=True):
-                            await _shutdown(system, config.shutdown_grace_s)
-                        if executor is not None:
-                            executor.prepare_close()
-                        tg.cancel_scope.cancel()
-        finally:
-            await reader.close()
+    task_manager = TaskManager(
+        store,
+        backend.read,
+        config.ids,
+        queue_capacity=config.queue_capacity,
+        max_attempts=config.max_attempts,
+        catch_up=catch_up,
+        liveness=backend.liveness,
+        heartbeat_s=config.heartbeat_s,
+    )
+    instance = None if backend.liveness is None else backend.liveness.instance_id
+    workers = (
+        []
+        if executor is None
+        else [
+            Worker(
+                worker_id(instance, n),
+                task_manager,
+                executor,
+                backend.outbox,
+                uploader,
+                backend.catalog,
+                staging,
+                progress,
+                max_bars=config.max_bars,
+            )
+            for n in range(1, workers_count + 1)
+        ]
+    )
+    by_id = {w.worker_id: w for w in workers}
+
+    def abort(worker_id: str, task_id: str) -> None:
+        worker = by_id.get(worker_id)
+        if worker is not None:
+            worker.tell_nowait(Abort(task_id))
+
+    task_manager.abort = abort
+    return System(
+        config,
+        store,
+        backend.read,
+        projector,
+        task_manager,
+        workers,
+        backend.catalog,
+        uploader.store,
+        progress,
+        executor,
+        backend.outbox,
+        uploader,
+        locations,
+        backups,
+    )
 
 
 async def _shutdown(system: System, grace_s: float) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import msgspec
 
-from coinbt.datasets import DatasetCatalog
+from coinbt.datasets import Catalog
 from coinbt.errors import CoinbtError, DataError, DatasetNotFoundError, FieldError, SpecError
 from coinbt.events import TaskSpec
 
@@ -66,7 +66,7 @@ def field_error(error: msgspec.ValidationError) -> FieldError:
     return FieldError(path, message)
 
 
-async def validate(spec: TaskSpec, catalog: DatasetCatalog, *, max_bars: int) -> DataPlan:
+async def validate(spec: TaskSpec, catalog: Catalog, *, max_bars: int) -> DataPlan:
     """Check every rule; raise one ``SpecError`` listing every bad field, or return the data.
 
     The engine's own ``validate_spec`` checks the strategy, its parameters and the costs (and,
@@ -101,7 +101,7 @@ async def validate(spec: TaskSpec, catalog: DatasetCatalog, *, max_bars: int) ->
     return plan
 
 
-async def resolve(spec: TaskSpec, catalog: DatasetCatalog, *, max_bars: int) -> DataPlan:
+async def resolve(spec: TaskSpec, catalog: Catalog, *, max_bars: int) -> DataPlan:
     """The data a spec names: synthetic parameters, or a dataset file and its time range."""
     data = spec.data
     if (data.dataset is None) == (data.synthetic is None):

@@ -1,12 +1,22 @@
-"""Fixtures shared by every test package."""
+"""Fixtures shared by every test package: a clock, ids, and a PostgreSQL server (one per session,
+one empty database per test)."""
 
 from __future__ import annotations
 
+import atexit
+import itertools
+import subprocess
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from coinbt.clock import ManualClock, SequentialIds
+from tests.pg import PostgresUnavailableError, TemporaryServer, find_bindir
+
+_ROOT = Path(__file__).parents[1]
+_databases = itertools.count(1)
 
 
 @pytest.fixture
@@ -17,3 +27,34 @@ def clock() -> ManualClock:
 @pytest.fixture
 def ids() -> SequentialIds:
     return SequentialIds("t")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[TemporaryServer]:
+    """A throwaway server on 127.0.0.1 (installed by scripts/ensure-postgres if need be).
+
+    Skips, saying what is missing, where no server can be installed or started.
+    """
+    pytest.importorskip("asyncpg", reason="the PostgreSQL driver is missing: pip install asyncpg")
+    if find_bindir() is None:
+        subprocess.run(
+            [str(_ROOT / "scripts" / "ensure-postgres")],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+            timeout=600,
+        )
+    try:
+        server = TemporaryServer()
+        server.start()
+    except PostgresUnavailableError as e:
+        pytest.skip(f"no PostgreSQL server for the tests: {e}")
+    atexit.register(server.stop)  # also if the session is interrupted
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_dsn(pg_server: TemporaryServer) -> str:
+    """The DSN of a new, empty database on the session's server."""
+    return pg_server.create_database(f"test_{next(_databases)}")

@@ -17,16 +17,19 @@ from coinbt.runtime import Config, System, open_system
 OpenSystem = Callable[..., AbstractAsyncContextManager[System]]
 
 
-def system_factory(tmp_path: Path) -> OpenSystem:
+def system_factory(tmp_path: Path, db: str | None = None) -> OpenSystem:
     """``async with open_system(workers=1, ...) as system``; every call shares one database and
-    hands out fresh ids (``prefix`` differs per call), like restarts of one service."""
+    hands out fresh ids (``prefix`` differs per call), like restarts of one service -- or, with
+    a PostgreSQL ``db``, like several processes on one database (open more than one at once)."""
     counter = iter(range(1, 1000))
 
     @asynccontextmanager
     async def factory(**overrides: Any) -> AsyncIterator[System]:
         n = next(counter)
         config = Config(
-            db=tmp_path / "coinbt.db",
+            db=db if db is not None else tmp_path / "coinbt.db",
+            data_dir=overrides.pop("data_dir", tmp_path if db is not None else None),
+            heartbeat_s=overrides.pop("heartbeat_s", 0.2),
             workers=overrides.pop("workers", 1),
             clock=overrides.pop("clock", ManualClock(tick=timedelta(milliseconds=1))),
             ids=overrides.pop("ids", SequentialIds(f"r{n}")),
@@ -62,7 +65,8 @@ async def wait_status(system: System, task_id: str, *statuses: str) -> str:
     """Wait (no sleeping: on the projector's progress) until the task has one of ``statuses``."""
     with anyio.fail_after(30):
         while True:
+            seen = system.projector.position  # before reading: no advance can slip by
             status = (await system.task(task_id)).status
             if status in statuses:
                 return status
-            await system.projector.wait_for(system.projector.position + 1)
+            await system.projector.wait_for(seen + 1)

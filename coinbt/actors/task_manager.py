@@ -12,6 +12,24 @@ Worker results are appended at the version the worker saw at ``Started`` (DESIGN
 anything was recorded since (a cancel), the result is refused and discarded. A run whose executor
 lost its worker comes back as ``RequeueTask`` and is decided like recovery after a restart
 (``Recover``): queued again at the head of the queue (attempt + 1), or failed past max_attempts.
+
+**A shared log** (``liveness`` given: several processes on one PostgreSQL database). Correctness
+still comes from the log's version check alone; what changes is what the in-memory state knows:
+
+- The TaskManager *follows the log* from the checkpoint its start-up snapshot was taken at, and
+  evolves its states with every event: a ``Queued`` from another process enqueues the task here
+  too (any process's worker may run it), a ``Started`` elsewhere takes it off this queue, a
+  terminal event settles it, and one that ends (or re-queues) a task running *here* aborts the
+  local worker. An event at or below the version already in memory was appended here (or
+  conflicts with an append in flight, which will be refused and reloaded): it is skipped.
+- Two processes deciding on one task at once: the second append is refused
+  (``ConcurrencyError``) and reloads the task. A claim that loses is simply not granted (the
+  worker asks again); a cancel is decided again on the reloaded state (a few times at most).
+- *Recovery*: a task running in the log may be running in another, live process. Worker ids
+  start with their process's instance id; a task is re-queued (``Recover``) only once its owner's
+  instance lock can be taken (``Liveness.take_if_dead``: that process is gone), at start and
+  every ``heartbeat_s``. The survivor holding the dead owner's lock reads each task afresh from
+  the log and appends at that version, so exactly one process recovers it.
 """
 
 from __future__ import annotations
@@ -20,24 +38,38 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import anyio
 from anyio.abc import TaskGroup
 
+from coinbt.actors._shared_log import follow_log, watch_owners
 from coinbt.actors.base import Actor, Reply
+from coinbt.actors.task_messages import (
+    CancelTask,
+    Claim,
+    ClaimTask,
+    FinishTask,
+    Followed,
+    Loaded,
+    Message,
+    RecoverTask,
+    RequeueTask,
+    SubmitTask,
+    Submitted,
+)
 from coinbt.clock import IdFactory
 from coinbt.errors import (
     CoinbtError,
+    ConcurrencyError,
     InvalidTransitionError,
     QueueFullError,
     ShuttingDownError,
     TaskNotFoundError,
 )
-from coinbt.events import StoredEvent, TaskEvent, TaskSpec
+from coinbt.events import Cancelled, Completed, Failed, StoredEvent, TaskEvent, TaskSpec
 from coinbt.lifecycle import (
     Cancel,
-    Complete,
-    Fail,
     Recover,
     Start,
     Status,
@@ -47,10 +79,12 @@ from coinbt.lifecycle import (
     evolve,
     fold,
 )
-from coinbt.projections.sqlite import ReadModelReader
+from coinbt.projections.base import ReadModels
 from coinbt.store.base import EventStore
+from coinbt.store.instances import Liveness, owner_of
 
 __all__ = (
+    "SMALL_BARS",
     "CancelTask",
     "Claim",
     "ClaimTask",
@@ -67,74 +101,7 @@ SMALL_BARS = 50_000
 """Tasks on at most this many bars run in milliseconds: a worker may claim many at once (one
 group commit starts them all). A larger task is claimed alone."""
 
-
-@dataclass(frozen=True, slots=True)
-class Submitted:
-    task_id: str
-    position: int  # the position of its Queued event (wait for the projection to reach it)
-    existing: bool = False  # an earlier submission with the same idempotency key
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    task_id: str
-    spec: TaskSpec
-    attempt: int
-    version: int  # the stream's version after Started: results are appended at it
-
-
-@dataclass(slots=True)
-class SubmitTask:
-    spec: TaskSpec
-    idempotency_key: str | None
-    reply: Reply[Submitted]
-    bars: int | None = None  # the size of its data, if known (small tasks are batched)
-
-
-@dataclass(slots=True)
-class CancelTask:
-    task_id: str
-    reason: str
-    reply: Reply[int]  # position to wait for (0: nothing appended, already cancelled)
-    loaded: TaskState | None = None
-
-
-@dataclass(slots=True)
-class ClaimTask:
-    """A worker asks for work: one task, or up to ``max_tasks`` small ones (see ``SMALL_BARS``)."""
-
-    worker_id: str
-    reply: Reply[list[Claim]]
-    max_tasks: int = 1
-
-
-@dataclass(slots=True)
-class FinishTask:
-    task_id: str
-    started_version: int
-    outcome: Complete | Fail
-    reply: Reply[int]
-
-
-@dataclass(slots=True)
-class RequeueTask:
-    """The executor lost the worker running a started task: re-queue it (or fail it)."""
-
-    task_id: str
-    started_version: int
-    reason: str
-    reply: Reply[int]
-
-
-@dataclass(slots=True)
-class _Loaded:
-    """A task's state loaded from the log by a helper, handed back through the mailbox."""
-
-    state: TaskState
-    then: CancelTask
-
-
-Message = SubmitTask | CancelTask | ClaimTask | FinishTask | RequeueTask | _Loaded
+_CANCEL_TRIES = 5
 
 
 @dataclass(slots=True)
@@ -144,19 +111,26 @@ class _Chain:
     done: anyio.Event = field(default_factory=anyio.Event)
 
 
+def _is_small(spec: TaskSpec) -> bool:
+    synthetic = spec.data.synthetic
+    return synthetic is not None and synthetic.bars <= SMALL_BARS
+
+
 class TaskManager(Actor[Message]):
     name = "task-manager"
 
     def __init__(
         self,
         store: EventStore,
-        read_models: ReadModelReader,
+        read_models: ReadModels,
         ids: IdFactory,
         *,
         queue_capacity: int = 10_000,
         max_attempts: int = 3,
         abort: Callable[[str, str], None] = lambda worker_id, task_id: None,
         catch_up: Callable[[], Awaitable[None]] | None = None,
+        liveness: Liveness | None = None,
+        heartbeat_s: float = 2.0,
         mailbox: int = 4096,
         finished_cache: int = 10_000,
     ) -> None:
@@ -168,6 +142,8 @@ class TaskManager(Actor[Message]):
         self.max_attempts = max_attempts
         self.abort = abort
         self._catch_up = catch_up
+        self._liveness = liveness
+        self._heartbeat_s = heartbeat_s
         self._finished_cache = finished_cache
         self._tg: TaskGroup | None = None
         self._recovered = False
@@ -176,14 +152,18 @@ class TaskManager(Actor[Message]):
 
     def _reset(self) -> None:
         self._states: dict[str, TaskState] = {}
-        self._finished: OrderedDict[str, None] = OrderedDict()
+        # Finished tasks, oldest first, with the position of their terminal event once it has
+        # been followed (None until then; a shared log keeps those: see ``_evict``).
+        self._finished: OrderedDict[str, int | None] = OrderedDict()
         self._queue: deque[str] = deque()
         self._queued: set[str] = set()
-        self._running: dict[str, str] = {}  # task id -> worker id
+        self._running: dict[str, str] = {}  # task id -> worker id, for this process's workers
+        self._remote: dict[str, str] = {}  # task id -> worker id, running in other processes
         self._claims: deque[ClaimTask] = deque()
         self._keys: dict[str, str] = {}
         self._small: set[str] = set()  # queued tasks known to be small
         self._chains: dict[str, _Chain] = {}
+        self._followed = 0  # the log position the state includes every event up to (shared)
         self._changed = anyio.Event()
 
     # --- what others may read --------------------------------------------------------------------
@@ -194,28 +174,38 @@ class TaskManager(Actor[Message]):
 
     @property
     def running(self) -> dict[str, str]:
+        """Tasks running on this process's workers (task id -> worker id)."""
         return dict(self._running)
 
     @property
     def idle(self) -> bool:
-        return not self._queued and not self._running and not self._chains
+        """Nothing queued, running (here or, on a shared log, anywhere) or being appended."""
+        return not self._queued and not self._running and not self._remote and not self._chains
+
+    @property
+    def instance_id(self) -> str | None:
+        return None if self._liveness is None else self._liveness.instance_id
 
     def stop_dispatching(self) -> None:
         """Shutting down: take no new submissions and start nothing new."""
         self._stopping = True
 
     async def wait_no_running(self) -> None:
+        """Return once no task runs on this process's workers."""
         while self._running:
             await self._changed.wait()
 
     async def wait_idle(self) -> None:
-        """Return once nothing is queued, running or being appended."""
+        """Return once :attr:`idle`."""
         while not self.idle:
             await self._changed.wait()
 
     def _touch(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()
+
+    def _is_local(self, worker_id: str) -> bool:
+        return self._liveness is None or owner_of(worker_id) == self._liveness.instance_id
 
     # --- start-up and recovery -------------------------------------------------------------------
 
@@ -227,6 +217,15 @@ class TaskManager(Actor[Message]):
         self._reset()
         if self._catch_up is not None:
             await self._catch_up()  # the read models must list every task before we trust them
+        if self._liveness is None:
+            await self._start_alone()
+        else:
+            await self._start_shared(tg)
+        self._recovered = True
+        self._touch()
+
+    async def _start_alone(self) -> None:
+        """One process owns the log: whatever it left running died with it."""
         for view in await self._read_models.unfinished():
             state = await self._load(view.task_id)
             if state.status is Status.RUNNING and not self._recovered:
@@ -236,8 +235,28 @@ class TaskManager(Actor[Message]):
                 state = _evolve_all(state, events)
                 log.warning("recovered interrupted task %s: now %s", state.task_id, state.status)
             self._track(state)
-        self._recovered = True
-        self._touch()
+
+    async def _start_shared(self, tg: TaskGroup) -> None:
+        """Load the unfinished tasks as of one snapshot of the read models, then follow the log
+        from that snapshot's checkpoint; tasks of dead processes are recovered by the watcher."""
+        checkpoint, views = await self._read_models.unfinished_at()
+        self._followed = checkpoint
+        for view in views:
+            state = await self._load(view.task_id)
+            if state.is_terminal:  # it ended since the snapshot
+                self._settle(state, checkpoint)
+            else:
+                self._track(state)
+        tg.start_soon(follow_log, self._store, checkpoint, self._deliver)
+        assert self._liveness is not None
+        tg.start_soon(
+            watch_owners,
+            self._liveness,
+            self._heartbeat_s,
+            lambda: self._remote,
+            self._load,
+            self._ask_recover,
+        )
 
     async def _load(self, task_id: str) -> TaskState:
         events = await self._store.read_stream(task_id)
@@ -251,8 +270,13 @@ class TaskManager(Actor[Message]):
         if state.status is Status.QUEUED and task_id not in self._queued:
             self._queued.add(task_id)
             self._queue.append(task_id)
+            if self._liveness is not None and state.spec is not None and _is_small(state.spec):
+                self._small.add(task_id)
         elif state.status is Status.RUNNING and state.worker_id is not None:
-            self._running.setdefault(task_id, state.worker_id)
+            if self._is_local(state.worker_id):
+                self._running.setdefault(task_id, state.worker_id)
+            else:
+                self._remote[task_id] = state.worker_id
 
     # --- commands --------------------------------------------------------------------------------
 
@@ -264,7 +288,7 @@ class TaskManager(Actor[Message]):
                 self._claims.append(message)
             case CancelTask():
                 self._cancel(message)
-            case _Loaded(state=state, then=then):
+            case Loaded(state=state, then=then):
                 if state.task_id not in self._states:
                     then.loaded = state
                 self._cancel(then)
@@ -272,6 +296,10 @@ class TaskManager(Actor[Message]):
                 self._finish(message)
             case RequeueTask():
                 self._requeue(message)
+            case Followed(events=events):
+                self._follow(events)
+            case RecoverTask():
+                self._recover(message)
         self._dispatch()
 
     def _submit(self, message: SubmitTask) -> None:
@@ -324,7 +352,8 @@ class TaskManager(Actor[Message]):
 
         def done(stored: list[StoredEvent] | None, error: CoinbtError | None) -> None:
             if error is not None:
-                message.reply.fail(error)
+                if not self._decide_again(message, error):
+                    message.reply.fail(error)
                 return
             assert stored is not None
             if worker_id is not None:
@@ -332,6 +361,19 @@ class TaskManager(Actor[Message]):
             message.reply.set(stored[-1].position)
 
         self._append(task_id, events, state.version, done)
+
+    def _decide_again(self, message: CancelTask, error: CoinbtError) -> bool:
+        """Another process changed the task first (the state is reloaded by now): decide the
+        cancel again on what the log holds."""
+        if not isinstance(error, ConcurrencyError) or message.tries >= _CANCEL_TRIES:
+            return False
+        message.tries += 1
+        message.loaded = None
+        try:
+            self.tell_nowait(message)
+        except CoinbtError:
+            return False
+        return True
 
     async def _load_then(self, message: CancelTask) -> None:
         try:
@@ -343,7 +385,7 @@ class TaskManager(Actor[Message]):
             message.reply.fail(TaskNotFoundError(message.task_id))
             return
         try:
-            self.tell_nowait(_Loaded(state, message))
+            self.tell_nowait(Loaded(state, message))
         except CoinbtError as e:
             message.reply.fail(e)
 
@@ -359,15 +401,7 @@ class TaskManager(Actor[Message]):
             message.reply.fail(e)
             return
         self._settle(_evolve_all(state, events))
-
-        def done(stored: list[StoredEvent] | None, error: CoinbtError | None) -> None:
-            if error is not None:
-                message.reply.fail(error)
-            else:
-                assert stored is not None
-                message.reply.set(stored[-1].position)
-
-        self._append(task_id, events, message.started_version, done)
+        self._append(task_id, events, message.started_version, _answer(message.reply))
 
     def _requeue(self, message: RequeueTask) -> None:
         task_id = message.task_id
@@ -384,21 +418,16 @@ class TaskManager(Actor[Message]):
             "task %s lost its worker (%s): now %s", task_id, message.reason, requeued.status
         )
         self._running.pop(task_id, None)
-        if requeued.is_terminal:
-            self._settle(requeued)
+        self._enqueue_recovered(requeued)
+        self._append(task_id, events, message.started_version, _answer(message.reply))
+
+    def _enqueue_recovered(self, state: TaskState) -> None:
+        if state.is_terminal:
+            self._settle(state)
         else:  # it had its turn already: first in line
-            self._states[task_id] = requeued
-            self._queued.add(task_id)
-            self._queue.appendleft(task_id)
-
-        def done(stored: list[StoredEvent] | None, error: CoinbtError | None) -> None:
-            if error is not None:
-                message.reply.fail(error)
-            else:
-                assert stored is not None
-                message.reply.set(stored[-1].position)
-
-        self._append(task_id, events, message.started_version, done)
+            self._states[state.task_id] = state
+            self._queued.add(state.task_id)
+            self._queue.appendleft(state.task_id)
 
     def _dispatch(self) -> None:
         """Give queued tasks, oldest first, to waiting workers: a large task alone, or a run of
@@ -411,7 +440,7 @@ class TaskManager(Actor[Message]):
             while self._queue and len(batch) < claim.max_tasks:
                 task_id = self._queue[0]
                 if task_id not in self._queued:
-                    self._queue.popleft()  # cancelled while queued
+                    self._queue.popleft()  # cancelled or started elsewhere while queued
                     continue
                 if batch and task_id not in self._small:
                     break  # a large task waits for a claim of its own
@@ -444,7 +473,7 @@ class TaskManager(Actor[Message]):
                 index: int = index,
                 granted: Claim = granted,
             ) -> None:
-                if error is None:
+                if error is None:  # else another process started it first: not granted
                     claims[index] = granted
                 remaining[0] -= 1
                 if remaining[0] == 0:  # every Started is committed (or refused): answer
@@ -452,18 +481,105 @@ class TaskManager(Actor[Message]):
 
             self._append(task_id, events, state.version, done)
 
-    def _settle(self, state: TaskState) -> None:
-        """Record a decided state; a finished task leaves the queue and the running set."""
+    def _settle(self, state: TaskState, position: int | None = None) -> None:
+        """Record a decided state; a finished task leaves the queue and the running sets."""
         task_id = state.task_id
         self._states[task_id] = state
         if state.is_terminal:
             self._queued.discard(task_id)
             self._running.pop(task_id, None)
-            self._finished[task_id] = None
+            self._remote.pop(task_id, None)
+            self._finished[task_id] = position
             self._finished.move_to_end(task_id)
-            while len(self._finished) > self._finished_cache:
-                old, _ = self._finished.popitem(last=False)
-                self._states.pop(old, None)
+            self._evict()
+
+    def _evict(self) -> None:
+        """Forget the oldest finished tasks beyond the cache. On a shared log, only those whose
+        terminal event has been followed: an event of a forgotten task that is still to be
+        followed would otherwise look like a new task."""
+        while len(self._finished) > self._finished_cache:
+            task_id, position = next(iter(self._finished.items()))
+            if self._liveness is not None and (position is None or position > self._followed):
+                return
+            self._finished.popitem(last=False)
+            self._states.pop(task_id, None)
+
+    # --- following a shared log ------------------------------------------------------------------
+
+    def _follow(self, events: list[StoredEvent]) -> None:
+        for stored in events:
+            self._apply_followed(stored)
+            self._followed = stored.position
+        self._evict()
+        self._touch()
+
+    def _apply_followed(self, stored: StoredEvent) -> None:
+        task_id = stored.stream_id
+        state = self._states.get(task_id)
+        if state is None:
+            if stored.version != 1:
+                return  # it ended before we started following: nothing changes it any more
+            state = TaskState(task_id=task_id)
+        if stored.version <= state.version:
+            # Appended here (already in the state), or in conflict with an append in flight
+            # (which the log will refuse, reloading the task).
+            if task_id in self._finished and _is_terminal(stored):
+                self._finished[task_id] = stored.position
+            return
+        if stored.version > state.version + 1:  # a gap: read the task again
+            assert self._tg is not None
+            self._tg.start_soon(self._reload, task_id)
+            return
+        self._evolve_followed(state, evolve(state, stored.event), stored.position)
+
+    def _evolve_followed(self, before: TaskState, after: TaskState, position: int) -> None:
+        """Apply another process's event (``before`` -> ``after``) to the queues."""
+        task_id = after.task_id
+        local_worker = self._running.get(task_id)
+        if after.is_terminal:
+            if local_worker is not None:  # ended elsewhere (a cancel): stop the run here
+                self.abort(local_worker, task_id)
+            self._settle(after, position)
+        elif after.status is Status.QUEUED:
+            self._running.pop(task_id, None)
+            self._remote.pop(task_id, None)
+            if local_worker is not None:  # re-queued elsewhere: this run's result is void
+                self.abort(local_worker, task_id)
+            if before.status is Status.RUNNING:
+                self._enqueue_recovered(after)
+            else:
+                self._track(after)
+        else:  # running (Started, or a Filled on the way to Completed)
+            self._queued.discard(task_id)
+            self._small.discard(task_id)
+            self._track(after)
+
+    async def _deliver(self, events: list[StoredEvent]) -> None:
+        await self.tell(Followed(events))
+
+    async def _ask_recover(self, state: TaskState, owner: str) -> int:
+        position: int = await self.ask(partial(RecoverTask, state, owner))
+        return position
+
+    def _recover(self, message: RecoverTask) -> None:
+        loaded = message.state
+        task_id = loaded.task_id
+        events = decide(loaded, Recover(self.max_attempts))
+        if not events:
+            message.reply.set(0)
+            return
+        recovered = _evolve_all(loaded, events)
+        log.warning(
+            "task %s was running in %s, which is gone: now %s",
+            task_id,
+            message.owner,
+            recovered.status,
+        )
+        current = self._states.get(task_id)
+        if current is None or current.version <= loaded.version:
+            self._remote.pop(task_id, None)
+            self._enqueue_recovered(recovered)
+        self._append(task_id, events, loaded.version, _answer(message.reply))
 
     # --- appending -------------------------------------------------------------------------------
 
@@ -497,7 +613,9 @@ class TaskManager(Actor[Message]):
             try:
                 stored = await self._store.append(task_id, events, expected_version)
             except CoinbtError as e:
-                log.warning("append to %s refused (%s); reloading its state", task_id, e)
+                # Expected on a shared log (another process decided first), a surprise alone.
+                level = logging.INFO if self._liveness is not None else logging.WARNING
+                log.log(level, "append to %s refused (%s); reloading its state", task_id, e)
                 await self._reload(task_id)
                 done(None, e)
             else:
@@ -509,17 +627,30 @@ class TaskManager(Actor[Message]):
             self._touch()
 
     async def _reload(self, task_id: str) -> None:
+        """Replace the task's state with the log's."""
         try:
-            state = await self._load(task_id)
+            for _ in range(5):
+                events = await self._store.read_stream(task_id)
+                state = fold(task_id, [stored.event for stored in events])
+                current = self._states.get(task_id)
+                # Following a shared log may have applied newer events meanwhile: read again.
+                if self._liveness is None or current is None or current.version <= state.version:
+                    break
         except CoinbtError:
             log.exception("cannot reload task %s", task_id)
             return
         self._queued.discard(task_id)
         self._running.pop(task_id, None)
-        if state.status is not None:
-            self._track(state)
-            if state.is_terminal:
-                self._settle(state)
+        self._remote.pop(task_id, None)
+        if state.status is None:  # its first append never committed
+            self._states.pop(task_id, None)
+            return
+        self._track(state)
+        if state.is_terminal:
+            self._settle(state, events[-1].position)
+        else:
+            self._finished.pop(task_id, None)
+        self._touch()
 
     def _after_chain(self, task_id: str, then: Callable[[], None]) -> None:
         """Run ``then`` once the task's pending appends (if any) have committed."""
@@ -534,6 +665,23 @@ class TaskManager(Actor[Message]):
 
         assert self._tg is not None
         self._tg.start_soon(wait)
+
+
+def _answer(reply: Reply[int]) -> Callable[[list[StoredEvent] | None, CoinbtError | None], None]:
+    """An append's ``done``: the position of its last event, or the error."""
+
+    def done(stored: list[StoredEvent] | None, error: CoinbtError | None) -> None:
+        if error is not None:
+            reply.fail(error)
+        else:
+            assert stored is not None
+            reply.set(stored[-1].position)
+
+    return done
+
+
+def _is_terminal(stored: StoredEvent) -> bool:
+    return isinstance(stored.event, Completed | Failed | Cancelled)
 
 
 def _evolve_all(state: TaskState, events: Sequence[TaskEvent]) -> TaskState:

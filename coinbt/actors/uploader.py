@@ -10,6 +10,9 @@ one, so it cannot hold up the others. Rows left pending by an earlier process ar
 as it starts. A row turns ``failed`` only when the upload can never succeed: its staged file is
 gone (and the store does not have it) or no longer hashes to the recorded sha256.
 
+On a database shared by several processes, each uploads the rows it staged; the rows of a
+process that is gone are adopted by one whose data directory has their files (``adopt_every_s``).
+
 Its mailbox takes :class:`Wake` (new pending rows). ``changed_hint()`` is set whenever a row
 changes state or a backoff starts, so tests and ``System.drain`` wait on it instead of sleeping.
 """
@@ -24,7 +27,7 @@ from anyio.abc import TaskGroup
 
 from coinbt.actors.base import Actor
 from coinbt.artifacts import ArtifactStore
-from coinbt.artifacts.outbox import ArtifactOutbox, ArtifactRow
+from coinbt.artifacts.outbox import ArtifactRow, Outbox
 from coinbt.errors import (
     ArtifactBucketNotFoundError,
     ArtifactCredentialsError,
@@ -60,13 +63,14 @@ class Uploader(Actor[Wake]):
 
     def __init__(
         self,
-        outbox: ArtifactOutbox,
+        outbox: Outbox,
         store: ArtifactStore,
         location: str,
         *,
         concurrency: int = 4,
         batch: int = 64,
         backoff_s: tuple[float, float] = (0.5, 60.0),
+        adopt_every_s: float | None = None,
     ) -> None:
         super().__init__(capacity=1)  # a wake-up is idempotent: one queued is enough
         self._outbox = outbox
@@ -75,6 +79,7 @@ class Uploader(Actor[Wake]):
         self._concurrency = concurrency
         self._batch = batch
         self._backoff_s = backoff_s
+        self._adopt_every_s = adopt_every_s
         self._wake = anyio.Event()
         self._changed = anyio.Event()
         self._parked: dict[str, float] = {}  # pending key -> when to retry it (anyio time)
@@ -120,9 +125,22 @@ class Uploader(Actor[Wake]):
         self.backing_off = False
         self._parked.clear()
         tg.start_soon(self._loop)
+        if self._adopt_every_s is not None:
+            tg.start_soon(self._adopt_orphans, self._adopt_every_s)
 
     async def handle(self, message: Wake) -> None:
         self._wake.set()
+
+    async def _adopt_orphans(self, every_s: float) -> None:
+        """On a shared database: take over the pending uploads of processes that are gone (at
+        start and every ``every_s``; liveness can only be polled)."""
+        while True:
+            try:
+                if await self._outbox.adopt_orphans():
+                    self.notify()
+            except CoinbtError as e:
+                log.warning("adopting the uploads of stopped processes failed: %s", e)
+            await anyio.sleep(every_s)
 
     def _signal(self) -> None:
         self._changed.set()

@@ -25,8 +25,8 @@ from anyio.abc import TaskGroup
 from coinbt.actors.base import Actor
 from coinbt.actors.task_manager import Claim, ClaimTask, FinishTask, RequeueTask, TaskManager
 from coinbt.actors.uploader import Uploader
-from coinbt.artifacts.outbox import ArtifactOutbox
-from coinbt.datasets import DatasetCatalog
+from coinbt.artifacts.outbox import Outbox
+from coinbt.datasets import Catalog
 from coinbt.errors import CoinbtError, ShuttingDownError
 from coinbt.events import ArtifactRef, Completed, Filled
 from coinbt.executor._errors import JobLostError
@@ -56,9 +56,9 @@ class Worker(Actor[Abort]):
         worker_id: str,
         task_manager: TaskManager,
         executor: Executor,
-        outbox: ArtifactOutbox,
+        outbox: Outbox,
         uploader: Uploader,
-        catalog: DatasetCatalog,
+        catalog: Catalog,
         staging: Path,
         progress: LiveProgress,
         *,

@@ -70,6 +70,7 @@ def create_app(system: System, *, token: str | None = None) -> ASGIApp:
                 "last_position": await system.store.last_position(),
                 "projected_position": system.projector.position,
                 "workers": len(system.workers),
+                "instance": system.task_manager.instance_id,
             }
         )
 

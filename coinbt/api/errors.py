@@ -23,6 +23,7 @@ from coinbt.errors import (
     ArtifactPendingError,
     ArtifactStoreUnavailableError,
     CoinbtError,
+    ConcurrencyError,
     DatabaseError,
     DataError,
     DatasetExistsError,
@@ -50,6 +51,7 @@ STATUS: dict[type[CoinbtError], int] = {
     DatasetNotFoundError: 404,
     ArtifactNotFoundError: 404,
     DatasetExistsError: 409,
+    ConcurrencyError: 409,  # another process changed the task at the same moment: retry
     PayloadTooLargeError: 413,
     SpecError: 422,
     DataError: 422,

@@ -170,6 +170,7 @@ class HealthOut(msgspec.Struct):
     last_position: int
     projected_position: int
     workers: int
+    instance: str | None = None  # this process's instance id on a shared (PostgreSQL) database
 
 
 class ErrorBody(msgspec.Struct):

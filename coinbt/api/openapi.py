@@ -125,6 +125,7 @@ def openapi(*, token_required: bool) -> dict[str, Any]:
                     "200": ok_task,
                     "400": _error("completed or failed: cannot be cancelled"),
                     "404": not_found,
+                    "409": _error("another process kept changing the task: retry"),
                 },
                 parameters=[
                     _TASK_ID,

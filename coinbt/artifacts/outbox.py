@@ -1,4 +1,4 @@
-"""The artifact outbox: one row per artifact of a completed run, in the service's SQLite file.
+"""The artifact outbox: one row per artifact of a completed run, in the service's database.
 
 A worker records a run's artifacts (state ``pending``, the file left in the data directory's
 ``staging/``) *before* it reports the run as completed; the uploader moves each file into the store
@@ -9,6 +9,9 @@ here, and moving artifacts between stores updates ``location`` without touching 
 
 ``location`` is ``local`` for the data directory's own ``artifacts/`` (so the data directory can
 move), else the store's URL (``s3://bucket/prefix``, ``file:///dir``).
+
+:class:`Outbox` is the interface; :class:`ArtifactOutbox` keeps the table in the SQLite file,
+``coinbt.artifacts.outbox_pg.PgArtifactOutbox`` in PostgreSQL (shared by several processes).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
@@ -35,6 +38,7 @@ __all__ = (
     "STATES",
     "ArtifactOutbox",
     "ArtifactRow",
+    "Outbox",
     "backfill",
     "open_outbox",
 )
@@ -93,6 +97,62 @@ class ArtifactRow:
             "last_error": self.last_error,
             "updated_at": self.updated_at.isoformat().replace("+00:00", "Z"),
         }
+
+
+class Outbox(Protocol):
+    """The artifacts of completed runs: where each one is, or how its upload is going.
+
+    ``counts`` (rows per state) is kept in memory for /metrics and the uploader's bookkeeping;
+    ``pending`` counts the rows this process uploads. Every method raises ``DatabaseError`` if
+    the database fails.
+    """
+
+    data_dir: Path
+    counts: dict[str, int]
+
+    async def add(self, task_id: str, staged: Sequence[tuple[str, ArtifactRef, Path]]) -> None:
+        """Record a run's artifacts as pending, each with its staged file (an existing key is
+        left as it is)."""
+        ...
+
+    async def discard(self, keys: Sequence[str]) -> None:
+        """Forget pending artifacts (their run's outcome was refused)."""
+        ...
+
+    async def mark_stored(self, key: str, location: str) -> None: ...
+
+    async def mark_retry(self, key: str, error: str) -> None:
+        """An attempt failed and will be retried: count it and keep the error for display."""
+        ...
+
+    async def mark_failed(self, key: str, error: str) -> None:
+        """The artifact can never be stored (no retry)."""
+        ...
+
+    async def relocate(self, key: str, old: str, new: str) -> bool:
+        """Record that a stored artifact moved from location ``old`` to ``new``."""
+        ...
+
+    async def stored_elsewhere(self, location: str, after: str, limit: int) -> list[ArtifactRow]:
+        """Stored artifacts not at ``location``, in key order after ``after`` (keyset paging)."""
+        ...
+
+    async def pending(self, limit: int) -> list[ArtifactRow]:
+        """Pending artifacts this process uploads, the least tried first, then the oldest."""
+        ...
+
+    async def count_stored_at(self, location: str) -> int: ...
+
+    async def get(self, key: str) -> ArtifactRow | None: ...
+
+    async def for_task(self, task_id: str) -> list[ArtifactRow]: ...
+
+    def staged_path(self, row: ArtifactRow) -> Path | None: ...
+
+    async def adopt_orphans(self) -> int:
+        """Take over the pending rows of processes that are gone, when their staged files are
+        here; returns how many (always 0 where one process owns the database)."""
+        ...
 
 
 class ArtifactOutbox:
@@ -253,13 +313,25 @@ class ArtifactOutbox:
         return result
 
     def staged_path(self, row: ArtifactRow) -> Path | None:
-        return None if row.staged is None else self.data_dir / row.staged
+        return staged_path(self.data_dir, row)
 
     def _relative(self, path: Path) -> str:
-        try:
-            return path.resolve().relative_to(self.data_dir.resolve()).as_posix()
-        except ValueError:
-            return os.fspath(path.resolve())
+        return relative_to(self.data_dir, path)
+
+    async def adopt_orphans(self) -> int:
+        return 0  # one process owns the file
+
+
+def staged_path(data_dir: Path, row: ArtifactRow) -> Path | None:
+    return None if row.staged is None else data_dir / row.staged
+
+
+def relative_to(data_dir: Path, path: Path) -> str:
+    """``path`` relative to the data directory if it is inside, else absolute."""
+    try:
+        return path.resolve().relative_to(data_dir.resolve()).as_posix()
+    except ValueError:
+        return os.fspath(path.resolve())
 
 
 def backfill(conn: sqlite3.Connection, now_us: int) -> int:

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from coinbt.dburl import describe_db, is_dsn, parse_db
+
 __all__ = ("DEFAULT_DB", "add_db_argument", "register")
 
 DEFAULT_DB = "coinbt-data/coinbt.db"
@@ -19,10 +21,11 @@ DEFAULT_DB = "coinbt-data/coinbt.db"
 def add_db_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
-        type=Path,
-        default=Path(os.environ.get("COINBT_DB", DEFAULT_DB)),
-        metavar="PATH",
-        help=f"the SQLite database (default: $COINBT_DB or {DEFAULT_DB})",
+        type=parse_db,
+        default=parse_db(os.environ.get("COINBT_DB", DEFAULT_DB)),
+        metavar="PATH|DSN",
+        help=f"the SQLite database, or a postgresql://user@host/db DSN "
+        f"(default: $COINBT_DB or {DEFAULT_DB})",
     )
 
 
@@ -90,20 +93,32 @@ def register(subparsers: Any) -> None:
     add_migrate_artifacts(migrate)
 
 
-def _require(db: Path) -> None:
+def _require(db: Path | str) -> None:
     from coinbt.errors import DatabaseError
 
-    if not db.is_file():
+    if is_dsn(db):
+        return  # connecting says whether it is there
+    if not Path(db).is_file():
         raise DatabaseError(f"no database at {db} (give --db PATH or set COINBT_DB)")
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from coinbt.projections.rebuild import rebuild_read_models, verify_read_models
-    from coinbt.store.migrations import apply_migrations
-
     _require(args.db)
-    apply_migrations(args.db)
-    report = verify_read_models(args.db) if args.verify else rebuild_read_models(args.db)
+    if is_dsn(args.db):
+        import anyio
+
+        from coinbt.projections.rebuild_pg import rebuild_read_models_pg, verify_read_models_pg
+        from coinbt.store import migrate_postgres
+
+        anyio.run(migrate_postgres, args.db)
+        action = verify_read_models_pg if args.verify else rebuild_read_models_pg
+        report = anyio.run(action, args.db)
+    else:
+        from coinbt.projections.rebuild import rebuild_read_models, verify_read_models
+        from coinbt.store.migrations import apply_migrations
+
+        apply_migrations(args.db)
+        report = verify_read_models(args.db) if args.verify else rebuild_read_models(args.db)
     if args.json:
         print(
             json.dumps(
@@ -140,7 +155,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
     from coinbt.store import verify_file
 
     _require(args.db)
-    report = verify_file(args.db)
+    report = _verify_postgres(args.db) if is_dsn(args.db) else verify_file(args.db)
     if args.json:
         print(msgspec.json.encode(report).decode())
     elif report.ok:
@@ -153,25 +168,54 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _audit_show(args: argparse.Namespace) -> int:
-    from coinbt.errors import TaskNotFoundError
+def _verify_postgres(dsn: str) -> Any:
+    import anyio
+
+    from coinbt.store import open_postgres_store
+
+    async def verify() -> Any:
+        async with open_postgres_store(dsn, migrate=False, readers=1) as store:
+            return await store.verify()
+
+    return anyio.run(verify)
+
+
+def _history(db: Path | str, task_id: str) -> list[Any]:
+    """The task's stored events (an empty list for an unknown task)."""
+    if is_dsn(db):
+        import anyio
+
+        from coinbt.store import open_postgres_store
+
+        async def read() -> list[Any]:
+            async with open_postgres_store(str(db), migrate=False, readers=1) as store:
+                return await store.read_stream(task_id)
+
+        return anyio.run(read)
     from coinbt.store.migrations import connect_sync
     from coinbt.store.sqlite import decode_row
 
-    _require(args.db)
-    conn = connect_sync(args.db, readonly=True)
+    conn = connect_sync(db, readonly=True)
     try:
         rows = conn.execute(
             "SELECT position, stream_id, version, type, schema, recorded_at,"
             " CAST(data AS BLOB), CAST(hash AS BLOB) FROM events WHERE stream_id = ?"
             " ORDER BY version",
-            (args.task_id,),
+            (task_id,),
         ).fetchall()
     finally:
         conn.close()
-    if not rows:
+    return [decode_row(row) for row in rows]
+
+
+def _audit_show(args: argparse.Namespace) -> int:
+    from coinbt.errors import TaskNotFoundError
+
+    _require(args.db)
+    stored = _history(args.db, args.task_id)
+    if not stored:
         raise TaskNotFoundError(args.task_id)
-    events = [decode_row(row).to_builtins() for row in rows]
+    events = [e.to_builtins() for e in stored]
     if args.json:
         json.dump(events, sys.stdout, indent=2)
         print()
@@ -189,6 +233,8 @@ def _audit_show(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    if is_dsn(args.db):
+        return _migrate_postgres(args.db)
     from coinbt.artifacts.outbox import backfill
     from coinbt.store.migrations import LATEST, apply_migrations, connect_sync
 
@@ -202,4 +248,19 @@ def _migrate(args: argparse.Namespace) -> int:
         print(f"{args.db}: applied migrations {', '.join(map(str, applied))}; now at {LATEST}")
     else:
         print(f"{args.db}: already at schema {LATEST}; nothing to do")
+    return 0
+
+
+def _migrate_postgres(dsn: str) -> int:
+    import anyio
+
+    from coinbt.store import migrate_postgres
+    from coinbt.store._pgschema import LATEST
+
+    applied = anyio.run(migrate_postgres, dsn)
+    where = describe_db(dsn)
+    if applied:
+        print(f"{where}: applied migrations {', '.join(map(str, applied))}; now at {LATEST}")
+    else:
+        print(f"{where}: already at schema {LATEST}; nothing to do")
     return 0

@@ -20,14 +20,19 @@ def register(subparsers: Any) -> None:
         help="run the service: HTTP API, dashboard, workers (embedded SQLite by default)",
         description=(
             "Run coinbt: the HTTP API and dashboard, the task manager and the backtest workers, "
-            "in one process on one SQLite file. Listens on 127.0.0.1 unless told otherwise; a "
+            "in one process on one SQLite file, or on a PostgreSQL database that several coinbt "
+            "serve processes (on several hosts) share (--db postgresql://...; "
+            "docs/scale-out.md). Listens on 127.0.0.1 unless told otherwise; a "
             "non-loopback --host needs an API token in COINBT_API_TOKEN (clients then send "
             "'Authorization: Bearer <token>'). Ctrl-C or SIGTERM stops it cleanly: running "
-            "backtests get a grace period, the rest are re-queued at the next start."
+            "backtests get a grace period, the rest are re-queued at the next start (or, on a "
+            "shared database, by another process)."
         ),
-        epilog="example: coinbt serve --db coinbt-data/coinbt.db --port 8000 --demo",
+        epilog="examples: coinbt serve --db coinbt-data/coinbt.db --port 8000 --demo; "
+        "coinbt serve --db postgresql://coinbt@db.internal/coinbt --data-dir /shared/coinbt",
     )
     add_db_argument(serve)
+    add_data_dir_argument(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (8000; 0 picks a free one)")
     serve.add_argument(
@@ -48,6 +53,14 @@ def register(subparsers: Any) -> None:
         "--max-attempts", type=int, default=3, help="runs of a task interrupted by restarts (3)"
     )
     serve.add_argument(
+        "--heartbeat",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="on PostgreSQL: how often to look for stopped processes (to re-queue their tasks) "
+        "and whether to take over writing the read models (2)",
+    )
+    serve.add_argument(
         "--demo", action="store_true", help="submit a few demo backtests if the log is empty"
     )
     serve.add_argument(
@@ -55,7 +68,7 @@ def register(subparsers: Any) -> None:
         default=os.environ.get("COINBT_ARTIFACTS") or None,
         metavar="URL",
         help="where run artifacts go: s3://bucket/prefix or a directory "
-        "(default: $COINBT_ARTIFACTS, else artifacts/ beside the database)",
+        "(default: $COINBT_ARTIFACTS, else artifacts/ in the data directory)",
     )
     add_endpoint_argument(serve)
     serve.add_argument(
@@ -96,12 +109,25 @@ def register(subparsers: Any) -> None:
     imp.add_argument("--name", required=True, help="the dataset's name, e.g. BTCUSDT-1m")
     imp.add_argument("--symbol", help="its symbol (default: the name up to the first '-')")
     add_db_argument(imp)
+    add_data_dir_argument(imp)
     imp.add_argument("--json", action="store_true", help="print one JSON object")
     imp.set_defaults(func=_data_import)
     lst = actions.add_parser("list", help="list imported datasets")
     add_db_argument(lst)
+    add_data_dir_argument(lst)
     lst.add_argument("--json", action="store_true", help="print a JSON list")
     lst.set_defaults(func=_data_list)
+
+
+def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ["COINBT_DATA_DIR"]) if os.environ.get("COINBT_DATA_DIR") else None,
+        metavar="DIR",
+        help="datasets, staged and local artifacts (default: $COINBT_DATA_DIR, else the SQLite "
+        "file's directory, or ./coinbt-data with PostgreSQL; shared storage for several hosts)",
+    )
 
 
 def _float_env(name: str) -> float | None:
@@ -123,6 +149,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise InvalidRequestError("must be 0-65535", field="--port")
     if args.workers is not None and args.workers < 0:
         raise InvalidRequestError("must be 0 or more", field="--workers")
+    if not args.heartbeat > 0:
+        raise InvalidRequestError("must be a positive number of seconds", field="--heartbeat")
     if args.backup_every is not None and not args.backup_every > 0:
         raise InvalidRequestError("must be a positive number of seconds", field="--backup-every")
     if (args.backup_every is None) != (args.backup_to is None):
@@ -141,6 +169,8 @@ def _serve(args: argparse.Namespace) -> int:
     executor, workers = _executor(args.executor, args.workers)
     config = Config(
         db=args.db,
+        data_dir=args.data_dir,
+        heartbeat_s=args.heartbeat,
         workers=workers,
         executor=executor,
         queue_capacity=args.queue_capacity,
@@ -186,27 +216,49 @@ def _executor(url: str, workers: int | None) -> tuple[Any, int | None]:
     return factory, workers if workers is not None else count
 
 
-def _catalog(db: Path) -> Any:
-    from coinbt.datasets import DatasetCatalog
-    from coinbt.store.migrations import apply_migrations
+def _data_dir(args: argparse.Namespace) -> Path:
+    from coinbt.dburl import is_dsn
 
-    apply_migrations(db)
-    return DatasetCatalog(db, db.parent)
+    if args.data_dir is not None:
+        return Path(args.data_dir)
+    return Path("coinbt-data") if is_dsn(args.db) else Path(args.db).parent
+
+
+async def _with_catalog(args: argparse.Namespace, use: Any) -> Any:
+    """Run ``await use(catalog)`` on the catalogue of ``--db`` (migrated first)."""
+    from coinbt.dburl import is_dsn
+
+    data_dir = _data_dir(args)
+    if not is_dsn(args.db):
+        import anyio
+
+        from coinbt.datasets import DatasetCatalog
+        from coinbt.store.migrations import apply_migrations
+
+        await anyio.to_thread.run_sync(apply_migrations, args.db)
+        return await use(DatasetCatalog(Path(args.db), data_dir))
+    from coinbt.backend import open_postgres_catalog
+
+    async with open_postgres_catalog(args.db, data_dir) as catalog:
+        return await use(catalog)
 
 
 def _data_import(args: argparse.Namespace) -> int:
     import json
 
+    import anyio
     import msgspec
 
     from coinbt.errors import DataError
 
     if not args.csv.is_file():
         raise DataError(f"no file at {args.csv}")
-    catalog = _catalog(args.db)
-    info = catalog.import_sync(
-        args.name, args.csv.read_bytes(), symbol=args.symbol, source=args.csv.name
-    )
+    data = args.csv.read_bytes()
+
+    async def use(catalog: Any) -> Any:
+        return await catalog.import_bytes(args.name, data, symbol=args.symbol, source=args.csv.name)
+
+    info = anyio.run(_with_catalog, args, use)
     if args.json:
         print(json.dumps(msgspec.to_builtins(info)))
     else:
@@ -220,8 +272,10 @@ def _data_list(args: argparse.Namespace) -> int:
     import anyio
     import msgspec
 
-    catalog = _catalog(args.db)
-    infos = anyio.run(catalog.all)
+    async def use(catalog: Any) -> Any:
+        return await catalog.all()
+
+    infos = anyio.run(_with_catalog, args, use)
     if args.json:
         print(json.dumps([msgspec.to_builtins(i) for i in infos]))
         return 0

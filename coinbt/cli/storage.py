@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from coinbt.cli.log import add_db_argument
+from coinbt.dburl import parse_db
 
 __all__ = ("add_endpoint_argument", "add_migrate_artifacts", "register")
 
@@ -107,7 +108,7 @@ def add_migrate_artifacts(migrate: argparse.ArgumentParser) -> None:
     )
     artifacts.add_argument(
         "--db",
-        type=Path,
+        type=parse_db,
         default=argparse.SUPPRESS,
         metavar="PATH",
         help="the SQLite database (default: $COINBT_DB or coinbt-data/coinbt.db)",
@@ -129,6 +130,19 @@ def add_migrate_artifacts(migrate: argparse.ArgumentParser) -> None:
     add_endpoint_argument(artifacts)
     artifacts.add_argument("--json", action="store_true", help="print one JSON object")
     artifacts.set_defaults(func=_migrate_artifacts)
+
+
+def _sqlite_only(args: argparse.Namespace, command: str) -> None:
+    """Backups, restores and artifact moves work on a SQLite file."""
+    from coinbt.dburl import is_dsn
+    from coinbt.errors import InvalidRequestError
+
+    if is_dsn(getattr(args, "db", "")):
+        raise InvalidRequestError(
+            f"'coinbt {command}' works on a SQLite file; for PostgreSQL use its own tools "
+            "(pg_dump, pg_basebackup) and docs/scale-out.md",
+            field="--db",
+        )
 
 
 def _s3(args: argparse.Namespace) -> Any:
@@ -155,6 +169,7 @@ def _backup(args: argparse.Namespace) -> int:
     from coinbt.backup import backup_database
     from coinbt.cli.log import _require
 
+    _sqlite_only(args, "backup")
     to = _need_to(args)
     _require(args.db)
 
@@ -202,6 +217,8 @@ def _restore(args: argparse.Namespace) -> int:
 
     from coinbt.backup import open_backup_source, restore_database
 
+    _sqlite_only(args, "restore")
+
     async def run() -> Any:
         async with open_backup_source(args.source, _s3(args)) as (store, name):
             return await restore_database(store, args.db, name=name, force=args.force)
@@ -236,6 +253,7 @@ def _migrate_artifacts(args: argparse.Namespace) -> int:
     from coinbt.artifacts.migrate import move_artifacts
     from coinbt.cli.log import _require
 
+    _sqlite_only(args, "migrate artifacts")
     db: Path = args.db
     _require(db)
     if args.limit is not None and args.limit < 0:

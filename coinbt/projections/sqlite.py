@@ -10,35 +10,38 @@ roll them back to an earlier, consistent checkpoint.
 from __future__ import annotations
 
 import sqlite3
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
-import msgspec
+import anyio
 
 from coinbt.errors import DatabaseError
-from coinbt.events import Completed, Filled, StoredEvent
-from coinbt.projections.positions import PositionView, apply_fill, mark
-from coinbt.projections.status import TaskView, apply_status
+from coinbt.events import StoredEvent
+from coinbt.projections.base import MAIN, TERMINAL_STATUSES
+from coinbt.projections.fold import (
+    PositionKey,
+    ViewCache,
+    decode_position,
+    decode_task,
+    encode_view,
+    fold_page,
+)
+from coinbt.projections.positions import PositionView
+from coinbt.projections.status import TaskView
+from coinbt.store.migrations import connect_sync
 from coinbt.store.sqlutil import execute_values
 
-__all__ = ("MAIN", "TERMINAL_STATUSES", "ReadModelReader", "ReadModelWriter")
-
-MAIN = "main"
-TERMINAL_STATUSES = ("completed", "failed", "cancelled")
-
-_encoder = msgspec.msgpack.Encoder()
-_task_decoder = msgspec.msgpack.Decoder(TaskView)
-_position_decoder = msgspec.msgpack.Decoder(PositionView)
-
-
-def decode_task(blob: bytes) -> TaskView:
-    return _task_decoder.decode(blob)
-
-
-def decode_position(blob: bytes) -> PositionView:
-    return _position_decoder.decode(blob)
+__all__ = (
+    "MAIN",
+    "TERMINAL_STATUSES",
+    "ReadModelReader",
+    "ReadModelWriter",
+    "SQLiteProjection",
+    "decode_position",
+    "decode_task",
+)
 
 
 class ReadModelWriter:
@@ -49,9 +52,8 @@ class ReadModelWriter:
     ) -> None:
         self._conn = conn
         self._name = name
-        self._cache_size = cache_size
-        self._tasks: OrderedDict[str, TaskView] = OrderedDict()
-        self._positions: OrderedDict[tuple[str, str], PositionView] = OrderedDict()
+        self._tasks: ViewCache[str, TaskView] = ViewCache(cache_size)
+        self._positions: ViewCache[PositionKey, PositionView] = ViewCache(cache_size)
         conn.execute("PRAGMA synchronous=NORMAL")
         row = conn.execute(
             "SELECT position FROM projection_checkpoints WHERE name = ?", (name,)
@@ -60,35 +62,16 @@ class ReadModelWriter:
 
     def apply(self, events: Iterable[StoredEvent]) -> int:
         """Fold ``events`` (those after the checkpoint) and commit; returns the new checkpoint."""
-        checkpoint = self.checkpoint
-        tasks: dict[str, TaskView] = {}
-        positions: dict[tuple[str, str], PositionView] = {}
-        for stored in events:
-            if stored.position <= checkpoint:
-                continue  # already applied: exactly once
-            task_id = stored.stream_id
-            view = tasks.get(task_id) or self._task(task_id)
-            tasks[task_id] = apply_status(view, stored)
-            event = stored.event
-            if isinstance(event, Filled):
-                key = (task_id, event.symbol)
-                current = positions.get(key) or self._position(key)
-                positions[key] = apply_fill(current, task_id, event)
-            elif isinstance(event, Completed) and event.symbol:
-                key = (task_id, event.symbol)
-                current = positions.get(key) or self._position(key)
-                if current is not None:
-                    positions[key] = mark(current, event)
-            checkpoint = stored.position
-        if checkpoint == self.checkpoint:
-            return checkpoint
-        self._write(tasks, positions, checkpoint)
-        return checkpoint
+        changes = fold_page(events, self.checkpoint, self._task, self._position)
+        if changes.checkpoint == self.checkpoint:
+            return self.checkpoint
+        self._write(changes.tasks, changes.positions, changes.checkpoint)
+        return changes.checkpoint
 
     def _write(
         self,
         tasks: dict[str, TaskView],
-        positions: dict[tuple[str, str], PositionView],
+        positions: dict[PositionKey, PositionView],
         checkpoint: int,
     ) -> None:
         conn = self._conn
@@ -100,7 +83,7 @@ class ReadModelWriter:
                     "INSERT INTO tasks (task_id, seq, status, idempotency_key, view)",
                     5,
                     [
-                        (v.task_id, v.seq, v.status, v.idempotency_key, _encoder.encode(v))
+                        (v.task_id, v.seq, v.status, v.idempotency_key, encode_view(v))
                         for v in tasks.values()
                     ],
                     "ON CONFLICT (task_id) DO UPDATE SET status = excluded.status, "
@@ -111,7 +94,7 @@ class ReadModelWriter:
                         conn,
                         "INSERT INTO positions (task_id, symbol, view)",
                         3,
-                        [(p.task_id, p.symbol, _encoder.encode(p)) for p in positions.values()],
+                        [(p.task_id, p.symbol, encode_view(p)) for p in positions.values()],
                         "ON CONFLICT (task_id, symbol) DO UPDATE SET view = excluded.view",
                     )
                 conn.execute(
@@ -129,8 +112,8 @@ class ReadModelWriter:
             self._positions.clear()
             raise DatabaseError(f"updating the read models failed: {e}") from e
         self.checkpoint = checkpoint
-        _remember(self._tasks, tasks, self._cache_size)
-        _remember(self._positions, positions, self._cache_size)
+        self._tasks.remember(tasks)
+        self._positions.remember(positions)
 
     def _task(self, task_id: str) -> TaskView | None:
         view = self._tasks.get(task_id)
@@ -141,7 +124,7 @@ class ReadModelWriter:
             view = decode_task(row[0]) if row else None
         return view
 
-    def _position(self, key: tuple[str, str]) -> PositionView | None:
+    def _position(self, key: PositionKey) -> PositionView | None:
         position = self._positions.get(key)
         if position is None:
             row = self._conn.execute(
@@ -150,13 +133,67 @@ class ReadModelWriter:
             position = decode_position(row[0]) if row else None
         return position
 
+    def close(self) -> None:
+        self._conn.close()
 
-def _remember(cache: OrderedDict[Any, Any], changed: dict[Any, Any], size: int) -> None:
-    for key, value in changed.items():
-        cache[key] = value
-        cache.move_to_end(key)
-    while len(cache) > size:
-        cache.popitem(last=False)
+
+class _SQLiteSink:
+    """A :class:`ReadModelWriter` driven from the event loop (its work runs on a worker thread)."""
+
+    def __init__(self, writer: ReadModelWriter) -> None:
+        self._writer = writer
+        self._limiter = anyio.CapacityLimiter(1)
+
+    @property
+    def checkpoint(self) -> int:
+        return self._writer.checkpoint
+
+    async def apply(self, events: Sequence[StoredEvent]) -> int:
+        return await anyio.to_thread.run_sync(self._writer.apply, events, limiter=self._limiter)
+
+    async def close(self) -> None:
+        await anyio.to_thread.run_sync(self._writer.close, limiter=self._limiter)
+
+
+class SQLiteProjection:
+    """The read models in the SQLite file: its one process is always the writer."""
+
+    retry_s = 1.0
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._sink: _SQLiteSink | None = None
+        self._never = anyio.Event()
+
+    async def lead(self) -> _SQLiteSink:
+        if self._sink is None:
+            conn = await anyio.to_thread.run_sync(
+                lambda: connect_sync(self._path, check_same_thread=False)
+            )
+            self._sink = _SQLiteSink(ReadModelWriter(conn))
+        return self._sink
+
+    async def resign(self) -> None:
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            await sink.close()
+
+    async def committed(self) -> int:
+        return 0 if self._sink is None else self._sink.checkpoint
+
+    @property
+    def announced(self) -> int:
+        return 0  # no other process writes this file's read models
+
+    @property
+    def vacant(self) -> bool:
+        return False
+
+    def announced_hint(self) -> anyio.Event:
+        return self._never
+
+    async def close(self) -> None:
+        await self.resign()
 
 
 class ReadModelReader:
@@ -164,6 +201,7 @@ class ReadModelReader:
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
+        self._snapshot = anyio.Lock()
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
@@ -199,6 +237,21 @@ class ReadModelReader:
             "SELECT view FROM tasks WHERE status IN ('queued', 'running') ORDER BY seq"
         )
         return [decode_task(r[0]) for r in rows]
+
+    async def unfinished_at(self) -> tuple[int, list[TaskView]]:
+        """The checkpoint and the unfinished tasks as of it: one read transaction (a snapshot);
+        other queries on this connection meanwhile only read inside it."""
+        async with self._snapshot:
+            try:
+                await self._conn.execute("BEGIN")
+            except sqlite3.Error as e:
+                raise DatabaseError(f"reading the read models failed: {e}") from e
+            try:
+                checkpoint = await self.checkpoint()
+                views = await self.unfinished()
+            finally:
+                await self._conn.execute("COMMIT")
+        return checkpoint, views
 
     async def positions(self, task_id: str) -> list[PositionView]:
         rows = await self._rows(

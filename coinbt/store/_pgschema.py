@@ -19,8 +19,10 @@ from coinbt.errors import DatabaseError, SchemaTooNewError
 __all__ = (
     "CONNECT_ERRORS",
     "DRIVER_ERRORS",
+    "INSTANCE_LOCKS",
     "LATEST",
     "MIGRATIONS",
+    "PROJECTOR_LOCK",
     "PgMigration",
     "apply_migrations",
     "check_schema",
@@ -43,10 +45,25 @@ CONNECT_ERRORS: tuple[type[BaseException], ...] = (*DRIVER_ERRORS, ValueError, O
 
 # Every connection of the store commits durably, whatever the server's default: COMMIT returns
 # only once the commit's WAL record is flushed to disk (and to any synchronous standby).
-SERVER_SETTINGS = {"synchronous_commit": "on", "application_name": "coinbt"}
+# TCP keepalives (over TCP; ignored on a unix socket): the server ends the session of a client
+# whose machine vanished within about 25 s (not the system default of hours), which releases its
+# session locks -- how the other coinbt processes learn that it is gone (store.instances_pg).
+SERVER_SETTINGS = {
+    "synchronous_commit": "on",
+    "application_name": "coinbt",
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+}
 
 # Any constant will do: it only has to be the same in every coinbt process.
 _MIGRATION_LOCK = 0x636F696E6274  # "coinbt"
+
+# Session-level advisory locks in the two-key space (which never meets the one-key space above):
+# (PROJECTOR_LOCK, 0) is held by the one process writing the read models; (INSTANCE_LOCKS, id)
+# by the live serve process registered as ``instances.id``.
+PROJECTOR_LOCK = 0x63627470  # "cbtp"
+INSTANCE_LOCKS = 0x63627469  # "cbti"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +117,81 @@ MIGRATIONS: tuple[PgMigration, ...] = (
             FOR EACH ROW EXECUTE FUNCTION coinbt_append_only();
         CREATE TRIGGER event_head_no_truncate BEFORE TRUNCATE ON event_head
             FOR EACH STATEMENT EXECUTE FUNCTION coinbt_append_only();
+        """,
+    ),
+    PgMigration(
+        2,
+        "service tables",
+        """
+        -- The read models (coinbt.projections.postgres): written by one projector at a time, in
+        -- the same transaction as its checkpoint.
+        CREATE TABLE tasks (
+            task_id          TEXT    PRIMARY KEY,
+            seq              BIGINT  NOT NULL,   -- position of the task's first event
+            status           TEXT    NOT NULL,
+            idempotency_key  TEXT,
+            view             BYTEA   NOT NULL    -- msgpack TaskView
+        );
+        CREATE UNIQUE INDEX tasks_seq ON tasks (seq);
+        CREATE INDEX tasks_status_seq ON tasks (status, seq);
+        CREATE INDEX tasks_idempotency_key ON tasks (idempotency_key)
+            WHERE idempotency_key IS NOT NULL;
+        CREATE TABLE positions (
+            task_id  TEXT  NOT NULL,
+            symbol   TEXT  NOT NULL,
+            view     BYTEA NOT NULL,             -- msgpack PositionView
+            PRIMARY KEY (task_id, symbol)
+        );
+        CREATE TABLE projection_checkpoints (
+            name      TEXT    PRIMARY KEY,
+            position  BIGINT  NOT NULL
+        );
+        INSERT INTO projection_checkpoints (name, position) VALUES ('main', 0);
+
+        -- The dataset catalogue: the .npz files live in the (shared) data directory.
+        CREATE TABLE datasets (
+            name         TEXT    PRIMARY KEY,
+            symbol       TEXT    NOT NULL,
+            path         TEXT    NOT NULL,       -- the .npz file, relative to the data directory
+            rows         BIGINT  NOT NULL,
+            start_ms     BIGINT  NOT NULL,
+            end_ms       BIGINT  NOT NULL,
+            interval_ms  BIGINT  NOT NULL,
+            sha256       TEXT    NOT NULL,
+            source       TEXT    NOT NULL,
+            created_at   BIGINT  NOT NULL
+        );
+
+        -- The artifact outbox; a pending row is uploaded by the process that staged its file
+        -- (owner), or adopted by another once that process is gone.
+        CREATE TABLE artifacts (
+            key         TEXT    PRIMARY KEY,
+            task_id     TEXT    NOT NULL,
+            name        TEXT    NOT NULL,
+            sha256      TEXT    NOT NULL,
+            size        BIGINT  NOT NULL,
+            state       TEXT    NOT NULL CHECK (state IN ('pending', 'stored', 'failed')),
+            location    TEXT,
+            staged      TEXT,
+            attempts    INTEGER NOT NULL DEFAULT 0,
+            last_error  TEXT,
+            created_at  BIGINT  NOT NULL,
+            updated_at  BIGINT  NOT NULL,
+            owner       TEXT                     -- the instance that staged it (pending rows)
+        );
+        CREATE INDEX artifacts_task ON artifacts (task_id);
+        CREATE INDEX artifacts_pending ON artifacts (owner, attempts, created_at, key)
+            WHERE state = 'pending';
+        CREATE INDEX artifacts_location ON artifacts (location, key);
+
+        -- One row per coinbt serve process that ever opened this database. While a process
+        -- lives, its session holds the advisory lock (INSTANCE_LOCKS, id).
+        CREATE TABLE instances (
+            id          SERIAL  PRIMARY KEY,
+            host        TEXT    NOT NULL,
+            pid         INTEGER NOT NULL,
+            started_at  BIGINT  NOT NULL
+        );
         """,
     ),
 )

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import msgspec
 import pytest
 
@@ -138,3 +139,65 @@ def test_migrate_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFixture[str
     code, out, _ = run(capsys, "migrate", "--db", str(db))
     assert code == 0
     assert "nothing to do" in out
+
+
+@pytest.fixture
+async def pg_workload(tmp_path: Path, pg_dsn: str) -> tuple[str, list[str]]:
+    """The same workload on a PostgreSQL database."""
+    open_system = system_factory(tmp_path, pg_dsn)
+    async with open_system(workers=0) as system:
+        cancelled = await system.submit(tiny(seed=9))
+        await system.cancel(cancelled.task_id)
+    async with open_system(workers=1) as system:
+        done = [await system.submit(tiny(seed=n)) for n in range(1, 4)]
+        await system.drain()
+    return pg_dsn, [cancelled.task_id] + [v.task_id for v in done]
+
+
+def test_replay_audit_and_migrate_on_postgres(
+    pg_workload: tuple[str, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    dsn, task_ids = pg_workload
+    code, out, _ = run(capsys, "replay", "--db", dsn, "--verify")
+    assert code == 0
+    assert "read models match the log" in out
+
+    async def drift() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            blob = await conn.fetchval("SELECT view FROM tasks WHERE task_id = $1", task_ids[1])
+            view = msgspec.structs.replace(decode_task(blob), status="failed")
+            await conn.execute(
+                "UPDATE tasks SET view = $1 WHERE task_id = $2",
+                msgspec.msgpack.encode(view),
+                task_ids[1],
+            )
+        finally:
+            await conn.close()
+
+    anyio.run(drift)
+    code, out, _ = run(capsys, "replay", "--db", dsn, "--verify", "--json")
+    assert code == 1
+    assert [d["key"] for d in json.loads(out)["differences"]] == [task_ids[1]]
+    code, out, _ = run(capsys, "replay", "--db", dsn)
+    assert code == 0
+    assert "rebuilt the read models" in out
+    assert run(capsys, "replay", "--db", dsn, "--verify")[0] == 0
+
+    code, out, _ = run(capsys, "audit", "verify", "--db", dsn)
+    assert code == 0
+    assert out.startswith("ok:")
+    code, out, _ = run(capsys, "audit", "show", task_ids[0], "--db", dsn, "--json")
+    assert code == 0
+    assert [e["type"] for e in json.loads(out)] == ["Queued", "Cancelled"]
+    code, _, err = run(capsys, "audit", "show", "nope", "--db", dsn)
+    assert code == 2
+    assert "nope" in err
+    code, out, _ = run(capsys, "migrate", "--db", dsn)
+    assert code == 0
+    assert "nothing to do" in out
+    code, _, err = run(capsys, "backup", "--db", dsn, "--to", "/tmp/nowhere")
+    assert code == 2
+    assert "SQLite" in err

@@ -351,7 +351,7 @@ async def test_migrations_apply_once_and_are_required(pg_dsn: str, clock: Manual
     with pytest.raises(DatabaseError, match="coinbt migrate"):
         async with open_postgres_store(pg_dsn, clock=clock, migrate=False):
             pass
-    assert await migrate_postgres(pg_dsn) == [1]
+    assert await migrate_postgres(pg_dsn) == [1, 2]
     assert await migrate_postgres(pg_dsn) == []
     async with open_postgres_store(pg_dsn, clock=clock, migrate=False) as store:
         assert await store.last_position() == 0

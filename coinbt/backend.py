@@ -1,0 +1,171 @@
+"""Where the service keeps its state: one SQLite file, or one PostgreSQL database.
+
+``open_backend(db, data_dir)`` opens, for either kind of database, one implementation of every
+interface the service needs: the event log (:class:`~coinbt.store.base.EventStore`), the read
+models (:class:`~coinbt.projections.base.ReadModels` and who writes them,
+:class:`~coinbt.projections.base.Projection`), the dataset catalogue
+(:class:`~coinbt.datasets.Catalog`) and the artifact outbox
+(:class:`~coinbt.artifacts.outbox.Outbox`). A PostgreSQL database may be shared by several
+``coinbt serve`` processes: each registers as an instance
+(:class:`~coinbt.store.instances.Liveness`), which SQLite, owned by one process, does without.
+
+``db`` is a path (SQLite) or a ``postgresql://`` DSN; files (datasets, staging, the local
+artifact store) live under ``data_dir`` in both cases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import anyio
+
+from coinbt.artifacts.outbox import Outbox, open_outbox
+from coinbt.clock import Clock, SystemClock
+from coinbt.datasets import Catalog, DatasetCatalog
+from coinbt.dburl import describe_db, is_dsn, parse_db
+from coinbt.projections.base import Projection, ReadModels
+from coinbt.projections.sqlite import ReadModelReader, SQLiteProjection
+from coinbt.store import open_sqlite_store
+from coinbt.store.base import EventStore
+from coinbt.store.instances import Liveness
+from coinbt.store.migrations import connect_sync
+
+__all__ = (
+    "Backend",
+    "describe_db",
+    "is_dsn",
+    "open_backend",
+    "open_postgres_catalog",
+    "parse_db",
+)
+
+
+@dataclass
+class Backend:
+    """The open implementations (see the module docstring)."""
+
+    store: EventStore
+    read: ReadModels
+    projection: Projection
+    catalog: Catalog
+    outbox: Outbox
+    liveness: Liveness | None  # None: one process owns the database
+    kind: str  # "sqlite" or "postgresql"
+
+
+@asynccontextmanager
+async def open_backend(
+    db: Path | str, data_dir: Path, *, clock: Clock | None = None, retry_s: float = 1.0
+) -> AsyncIterator[Backend]:
+    """Open (and migrate) the database ``db``; ``retry_s`` is how often a PostgreSQL process
+    that does not write the read models checks whether it should take over."""
+    clock = clock or SystemClock()
+    if is_dsn(db):
+        async with _open_postgres(str(db), data_dir, clock, retry_s) as backend:
+            yield backend
+    else:
+        async with _open_sqlite(Path(db), data_dir, clock) as backend:
+            yield backend
+
+
+@asynccontextmanager
+async def _open_sqlite(db: Path, data_dir: Path, clock: Clock) -> AsyncIterator[Backend]:
+    async with (
+        open_sqlite_store(db, clock=clock) as store,
+        open_outbox(db, data_dir, clock) as outbox,
+    ):
+        reader = await aiosqlite.Connection(lambda: connect_sync(db), iter_chunk_size=64)
+        projection = SQLiteProjection(db)
+        try:
+            yield Backend(
+                store=store,
+                read=ReadModelReader(reader),
+                projection=projection,
+                catalog=DatasetCatalog(db, data_dir, clock),
+                outbox=outbox,
+                liveness=None,
+                kind="sqlite",
+            )
+        finally:
+            with anyio.CancelScope(shield=True):
+                await projection.close()
+                await reader.close()
+
+
+@asynccontextmanager
+async def _open_postgres(
+    dsn: str, data_dir: Path, clock: Clock, retry_s: float
+) -> AsyncIterator[Backend]:
+    try:
+        from coinbt.artifacts.outbox_pg import PgArtifactOutbox
+        from coinbt.datasets_pg import PgDatasetCatalog
+        from coinbt.projections.postgres import PgProjection, PgReadModelReader
+        from coinbt.store.instances_pg import open_instance
+        from coinbt.store.postgres import open_postgres_store
+    except ModuleNotFoundError as e:
+        if e.name != "asyncpg":
+            raise
+        from coinbt.errors import DatabaseError
+
+        raise DatabaseError(
+            "a PostgreSQL database needs asyncpg: pip install 'coinbt[postgres]'"
+        ) from e
+    async with (
+        open_postgres_store(dsn, clock=clock) as store,
+        _pool(dsn) as pool,
+        open_instance(dsn, clock=clock) as instance,
+    ):
+        where = f"PostgreSQL at {describe_db(dsn)}"
+        outbox = PgArtifactOutbox(pool, data_dir, instance, clock)
+        await outbox.load_counts()
+        projection = PgProjection(dsn, retry_s=retry_s)
+        try:
+            yield Backend(
+                store=store,
+                read=PgReadModelReader(pool, where),
+                projection=projection,
+                catalog=PgDatasetCatalog(pool, data_dir, clock),
+                outbox=outbox,
+                liveness=instance,
+                kind="postgresql",
+            )
+        finally:
+            await projection.close()
+
+
+@asynccontextmanager
+async def open_postgres_catalog(dsn: str, data_dir: Path) -> AsyncIterator[Catalog]:
+    """The dataset catalogue of the database at ``dsn`` alone (migrated first), for the CLI."""
+    from coinbt.datasets_pg import PgDatasetCatalog
+    from coinbt.store.postgres import migrate_postgres
+
+    await migrate_postgres(dsn)
+    async with _pool(dsn, size=1) as pool:
+        yield PgDatasetCatalog(pool, data_dir)
+
+
+@asynccontextmanager
+async def _pool(dsn: str, size: int = 4) -> AsyncIterator[Any]:
+    """A pool for the service's tables (read models, datasets, artifacts)."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    from coinbt.store._pgschema import CONNECT_ERRORS, SERVER_SETTINGS, connect_error
+
+    try:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=size, timeout=10, server_settings=SERVER_SETTINGS
+        )
+    except CONNECT_ERRORS as e:
+        raise connect_error(dsn, e) from e
+    try:
+        yield pool
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5) as closing:
+            await pool.close()
+        if closing.cancelled_caught:  # a query still holds a connection
+            pool.terminate()
