@@ -121,6 +121,10 @@ class Outbox(Protocol):
 
     async def mark_stored(self, key: str, location: str) -> None: ...
 
+    async def mark_stored_many(self, keys: Sequence[str], location: str) -> None:
+        """``mark_stored`` for many keys in one transaction."""
+        ...
+
     async def mark_retry(self, key: str, error: str) -> None:
         """An attempt failed and will be retried: count it and keep the error for display."""
         ...
@@ -230,6 +234,24 @@ class ArtifactOutbox:
             (location,),
         )
 
+    async def mark_stored_many(self, keys: Sequence[str], location: str) -> None:
+        def update() -> None:
+            now = self._now()
+            self._conn.execute("BEGIN IMMEDIATE")
+            changed = 0
+            for key in keys:
+                changed += self._conn.execute(
+                    "UPDATE artifacts SET state = 'stored', location = ?, staged = NULL,"
+                    " attempts = attempts + 1, last_error = NULL, updated_at = ?"
+                    " WHERE key = ? AND state = 'pending'",
+                    (location, now, key),
+                ).rowcount
+            self._conn.execute("COMMIT")
+            self.counts["pending"] -= changed
+            self.counts["stored"] += changed
+
+        await self._run(update)
+
     async def mark_retry(self, key: str, error: str) -> None:
         """An attempt failed and will be retried: count it and keep the error for display."""
         await self._run(
@@ -327,7 +349,15 @@ def staged_path(data_dir: Path, row: ArtifactRow) -> Path | None:
 
 
 def relative_to(data_dir: Path, path: Path) -> str:
-    """``path`` relative to the data directory if it is inside, else absolute."""
+    """``path`` relative to the data directory if it is inside, else absolute.
+
+    Lexically first: staged files are made as ``data_dir / "staging" / ...``, and resolving
+    symlinks costs a syscall per path component (measured: 0.5 ms a call, on the event loop).
+    """
+    try:
+        return path.relative_to(data_dir).as_posix()
+    except ValueError:
+        pass
     try:
         return path.resolve().relative_to(data_dir.resolve()).as_posix()
     except ValueError:
@@ -400,6 +430,13 @@ async def open_outbox(
 
     def connect() -> sqlite3.Connection:
         conn = connect_sync(db, check_same_thread=False)
+        # NORMAL, not FULL: no fsync per outbox write. Safe because of WAL ordering: a run's rows
+        # are added before its Completed event is appended, and that append's FULL commit fsyncs
+        # the WAL up to and including them. A later state change lost to a power failure only
+        # leaves a row pending: the uploader then finds the object already stored (or uploads
+        # the staged file again), which is idempotent. (Measured: the per-artifact fsyncs halved
+        # the tiny-task throughput of scripts/bench_tasks.py.)
+        conn.execute("PRAGMA synchronous=NORMAL")
         try:
             backfill(conn, to_epoch_us(clock.now()))
         except BaseException:

@@ -115,6 +115,12 @@ class PgArtifactOutbox:
             location,
         )
 
+    async def mark_stored_many(self, keys: Sequence[str], location: str) -> None:
+        # One statement per key (each keeps its owner check); a network round trip each, which
+        # is what the server costs anyway.
+        for key in keys:
+            await self.mark_stored(key, location)
+
     async def mark_retry(self, key: str, error: str) -> None:
         await self._execute(
             "UPDATE artifacts SET attempts = attempts + 1, last_error = $1, updated_at = $2"

@@ -160,3 +160,18 @@ async def test_a_gone_process_is_adopted_by_one_survivor(pg_dsn: str, tmp_path: 
                 tg.start_soon(adopt, outbox)
         assert sorted(counts) == [0, 8]
         assert sorted([len(await o.pending(100)) for o in outboxes]) == [0, 8]
+
+
+async def test_marking_many_stored_at_once(open_backend: OpenBackend, tmp_path: Path) -> None:
+    async with open_backend() as backend:
+        outbox = backend.outbox
+        for n in range(4):
+            await outbox.add(f"t{n}", staged(tmp_path / "data", f"t{n}", "equity"))
+        await outbox.mark_stored("tasks/t0-1-equity.npy", LOCAL)
+        keys = [f"tasks/t{n}-1-equity.npy" for n in range(3)]  # t0 is stored already
+        await outbox.mark_stored_many(keys, LOCAL)
+        assert outbox.counts == {"pending": 1, "stored": 3, "failed": 0}
+        assert [r.key for r in await outbox.pending(10)] == ["tasks/t3-1-equity.npy"]
+        t0 = await outbox.get("tasks/t0-1-equity.npy")
+        assert t0 is not None
+        assert t0.attempts == 1  # marked once: the second time it was no longer pending
