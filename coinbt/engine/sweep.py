@@ -17,7 +17,7 @@ from coinbt.engine.spec import BacktestSpec, ValidSpec, validate_spec
 from coinbt.engine.strategies import Strategy, strategy_named
 from coinbt.errors import FieldError, SpecError
 
-__all__ = ("SweepResult", "sweep")
+__all__ = ("SweepResult", "grid_values", "skip_reason", "sweep")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -67,9 +67,12 @@ class SweepResult:
         }
 
 
-def _grid_values(
+def grid_values(
     strategy: Strategy, grid: Mapping[str, Sequence[object]]
 ) -> dict[str, list[Number]]:
+    """Each grid parameter's distinct values, coerced and range-checked by the strategy;
+    ``SpecError`` naming ``grid.<name>[i]`` otherwise. (Also used to split a grid across
+    workers: coinbt.executor.sweeps.)"""
     if not isinstance(grid, Mapping):
         raise SpecError("must map parameter names to lists of values", field="grid")
     known = {p.name: p for p in strategy.params}
@@ -99,7 +102,7 @@ def _grid_values(
     return values
 
 
-def _reason(error: FieldError) -> str:
+def skip_reason(error: FieldError) -> str:
     """A skip reason without the values, so that equal reasons are counted together."""
     message = re.sub(r"\s*\([^)]*\)", "", error.message.split(", got")[0])
     return f"{error.field}: {message}"
@@ -128,7 +131,7 @@ def sweep(
     ``progress`` is called after each combination with the fraction done.
     """
     strat = strategy if isinstance(strategy, Strategy) else strategy_named(strategy)
-    values = _grid_values(strat, grid)
+    values = grid_values(strat, grid)
     base = BacktestSpec(strat.name, {}, cash, fee_bps, slippage_bps, fill)
     costs = validate_spec(base)
     names = tuple(p.name for p in strat.params)
@@ -148,7 +151,7 @@ def sweep(
         if not errors and len(bars) < needed:
             errors = [FieldError(f"params.{param}", f"needs at least {needed} bars")]
         if errors:
-            reason = _reason(errors[0])
+            reason = skip_reason(errors[0])
             reasons[reason] = reasons.get(reason, 0) + 1
         else:
             spec = BacktestSpec(strat.name, params, cash, fee_bps, slippage_bps, fill)

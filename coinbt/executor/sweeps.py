@@ -26,7 +26,7 @@ import anyio
 
 from coinbt.engine import METRIC_NAMES, BacktestSpec, Bars, Strategy, SweepResult, validate_spec
 from coinbt.engine.strategies import strategy_named
-from coinbt.engine.sweep import _grid_values, _reason
+from coinbt.engine.sweep import grid_values, skip_reason
 from coinbt.errors import FieldError, SpecError
 from coinbt.events import SyntheticSpec
 from coinbt.executor.base import JobError
@@ -98,7 +98,7 @@ def plan_sweep(
     strat = strategy if isinstance(strategy, Strategy) else strategy_named(strategy)
     if strategy_named(strat.name) is not strat:
         raise SpecError("a split sweep runs registered strategies only", field="strategy")
-    values = _grid_values(strat, grid)
+    values = grid_values(strat, grid)
     validate_spec(BacktestSpec(strat.name, {}, cash, fee_bps, slippage_bps, fill))
     names = tuple(p.name for p in strat.params)
     if sort_by not in METRIC_NAMES and sort_by not in names:
@@ -121,7 +121,7 @@ def plan_sweep(
         if not errors and bars < needed:
             errors = [FieldError(f"params.{param}", f"needs at least {needed} bars")]
         if errors:
-            reason = _reason(errors[0])
+            reason = skip_reason(errors[0])
             reasons[reason] = reasons.get(reason, 0) + 1
             continue
         valid.append(tuple(params[k] for k in keys))
