@@ -37,12 +37,12 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 
 import anyio
 from anyio.abc import TaskGroup
 
+from coinbt.actors._chains import AppendChains
 from coinbt.actors._shared_log import follow_log, watch_owners
 from coinbt.actors.base import Actor, Reply
 from coinbt.actors.task_messages import (
@@ -104,13 +104,6 @@ group commit starts them all). A larger task is claimed alone."""
 _CANCEL_TRIES = 5
 
 
-@dataclass(slots=True)
-class _Chain:
-    """The tail of one task's chain of appends."""
-
-    done: anyio.Event = field(default_factory=anyio.Event)
-
-
 def _is_small(spec: TaskSpec) -> bool:
     synthetic = spec.data.synthetic
     return synthetic is not None and synthetic.bars <= SMALL_BARS
@@ -146,6 +139,7 @@ class TaskManager(Actor[Message]):
         self._heartbeat_s = heartbeat_s
         self._finished_cache = finished_cache
         self._tg: TaskGroup | None = None
+        self._chains = AppendChains(store, self._refused, self._touch)
         self._recovered = False
         self._stopping = False
         self._reset()
@@ -162,7 +156,6 @@ class TaskManager(Actor[Message]):
         self._claims: deque[ClaimTask] = deque()
         self._keys: dict[str, str] = {}
         self._small: set[str] = set()  # queued tasks known to be small
-        self._chains: dict[str, _Chain] = {}
         self._followed = 0  # the log position the state includes every event up to (shared)
         self._changed = anyio.Event()
 
@@ -180,7 +173,7 @@ class TaskManager(Actor[Message]):
     @property
     def idle(self) -> bool:
         """Nothing queued, running (here or, on a shared log, anywhere) or being appended."""
-        return not self._queued and not self._running and not self._remote and not self._chains
+        return not self._queued and not self._running and not self._remote and not self._chains.busy
 
     @property
     def instance_id(self) -> str | None:
@@ -211,6 +204,7 @@ class TaskManager(Actor[Message]):
 
     async def on_start(self, tg: TaskGroup) -> None:
         self._tg = tg
+        self._chains.bind(tg)
         if self._recovered:  # a restart after a failure: waiting workers must ask again
             for claim in self._claims:
                 claim.reply.fail(CoinbtError("the task manager restarted; ask again"))
@@ -306,7 +300,7 @@ class TaskManager(Actor[Message]):
         key = message.idempotency_key
         if key is not None and key in self._keys:
             task_id = self._keys[key]
-            self._after_chain(
+            self._chains.after(
                 task_id, lambda: message.reply.set(Submitted(task_id, 0, existing=True))
             )
             return
@@ -330,7 +324,7 @@ class TaskManager(Actor[Message]):
                 assert stored is not None
                 message.reply.set(Submitted(task_id, stored[-1].position))
 
-        self._append(task_id, events, 0, done)
+        self._chains.append(task_id, events, 0, done)
 
     def _cancel(self, message: CancelTask) -> None:
         task_id = message.task_id
@@ -345,7 +339,7 @@ class TaskManager(Actor[Message]):
             message.reply.fail(e)
             return
         if not events:  # already cancelled: idempotent, nothing appended
-            self._after_chain(task_id, lambda: message.reply.set(0))
+            self._chains.after(task_id, lambda: message.reply.set(0))
             return
         worker_id = self._running.get(task_id) if state.status is Status.RUNNING else None
         self._settle(_evolve_all(state, events))
@@ -360,7 +354,7 @@ class TaskManager(Actor[Message]):
                 self.abort(worker_id, task_id)
             message.reply.set(stored[-1].position)
 
-        self._append(task_id, events, state.version, done)
+        self._chains.append(task_id, events, state.version, done)
 
     def _decide_again(self, message: CancelTask, error: CoinbtError) -> bool:
         """Another process changed the task first (the state is reloaded by now): decide the
@@ -401,7 +395,7 @@ class TaskManager(Actor[Message]):
             message.reply.fail(e)
             return
         self._settle(_evolve_all(state, events))
-        self._append(task_id, events, message.started_version, _answer(message.reply))
+        self._chains.append(task_id, events, message.started_version, _answer(message.reply))
 
     def _requeue(self, message: RequeueTask) -> None:
         task_id = message.task_id
@@ -419,7 +413,7 @@ class TaskManager(Actor[Message]):
         )
         self._running.pop(task_id, None)
         self._enqueue_recovered(requeued)
-        self._append(task_id, events, message.started_version, _answer(message.reply))
+        self._chains.append(task_id, events, message.started_version, _answer(message.reply))
 
     def _enqueue_recovered(self, state: TaskState) -> None:
         if state.is_terminal:
@@ -479,7 +473,7 @@ class TaskManager(Actor[Message]):
                 if remaining[0] == 0:  # every Started is committed (or refused): answer
                     claim.reply.set([c for c in claims if c is not None])
 
-            self._append(task_id, events, state.version, done)
+            self._chains.append(task_id, events, state.version, done)
 
     def _settle(self, state: TaskState, position: int | None = None) -> None:
         """Record a decided state; a finished task leaves the queue and the running sets."""
@@ -579,52 +573,15 @@ class TaskManager(Actor[Message]):
         if current is None or current.version <= loaded.version:
             self._remote.pop(task_id, None)
             self._enqueue_recovered(recovered)
-        self._append(task_id, events, loaded.version, _answer(message.reply))
+        self._chains.append(task_id, events, loaded.version, _answer(message.reply))
 
-    # --- appending -------------------------------------------------------------------------------
+    # --- appending (the chains: coinbt/actors/_chains.py) ------------------------------------
 
-    def _append(
-        self,
-        task_id: str,
-        events: Sequence[TaskEvent],
-        expected_version: int,
-        done: Callable[[list[StoredEvent] | None, CoinbtError | None], None],
-    ) -> None:
-        previous = self._chains.get(task_id)
-        chain = _Chain()
-        self._chains[task_id] = chain
-        assert self._tg is not None
-        self._tg.start_soon(
-            self._run_append, task_id, events, expected_version, previous, chain, done
-        )
-
-    async def _run_append(
-        self,
-        task_id: str,
-        events: Sequence[TaskEvent],
-        expected_version: int,
-        previous: _Chain | None,
-        chain: _Chain,
-        done: Callable[[list[StoredEvent] | None, CoinbtError | None], None],
-    ) -> None:
-        try:
-            if previous is not None:
-                await previous.done.wait()
-            try:
-                stored = await self._store.append(task_id, events, expected_version)
-            except CoinbtError as e:
-                # Expected on a shared log (another process decided first), a surprise alone.
-                level = logging.INFO if self._liveness is not None else logging.WARNING
-                log.log(level, "append to %s refused (%s); reloading its state", task_id, e)
-                await self._reload(task_id)
-                done(None, e)
-            else:
-                done(stored, None)
-        finally:
-            chain.done.set()
-            if self._chains.get(task_id) is chain:
-                del self._chains[task_id]
-            self._touch()
+    async def _refused(self, task_id: str, error: CoinbtError) -> None:
+        # Expected on a shared log (another process decided first), a surprise alone.
+        level = logging.INFO if self._liveness is not None else logging.WARNING
+        log.log(level, "append to %s refused (%s); reloading its state", task_id, error)
+        await self._reload(task_id)
 
     async def _reload(self, task_id: str) -> None:
         """Replace the task's state with the log's."""
@@ -651,20 +608,6 @@ class TaskManager(Actor[Message]):
         else:
             self._finished.pop(task_id, None)
         self._touch()
-
-    def _after_chain(self, task_id: str, then: Callable[[], None]) -> None:
-        """Run ``then`` once the task's pending appends (if any) have committed."""
-        chain = self._chains.get(task_id)
-        if chain is None:
-            then()
-            return
-
-        async def wait() -> None:
-            await chain.done.wait()
-            then()
-
-        assert self._tg is not None
-        self._tg.start_soon(wait)
 
 
 def _answer(reply: Reply[int]) -> Callable[[list[StoredEvent] | None, CoinbtError | None], None]:
