@@ -29,7 +29,9 @@ from coinbt.clock import Clock, SystemClock
 from coinbt.datasets import Catalog, DatasetCatalog
 from coinbt.dburl import describe_db, is_dsn, parse_db
 from coinbt.projections.base import Projection, ReadModels
+from coinbt.projections.fold import ViewCache
 from coinbt.projections.sqlite import ReadModelReader, SQLiteProjection
+from coinbt.projections.status import TaskView
 from coinbt.store import open_sqlite_store
 from coinbt.store.base import EventStore
 from coinbt.store.instances import Liveness
@@ -80,11 +82,13 @@ async def _open_sqlite(db: Path, data_dir: Path, clock: Clock) -> AsyncIterator[
         open_outbox(db, data_dir, clock) as outbox,
     ):
         reader = await aiosqlite.Connection(lambda: connect_sync(db), iter_chunk_size=64)
-        projection = SQLiteProjection(db)
+        # One process writes the file's read models: its writer's recent views can serve reads.
+        recent: ViewCache[str, TaskView] = ViewCache(50_000)
+        projection = SQLiteProjection(db, tasks=recent)
         try:
             yield Backend(
                 store=store,
-                read=ReadModelReader(reader),
+                read=ReadModelReader(reader, recent),
                 projection=projection,
                 catalog=DatasetCatalog(db, data_dir, clock),
                 outbox=outbox,
