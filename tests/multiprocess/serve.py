@@ -7,14 +7,15 @@ the URL it prints, and stops it at exit (SIGTERM, then SIGKILL if it lingers). I
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import httpx
@@ -23,8 +24,6 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 ROOT = Path(__file__).parents[2]
 HEARTBEAT_S = 0.3
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -86,26 +85,37 @@ async def serve(dsn: str, data_dir: Path, name: str, *args: str) -> AsyncIterato
             await process.aclose()
 
 
-async def poll(
-    read: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, within_s: float = 30
-) -> T:
-    """Re-read ``read()`` until ``done`` holds (for at most ``within_s`` seconds)."""
-    with anyio.fail_after(within_s):
-        while True:
-            value = await read()
-            if done(value):
-                return value
-            await anyio.sleep(0.05)
-
-
 async def status_on(server: Served, task_id: str) -> str:
     response = await server.http.get(f"/backtests/{task_id}")
     response.raise_for_status()
     return str(response.json()["status"])
 
 
-async def wait_status(server: Served, task_id: str, *statuses: str) -> str:
-    return await poll(lambda: status_on(server, task_id), lambda s: s in statuses)
+async def wait_status(server: Served, task_id: str, *statuses: str, within_s: float = 60) -> str:
+    """Wait until ``server`` shows the task in one of ``statuses``, and return that status.
+
+    No timer: the status is read once, then again at each of the task's events on the server's
+    ``/events`` stream, which delivers every event (from the start of the log) once that server's
+    read models include it.
+    """
+    with anyio.fail_after(within_s):
+        async with server.http.stream(
+            "GET",
+            "/events",
+            params={"after": 0},
+            headers={"Accept": "text/event-stream"},
+            timeout=None,
+        ) as stream:
+            stream.raise_for_status()
+            status = await status_on(server, task_id)
+            if status in statuses:
+                return status
+            async for line in stream.aiter_lines():
+                if line.startswith("data:") and json.loads(line[5:]).get("stream_id") == task_id:
+                    status = await status_on(server, task_id)
+                    if status in statuses:
+                        return status
+    raise AssertionError(f"{server.name}'s event stream ended before {task_id} was {statuses}")
 
 
 async def events_of(server: Served, task_id: str) -> list[dict[str, Any]]:
