@@ -9,9 +9,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coinbt.dburl import describe_db, is_dsn, parse_db
+
+if TYPE_CHECKING:
+    from coinbt.store.base import Progress
 
 __all__ = ("DEFAULT_DB", "add_db_argument", "register")
 
@@ -103,22 +106,31 @@ def _require(db: Path | str) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from coinbt.cli._progress import EventCounter
+
     _require(args.db)
-    if is_dsn(args.db):
-        import anyio
+    started = time.perf_counter()
+    with EventCounter("replaying the log") as progress:
+        if is_dsn(args.db):
+            import anyio
 
-        from coinbt.projections.rebuild_pg import rebuild_read_models_pg, verify_read_models_pg
-        from coinbt.store import migrate_postgres
+            from coinbt.projections.rebuild_pg import (
+                rebuild_read_models_pg,
+                verify_read_models_pg,
+            )
+            from coinbt.store import migrate_postgres
 
-        anyio.run(migrate_postgres, args.db)
-        action = verify_read_models_pg if args.verify else rebuild_read_models_pg
-        report = anyio.run(action, args.db)
-    else:
-        from coinbt.projections.rebuild import rebuild_read_models, verify_read_models
-        from coinbt.store.migrations import apply_migrations
+            anyio.run(migrate_postgres, args.db)
+            replay_pg = verify_read_models_pg if args.verify else rebuild_read_models_pg
+            report = anyio.run(lambda: replay_pg(args.db, progress=progress))
+        else:
+            from coinbt.projections.rebuild import rebuild_read_models, verify_read_models
+            from coinbt.store.migrations import apply_migrations
 
-        apply_migrations(args.db)
-        report = verify_read_models(args.db) if args.verify else rebuild_read_models(args.db)
+            apply_migrations(args.db)
+            replay = verify_read_models if args.verify else rebuild_read_models
+            report = replay(args.db, progress=progress)
+    seconds = time.perf_counter() - started
     if args.json:
         print(
             json.dumps(
@@ -129,21 +141,22 @@ def _replay(args: argparse.Namespace) -> int:
                     "tasks": report.tasks,
                     "positions": report.positions,
                     "differences": [d.__dict__ for d in report.differences],
+                    "seconds": round(seconds, 3),
                 },
                 default=str,
             )
         )
     elif args.verify:
         print(
-            f"replayed {report.events:,} events (up to position {report.checkpoint:,}): "
-            f"{report.tasks:,} tasks, {report.positions:,} positions"
+            f"replayed {report.events:,} events (up to position {report.checkpoint:,}) in "
+            f"{seconds:.1f} s: {report.tasks:,} tasks, {report.positions:,} positions"
         )
         for d in report.differences:
             print(f"DIFFERENT {d.table} {d.key}:\n  live:    {d.live}\n  rebuilt: {d.rebuilt}")
         print("read models match the log" if report.ok else "read models DIFFER from the log")
     else:
         print(
-            f"rebuilt the read models from {report.events:,} events: "
+            f"rebuilt the read models from {report.events:,} events in {seconds:.1f} s: "
             f"{report.tasks:,} tasks, {report.positions:,} positions"
         )
     return 0 if report.ok else 1
@@ -152,10 +165,15 @@ def _replay(args: argparse.Namespace) -> int:
 def _audit_verify(args: argparse.Namespace) -> int:
     import msgspec
 
+    from coinbt.cli._progress import EventCounter
     from coinbt.store import verify_file
 
     _require(args.db)
-    report = _verify_postgres(args.db) if is_dsn(args.db) else verify_file(args.db)
+    with EventCounter("verifying the hash chain") as progress:
+        if is_dsn(args.db):
+            report = _verify_postgres(args.db, progress)
+        else:
+            report = verify_file(args.db, progress)
     if args.json:
         print(msgspec.json.encode(report).decode())
     elif report.ok:
@@ -168,14 +186,14 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _verify_postgres(dsn: str) -> Any:
+def _verify_postgres(dsn: str, progress: Progress) -> Any:
     import anyio
 
     from coinbt.store import open_postgres_store
 
     async def verify() -> Any:
         async with open_postgres_store(dsn, migrate=False, readers=1) as store:
-            return await store.verify()
+            return await store.verify(progress)
 
     return anyio.run(verify)
 

@@ -21,6 +21,7 @@ import msgspec
 from coinbt.errors import DatabaseError
 from coinbt.events import StoredEvent
 from coinbt.projections.sqlite import MAIN, ReadModelWriter, decode_position, decode_task
+from coinbt.store.base import Progress
 from coinbt.store.migrations import apply_migrations, connect_sync
 from coinbt.store.sqlite import decode_row
 
@@ -30,6 +31,8 @@ _SELECT_EVENTS = (
     "SELECT position, stream_id, version, type, schema, recorded_at,"
     " CAST(data AS BLOB), CAST(hash AS BLOB) FROM events WHERE position <= ? ORDER BY position"
 )
+_BATCH = 5000  # events folded per read-model transaction
+_PROGRESS_EVERY = 10 * _BATCH
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,9 @@ def _events(conn: sqlite3.Connection, upto: int) -> Iterator[StoredEvent]:
             yield decode_row(row)
 
 
-def _replay_into(db: Path, scratch: Path, upto: int | None) -> tuple[int, int]:
+def _replay_into(
+    db: Path, scratch: Path, upto: int | None, progress: Progress | None
+) -> tuple[int, int]:
     """Replay the log of ``db`` (up to ``upto``, default all) into ``scratch``; (events, last)."""
     apply_migrations(scratch)
     source = connect_sync(db, readonly=True)
@@ -68,37 +73,73 @@ def _replay_into(db: Path, scratch: Path, upto: int | None) -> tuple[int, int]:
     try:
         if upto is None:
             upto = source.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
-        writer = ReadModelWriter(target, cache_size=200_000)
+        writer = ReadModelWriter(target, cache_size=200_000, fresh=True)
         count = 0
         batch: list[StoredEvent] = []
         for stored in _events(source, upto):
             batch.append(stored)
-            if len(batch) == 5000:
+            if len(batch) == _BATCH:
                 writer.apply(batch)
                 count += len(batch)
                 batch.clear()
+                if progress is not None and count % _PROGRESS_EVERY == 0:
+                    progress(count, upto)
         writer.apply(batch)
         count += len(batch)
+        if progress is not None:
+            progress(count, upto)
         return count, writer.checkpoint
     finally:
         source.close()
         target.close()
 
 
+_QUERIES = {
+    "tasks": "SELECT task_id, view FROM tasks",
+    "positions": "SELECT task_id || '/' || symbol, view FROM positions",
+}
+_DECODERS = {"tasks": decode_task, "positions": decode_position}
+
+
 def _rows(conn: sqlite3.Connection, table: str) -> dict[str, Any]:
-    if table == "tasks":
-        return {
-            r[0]: msgspec.to_builtins(decode_task(r[1]))
-            for r in conn.execute("SELECT task_id, view FROM tasks")
-        }
-    return {
-        f"{r[0]}/{r[1]}": msgspec.to_builtins(decode_position(r[2]))
-        for r in conn.execute("SELECT task_id, symbol, view FROM positions")
-    }
+    """The table's stored views, undecoded (key -> msgpack bytes, or whatever a drifted row
+    holds instead)."""
+    return dict(conn.execute(_QUERIES[table]))
 
 
-def verify_read_models(db: str | Path, *, max_differences: int = 20) -> ReplayReport:
-    """Rebuild into a scratch file up to the live checkpoint and compare row by row."""
+def _differences(
+    table: str, live: dict[str, Any], rebuilt: dict[str, Any], limit: int
+) -> list[Difference]:
+    """Rows that differ. Equal bytes are equal views; unequal bytes are decoded and compared as
+    values (an encoding may order a map differently), so only real differences are reported."""
+    decode = _DECODERS[table]
+
+    def value(blob: Any) -> Any:
+        if blob is None:
+            return None
+        try:
+            return msgspec.to_builtins(decode(blob))
+        except (msgspec.DecodeError, TypeError) as e:
+            return f"<unreadable view: {e}>"
+
+    found: list[Difference] = []
+    for key in sorted(live.keys() | rebuilt.keys()):
+        ours, theirs = live.get(key), rebuilt.get(key)
+        if ours == theirs:
+            continue
+        if (ours_value := value(ours)) != (theirs_value := value(theirs)):
+            found.append(Difference(table, key, ours_value, theirs_value))
+            if len(found) == limit:
+                break
+    return found
+
+
+def verify_read_models(
+    db: str | Path, *, max_differences: int = 20, progress: Progress | None = None
+) -> ReplayReport:
+    """Rebuild into a scratch file up to the live checkpoint and compare row by row.
+
+    ``progress`` hears (events replayed, events to replay) every 50,000 events and at the end."""
     db = Path(db)
     live = connect_sync(db, readonly=True)
     try:
@@ -113,7 +154,7 @@ def verify_read_models(db: str | Path, *, max_differences: int = 20) -> ReplayRe
         live.close()
     with tempfile.TemporaryDirectory(prefix="coinbt-replay-") as tmp:
         scratch = Path(tmp) / "scratch.db"
-        events, _ = _replay_into(db, scratch, checkpoint)
+        events, _ = _replay_into(db, scratch, checkpoint, progress)
         conn = connect_sync(scratch, readonly=True)
         try:
             rebuilt_rows = {table: _rows(conn, table) for table in ("tasks", "positions")}
@@ -121,10 +162,9 @@ def verify_read_models(db: str | Path, *, max_differences: int = 20) -> ReplayRe
             conn.close()
     differences: list[Difference] = []
     for table in ("tasks", "positions"):
-        ours, theirs = live_rows[table], rebuilt_rows[table]
-        for key in sorted(ours.keys() | theirs.keys()):
-            if ours.get(key) != theirs.get(key) and len(differences) < max_differences:
-                differences.append(Difference(table, key, ours.get(key), theirs.get(key)))
+        room = max_differences - len(differences)
+        if room > 0:
+            differences += _differences(table, live_rows[table], rebuilt_rows[table], room)
     return ReplayReport(
         events=events,
         checkpoint=checkpoint,
@@ -134,12 +174,14 @@ def verify_read_models(db: str | Path, *, max_differences: int = 20) -> ReplayRe
     )
 
 
-def rebuild_read_models(db: str | Path) -> ReplayReport:
-    """Replay the whole log into a scratch file and swap it into the live read models."""
+def rebuild_read_models(db: str | Path, *, progress: Progress | None = None) -> ReplayReport:
+    """Replay the whole log into a scratch file and swap it into the live read models.
+
+    ``progress`` hears (events replayed, events to replay) every 50,000 events and at the end."""
     db = Path(db)
     with tempfile.TemporaryDirectory(prefix="coinbt-replay-") as tmp:
         scratch = Path(tmp) / "scratch.db"
-        events, checkpoint = _replay_into(db, scratch, None)
+        events, checkpoint = _replay_into(db, scratch, None, progress)
         conn = connect_sync(db)
         try:
             conn.execute("ATTACH DATABASE ? AS scratch", (str(scratch),))

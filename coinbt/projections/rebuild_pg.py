@@ -31,6 +31,7 @@ from coinbt.projections.postgres import CHANNEL
 from coinbt.projections.rebuild import Difference, ReplayReport
 from coinbt.projections.status import TaskView
 from coinbt.store._pgschema import DRIVER_ERRORS, connect, describe
+from coinbt.store.base import Progress
 from coinbt.store.sqlite import decode_row
 
 __all__ = ("rebuild_read_models_pg", "verify_read_models_pg")
@@ -42,7 +43,9 @@ _SELECT = (
 )
 
 
-async def _replay(conn: Any, upto: int) -> tuple[int, dict[str, TaskView], dict[Any, Any]]:
+async def _replay(
+    conn: Any, upto: int, progress: Progress | None
+) -> tuple[int, dict[str, TaskView], dict[Any, Any]]:
     """Fold the log up to ``upto``: (events, tasks, positions)."""
     tasks: dict[str, TaskView] = {}
     positions: dict[PositionKey, PositionView] = {}
@@ -54,10 +57,16 @@ async def _replay(conn: Any, upto: int) -> tuple[int, dict[str, TaskView], dict[
         positions.update(changes.positions)
         checkpoint = changes.checkpoint
         count += len(page)
+        if progress is not None:
+            progress(count, upto)
+    if progress is not None:
+        progress(count, upto)
     return count, tasks, positions
 
 
-async def verify_read_models_pg(dsn: str, *, max_differences: int = 20) -> ReplayReport:
+async def verify_read_models_pg(
+    dsn: str, *, max_differences: int = 20, progress: Progress | None = None
+) -> ReplayReport:
     """Rebuild in memory up to the live checkpoint and compare row by row (one snapshot)."""
     conn = await connect(dsn)
     try:
@@ -78,7 +87,7 @@ async def verify_read_models_pg(dsn: str, *, max_differences: int = 20) -> Repla
                     for r in await conn.fetch("SELECT task_id, symbol, view FROM positions")
                 },
             }
-            events, tasks, positions = await _replay(conn, checkpoint)
+            events, tasks, positions = await _replay(conn, checkpoint, progress)
     except DRIVER_ERRORS as e:
         raise DatabaseError(f"verifying the read models in {describe(dsn)} failed: {e}") from e
     finally:
@@ -102,7 +111,7 @@ async def verify_read_models_pg(dsn: str, *, max_differences: int = 20) -> Repla
     )
 
 
-async def rebuild_read_models_pg(dsn: str) -> ReplayReport:
+async def rebuild_read_models_pg(dsn: str, *, progress: Progress | None = None) -> ReplayReport:
     """Replay the whole log and swap the result into the live read models (one transaction)."""
     conn = await connect(dsn)
     try:
@@ -111,7 +120,7 @@ async def rebuild_read_models_pg(dsn: str) -> ReplayReport:
                 "SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE", MAIN
             )
             head = int(await conn.fetchval("SELECT position FROM event_head") or 0)
-            events, tasks, positions = await _replay(conn, head)
+            events, tasks, positions = await _replay(conn, head, progress)
             await conn.execute("DELETE FROM positions")
             await conn.execute("DELETE FROM tasks")
             await conn.copy_records_to_table(

@@ -53,9 +53,14 @@ class ReadModelWriter:
         name: str = MAIN,
         cache_size: int = 50_000,
         tasks: ViewCache[str, TaskView] | None = None,
+        *,
+        fresh: bool = False,
     ) -> None:
         self._conn = conn
         self._name = name
+        # fresh: the tables start empty and only this writer writes them (a replay into a scratch
+        # file), so a view it never wrote does not exist: no query to find that out.
+        self._written: tuple[set[str], set[PositionKey]] | None = (set(), set()) if fresh else None
         # The views this writer committed last. Shared with the reader (``tasks``): it then
         # answers recent tasks from memory, never from a row older than the one committed.
         self._tasks: ViewCache[str, TaskView] = (
@@ -122,10 +127,13 @@ class ReadModelWriter:
         self.checkpoint = checkpoint
         self._tasks.remember(tasks)
         self._positions.remember(positions)
+        if self._written is not None:
+            self._written[0].update(tasks)
+            self._written[1].update(positions)
 
     def _task(self, task_id: str) -> TaskView | None:
         view = self._tasks.get(task_id)
-        if view is None:
+        if view is None and (self._written is None or task_id in self._written[0]):
             row = self._conn.execute(
                 "SELECT view FROM tasks WHERE task_id = ?", (task_id,)
             ).fetchone()
@@ -134,7 +142,7 @@ class ReadModelWriter:
 
     def _position(self, key: PositionKey) -> PositionView | None:
         position = self._positions.get(key)
-        if position is None:
+        if position is None and (self._written is None or key in self._written[1]):
             row = self._conn.execute(
                 "SELECT view FROM positions WHERE task_id = ? AND symbol = ?", key
             ).fetchone()

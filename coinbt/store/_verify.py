@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from coinbt.events import GENESIS_HASH, canonical_bytes, chain_hash
-from coinbt.store.base import VerifyReport
+from coinbt.store.base import Progress, VerifyReport
 
 __all__ = ("RawRow", "walk_chain")
 
@@ -14,12 +14,21 @@ RawRow = Sequence[Any]
 """(position, stream_id, version, type, schema, recorded_at_us, payload, hash)"""
 
 
-def walk_chain(rows: Iterable[RawRow]) -> VerifyReport:
-    """Check that positions run 1, 2, 3... and every hash matches; report the first mismatch."""
+_EVERY = 1 << 16  # rows between two progress reports
+
+
+def walk_chain(
+    rows: Iterable[RawRow], progress: Progress | None = None, total: int = 0
+) -> VerifyReport:
+    """Check that positions run 1, 2, 3... and every hash matches; report the first mismatch.
+
+    ``progress``, if given, hears (rows checked, ``total``) every 65,536 rows and at the end."""
     previous = GENESIS_HASH
     expected_position = 1
     checked = 0
     for row in rows:
+        if progress is not None and checked % _EVERY == 0 and checked:
+            progress(checked, total)
         position, stream_id, version, type_name, schema, recorded_at_us, payload, stored = row
         if position != expected_position:
             return _bad(
@@ -47,6 +56,8 @@ def walk_chain(rows: Iterable[RawRow]) -> VerifyReport:
         previous = computed
         checked += 1
         expected_position += 1
+    if progress is not None:
+        progress(checked, total)
     return VerifyReport(ok=True, checked=checked, last_position=checked, last_hash=previous.hex())
 
 

@@ -5,7 +5,7 @@ One contract test suite (``tests/store/test_contract.py``) runs against every im
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol
 
 import anyio
@@ -13,7 +13,11 @@ import msgspec
 
 from coinbt.events import StoredEvent, TaskEvent
 
-__all__ = ("EventStore", "VerifyReport")
+__all__ = ("EventStore", "Progress", "VerifyReport")
+
+Progress = Callable[[int, int], None]
+"""Progress of a walk over the log: called with (events done, events in all) now and then, and
+once at the end. Long commands (``audit verify``, ``replay``) show it on a terminal."""
 
 
 class VerifyReport(msgspec.Struct, frozen=True):
@@ -77,6 +81,7 @@ class EventStore(Protocol):
         """The global position of the newest event (0 for an empty log)."""
         ...
 
-    async def verify(self) -> VerifyReport:
-        """Walk the whole log and check positions and the hash chain."""
+    async def verify(self, progress: Progress | None = None) -> VerifyReport:
+        """Walk the whole log and check positions and the hash chain (``progress`` may be called
+        from the worker thread doing the walk)."""
         ...

@@ -13,7 +13,7 @@ from coinbt.events import GENESIS_HASH, StoredEvent, TaskEvent, decode_payload
 from coinbt.store._batch import AppendRequest, Row, plan_batch
 from coinbt.store._follow import follow
 from coinbt.store._verify import walk_chain
-from coinbt.store.base import VerifyReport
+from coinbt.store.base import Progress, VerifyReport
 
 __all__ = ("MemoryEventStore",)
 
@@ -89,9 +89,9 @@ class MemoryEventStore:
         await anyio.lowlevel.checkpoint()
         return list(self._streams)
 
-    async def verify(self) -> VerifyReport:
+    async def verify(self, progress: Progress | None = None) -> VerifyReport:
         await anyio.lowlevel.checkpoint()
-        return walk_chain(self._rows)
+        return walk_chain(self._rows, progress, len(self._rows))
 
 
 def _decode(row: Row) -> StoredEvent:

@@ -73,7 +73,7 @@ from coinbt.store._pgschema import (
 from coinbt.store._pgwriter import CHANNEL, PgWriter
 from coinbt.store._verify import walk_chain
 from coinbt.store._writer import GroupCommitWriter, Outcome
-from coinbt.store.base import VerifyReport
+from coinbt.store.base import Progress, VerifyReport
 from coinbt.store.sqlite import decode_row
 
 __all__ = ("PostgresEventStore", "migrate_postgres", "open_postgres_store")
@@ -174,7 +174,7 @@ class PostgresEventStore:
 
     # --- auditing --------------------------------------------------------------------------------
 
-    async def verify(self) -> VerifyReport:
+    async def verify(self, progress: Progress | None = None) -> VerifyReport:
         """Walk the log in one snapshot; also check that it ends where its head says.
 
         The rows are hashed on a worker thread, a page at a time, like SQLite's verify.
@@ -200,7 +200,7 @@ class PostgresEventStore:
                 head_position = 0 if head is None else int(head[0])
                 head_hash = None if head is None else bytes(head[1])
                 return await anyio.to_thread.run_sync(
-                    _walk_to_head, pages(), head_position, head_hash
+                    _walk_to_head, pages(), head_position, head_hash, progress
                 )
         except DRIVER_ERRORS as e:
             raise DatabaseError(f"verifying {self._where} failed: {e}") from e
@@ -248,7 +248,12 @@ class PostgresEventStore:
             self._notify()
 
 
-def _walk_to_head(rows: Iterator[Any], head_position: int, head_hash: bytes | None) -> VerifyReport:
+def _walk_to_head(
+    rows: Iterator[Any],
+    head_position: int,
+    head_hash: bytes | None,
+    progress: Progress | None = None,
+) -> VerifyReport:
     """``walk_chain``, then check the last position and hash against the head row."""
     at_head: dict[int, bytes] = {0: GENESIS_HASH}
 
@@ -258,7 +263,7 @@ def _walk_to_head(rows: Iterator[Any], head_position: int, head_hash: bytes | No
                 at_head[row[0]] = bytes(row[7])
             yield row
 
-    report = walk_chain(tap())
+    report = walk_chain(tap(), progress, head_position)
     if not report.ok:
         return report
     last = report.last_position

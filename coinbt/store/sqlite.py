@@ -28,7 +28,7 @@ from coinbt.store._batch import AppendRequest, VersionCache, plan_batch
 from coinbt.store._follow import follow
 from coinbt.store._verify import walk_chain
 from coinbt.store._writer import GroupCommitWriter, Outcome
-from coinbt.store.base import VerifyReport
+from coinbt.store.base import Progress, VerifyReport
 from coinbt.store.metrics import Histogram
 from coinbt.store.migrations import LATEST, apply_migrations, connect_sync, schema_version
 from coinbt.store.sqlutil import execute_values
@@ -163,8 +163,8 @@ class SQLiteEventStore:
 
     # --- auditing --------------------------------------------------------------------------------
 
-    async def verify(self) -> VerifyReport:
-        return await anyio.to_thread.run_sync(verify_file, self.path)
+    async def verify(self, progress: Progress | None = None) -> VerifyReport:
+        return await anyio.to_thread.run_sync(verify_file, self.path, progress)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -254,12 +254,13 @@ class _SyncWriter:
         execute_values(self._conn, f"INSERT INTO events ({_COLUMNS})", 8, rows)
 
 
-def verify_file(path: str | Path) -> VerifyReport:
+def verify_file(path: str | Path, progress: Progress | None = None) -> VerifyReport:
     """Walk the hash chain of the log in ``path`` (read-only, in the calling thread)."""
     conn = connect_sync(path, readonly=True)
     try:
+        total = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
         cursor = conn.execute(f"{_SELECT} ORDER BY position")
-        return walk_chain(cursor)
+        return walk_chain(cursor, progress, total)
     except sqlite3.Error as e:
         raise DatabaseError(f"reading {path} failed: {e}") from e
     finally:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import sqlite3
 import subprocess
 import sys
@@ -57,6 +59,15 @@ def test_replay_verify_matches_then_catches_a_drifted_read_model(
     report = json.loads(out)
     assert not report["ok"]
     assert [d["key"] for d in report["differences"]] == [task_ids[1]]
+    # A row that is not a view at all is a difference too, not a crash.
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("UPDATE tasks SET view = 'garbage' WHERE task_id = ?", (task_ids[2],))
+    conn.close()
+    code, out, _ = run(capsys, "replay", "--db", str(db), "--verify", "--json")
+    assert code == 1
+    differences = {d["key"]: d for d in json.loads(out)["differences"]}
+    assert differences.keys() == {task_ids[1], task_ids[2]}
+    assert differences[task_ids[2]]["live"].startswith("<unreadable view")
     # A plain replay rebuilds the read models from the log.
     code, out, _ = run(capsys, "replay", "--db", str(db))
     assert code == 0
@@ -103,6 +114,63 @@ def test_audit_show_prints_a_tasks_history(
         "data",
         "hash",
     }
+
+
+def on_a_terminal(*args: str) -> tuple[int, str, str]:
+    """Run ``coinbt *args`` with standard error on a pseudo-terminal: (exit code, stdout, what
+    the terminal received)."""
+    primary, secondary = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "coinbt", *args],
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        os.close(secondary)
+        received = b""
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # EIO: the process exited and closed its side
+                break
+            if not chunk:
+                break
+            received += chunk
+        out, _ = process.communicate(timeout=60)
+    finally:
+        os.close(primary)
+    return process.returncode, out, received.decode()
+
+
+@pytest.mark.parametrize(
+    ("command", "label"),
+    [
+        pytest.param(["replay"], "replaying the log", id="replay"),
+        pytest.param(["replay", "--verify"], "replaying the log", id="replay-verify"),
+        pytest.param(["audit", "verify"], "verifying the hash chain", id="audit-verify"),
+    ],
+)
+def test_long_commands_show_progress_on_a_terminal_only(
+    workload: tuple[Path, list[str]], command: list[str], label: str
+) -> None:
+    db, _ = workload
+    events = sqlite3.connect(db).execute("SELECT MAX(position) FROM events").fetchone()[0]
+    code, out, terminal = on_a_terminal(*command, "--db", str(db))
+    assert code == 0, terminal
+    assert f"\r\x1b[K{label}: {events:,} of {events:,} events (100%)" in terminal
+    assert terminal.endswith("\r\x1b[K")  # cleared: the terminal keeps only the result
+    assert "\r" not in out
+    assert str(events) in out.replace(",", "")
+    piped = subprocess.run(
+        [sys.executable, "-m", "coinbt", *command, "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert piped.returncode == 0
+    assert piped.stderr == ""  # not a terminal: no progress at all
 
 
 @pytest.mark.parametrize(

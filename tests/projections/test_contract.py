@@ -8,6 +8,7 @@ equal a rebuild, and a rebuild repairs them.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -22,6 +23,7 @@ from coinbt.projections.base import ReadModelSink
 from coinbt.projections.fold import decode_task
 from coinbt.projections.rebuild import ReplayReport, rebuild_read_models, verify_read_models
 from coinbt.projections.rebuild_pg import rebuild_read_models_pg, verify_read_models_pg
+from coinbt.store.base import Progress
 from tests.backends import KINDS, OpenBackend, backend_factory
 from tests.factories import cancelled, completed, failed, filled, queued, spec, started
 
@@ -130,38 +132,41 @@ async def test_each_event_is_applied_exactly_once(
         assert (await b.read.counts())["queued"] == 3
 
 
-async def _verify(db: Path | str) -> ReplayReport:
+async def _verify(db: Path | str, progress: Progress | None = None) -> ReplayReport:
     if isinstance(db, Path):
-        return await anyio.to_thread.run_sync(verify_read_models, db)
-    return await verify_read_models_pg(db)
+        return await anyio.to_thread.run_sync(lambda: verify_read_models(db, progress=progress))
+    return await verify_read_models_pg(db, progress=progress)
 
 
-async def _rebuild(db: Path | str) -> ReplayReport:
+async def _rebuild(db: Path | str, progress: Progress | None = None) -> ReplayReport:
     if isinstance(db, Path):
-        return await anyio.to_thread.run_sync(rebuild_read_models, db)
-    return await rebuild_read_models_pg(db)
+        return await anyio.to_thread.run_sync(lambda: rebuild_read_models(db, progress=progress))
+    return await rebuild_read_models_pg(db, progress=progress)
 
 
-async def _drift(db: Path | str, task_id: str) -> None:
-    """Change one read-model row behind the projector's back."""
+async def _rewrite_view(db: Path | str, task_id: str, change: Callable[[bytes], bytes]) -> None:
+    """Replace one task's stored view with ``change(view)``, behind the projector's back."""
     if isinstance(db, Path):
         conn = sqlite3.connect(db, isolation_level=None)
         blob = conn.execute("SELECT view FROM tasks WHERE task_id = ?", (task_id,)).fetchone()[0]
-        view = msgspec.structs.replace(decode_task(blob), status="failed")
-        conn.execute(
-            "UPDATE tasks SET view = ? WHERE task_id = ?", (msgspec.msgpack.encode(view), task_id)
-        )
+        conn.execute("UPDATE tasks SET view = ? WHERE task_id = ?", (change(blob), task_id))
         conn.close()
         return
     conn = await asyncpg.connect(db)
     try:
         blob = await conn.fetchval("SELECT view FROM tasks WHERE task_id = $1", task_id)
-        view = msgspec.structs.replace(decode_task(blob), status="failed")
-        await conn.execute(
-            "UPDATE tasks SET view = $1 WHERE task_id = $2", msgspec.msgpack.encode(view), task_id
-        )
+        await conn.execute("UPDATE tasks SET view = $1 WHERE task_id = $2", change(blob), task_id)
     finally:
         await conn.close()
+
+
+async def _drift(db: Path | str, task_id: str) -> None:
+    """Change one read-model row behind the projector's back."""
+
+    def failed(blob: bytes) -> bytes:
+        return msgspec.msgpack.encode(msgspec.structs.replace(decode_task(blob), status="failed"))
+
+    await _rewrite_view(db, task_id, failed)
 
 
 async def test_verify_finds_a_drifted_row_and_a_rebuild_repairs_it(
@@ -173,8 +178,11 @@ async def test_verify_finds_a_drifted_row_and_a_rebuild_repairs_it(
         sink = await _sink(b)
         await _project(b, sink)
         last = sink.checkpoint
-        report = await _verify(db)
+        heard: list[tuple[int, int]] = []
+        report = await _verify(db, lambda done, total: heard.append((done, total)))
         assert report.ok, report.differences
+        assert heard[-1] == (last, last)
+        assert [done for done, _ in heard] == sorted(done for done, _ in heard)
         assert (report.events, report.checkpoint, report.tasks, report.positions) == (
             last,
             last,
@@ -188,9 +196,34 @@ async def test_verify_finds_a_drifted_row_and_a_rebuild_repairs_it(
         assert (difference.table, difference.key) == ("tasks", "b")
         assert difference.live["status"] == "failed"
         assert difference.rebuilt["status"] == "running"
-        rebuilt = await _rebuild(db)
+        heard.clear()
+        rebuilt = await _rebuild(db, lambda done, total: heard.append((done, total)))
         assert (rebuilt.events, rebuilt.checkpoint, rebuilt.tasks) == (last, last, 6)
+        assert heard[-1] == (last, last)
         assert (await _verify(db)).ok
         view = await b.read.task("b")
         assert view is not None
         assert view.status == "running"
+
+
+async def test_a_view_stored_in_another_byte_order_is_no_difference(
+    backend: tuple[OpenBackend, Path | str],
+) -> None:
+    """verify compares values: the same view encoded with its fields in another order is equal."""
+    open_backend, db = backend
+    async with open_backend() as b:
+        await _history(b)
+        await _project(b, await _sink(b))
+
+    def reordered(blob: bytes) -> bytes:
+        fields = msgspec.msgpack.decode(blob)
+        again = msgspec.msgpack.encode(dict(reversed(fields.items())))
+        assert again != blob
+        assert decode_task(again) == decode_task(blob)
+        return again
+
+    await _rewrite_view(db, "b", reordered)
+    report = await _verify(db)
+    assert report.ok, report.differences
+    await _drift(db, "b")
+    assert [d.key for d in (await _verify(db)).differences] == ["b"]

@@ -209,3 +209,16 @@ async def test_payload_round_trips(open_store: OpenStore) -> None:
         assert read.to_builtins()["data"]["idempotency_key"] == "k-1"
         assert read.to_builtins()["type"] == "Queued"
         assert stored == read
+
+
+async def test_verify_reports_progress(open_store: OpenStore) -> None:
+    """Every 65,536 events and once at the end, with the size of the log as the total."""
+    async with open_store() as store:
+        for n in range(70):
+            await store.append(
+                "long", [Cancelled(reason=f"r{n}-{i}") for i in range(1000)], n * 1000
+            )
+        heard: list[tuple[int, int]] = []
+        report = await store.verify(lambda done, total: heard.append((done, total)))
+        assert report.ok
+        assert heard == [(65_536, 70_000), (70_000, 70_000)]
