@@ -1,4 +1,4 @@
-"""Progress of long commands (``replay``, ``audit verify``) on standard error.
+"""Progress of long commands (``replay``, ``audit verify``, ``sweep``) on standard error.
 
 On a terminal: one line rewritten in place, at most ten times a second, and cleared at the end,
 so the command's own output (standard output) reads the same with or without it. Anywhere else
@@ -12,12 +12,12 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-__all__ = ("EventCounter",)
+__all__ = ("ProgressLine",)
 
 
-class EventCounter:
-    """A ``coinbt.store.base.Progress``: ``counter(done, total)``, from one thread at a time
-    (the one doing the work, which may be a worker thread)."""
+class ProgressLine:
+    """One progress line, fed from one thread at a time (the one doing the work, which may be a
+    worker thread) through :meth:`events` or :meth:`fraction`."""
 
     def __init__(
         self,
@@ -35,17 +35,30 @@ class EventCounter:
         self._next = 0.0
         self._shown = False
 
-    def __call__(self, done: int, total: int) -> None:
+    def events(self, done: int, total: int) -> None:
+        """A ``coinbt.store.base.Progress``: ``done`` of ``total`` events."""
+        if self._due(done >= total):
+            line = f"{done:,} of {total:,} events"
+            if total > 0:
+                line += f" ({min(done, total) * 100 // total}%)"
+            self._show(line)
+
+    def fraction(self, done: float) -> None:
+        """An engine progress callback: the fraction of the work done, 0 to 1."""
+        if self._due(done >= 1.0):
+            self._show(f"{int(min(max(done, 0.0), 1.0) * 100)}%")
+
+    def _due(self, final: bool) -> bool:
         if not self._enabled:
-            return
+            return False
         now = self._clock()
-        if now < self._next and done < total:
-            return
+        if now < self._next and not final:
+            return False
         self._next = now + self._interval_s
-        line = f"{self._label}: {done:,} of {total:,} events"
-        if total > 0:
-            line += f" ({min(done, total) * 100 // total}%)"
-        self._stream.write(f"\r\x1b[K{line}")
+        return True
+
+    def _show(self, text: str) -> None:
+        self._stream.write(f"\r\x1b[K{self._label}: {text}")
         self._stream.flush()
         self._shown = True
 
@@ -56,7 +69,7 @@ class EventCounter:
             self._stream.flush()
             self._shown = False
 
-    def __enter__(self) -> EventCounter:
+    def __enter__(self) -> ProgressLine:
         return self
 
     def __exit__(self, *exc: object) -> None:

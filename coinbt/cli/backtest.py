@@ -10,7 +10,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -398,24 +398,27 @@ def _run_backtest(args: argparse.Namespace) -> int:
 
 def _run_sweep(args: argparse.Namespace) -> int:
     from coinbt import engine
+    from coinbt.cli._progress import ProgressLine
 
     grid = _grid(args.grid)
-    if args.workers is not None or args.dask is not None or args.chunks is not None:
-        result, data, size = _split_sweep(args, grid)
-    else:
-        bars, data = _load_data(args)
-        size = len(bars)
-        result = engine.sweep(
-            args.strategy,
-            grid,
-            bars,
-            cash=args.cash,
-            fee_bps=args.fee_bps,
-            slippage_bps=args.slippage_bps,
-            fill=args.fill,
-            sort_by=args.sort,
-            descending=not args.ascending,
-        )
+    with ProgressLine(f"sweeping {args.strategy}") as line:
+        if args.workers is not None or args.dask is not None or args.chunks is not None:
+            result, data, size = _split_sweep(args, grid, line.fraction)
+        else:
+            bars, data = _load_data(args)
+            size = len(bars)
+            result = engine.sweep(
+                args.strategy,
+                grid,
+                bars,
+                cash=args.cash,
+                fee_bps=args.fee_bps,
+                slippage_bps=args.slippage_bps,
+                fill=args.fill,
+                sort_by=args.sort,
+                descending=not args.ascending,
+                progress=line.fraction,
+            )
     if args.json:
         out = {"data": data, **result.to_dict(args.top)}
         _emit(json.dumps(out, allow_nan=False))
@@ -447,7 +450,9 @@ def _run_sweep(args: argparse.Namespace) -> int:
 
 
 def _split_sweep(
-    args: argparse.Namespace, grid: dict[str, list[int | float | bool | str]]
+    args: argparse.Namespace,
+    grid: dict[str, list[int | float | bool | str]],
+    progress: Callable[[float], None],
 ) -> tuple[SweepResult, dict[str, Any], int]:
     """The sweep split into chunks on local worker processes (``--workers``) or Dask."""
     import anyio
@@ -488,6 +493,7 @@ def _split_sweep(
                 source,
                 chunks=args.chunks,
                 descending=not args.ascending,
+                progress=progress,
                 **options,
             )
 

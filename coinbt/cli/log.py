@@ -106,11 +106,11 @@ def _require(db: Path | str) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from coinbt.cli._progress import EventCounter
+    from coinbt.cli._progress import ProgressLine
 
     _require(args.db)
     started = time.perf_counter()
-    with EventCounter("replaying the log") as progress:
+    with ProgressLine("replaying the log") as line:
         if is_dsn(args.db):
             import anyio
 
@@ -122,14 +122,14 @@ def _replay(args: argparse.Namespace) -> int:
 
             anyio.run(migrate_postgres, args.db)
             replay_pg = verify_read_models_pg if args.verify else rebuild_read_models_pg
-            report = anyio.run(lambda: replay_pg(args.db, progress=progress))
+            report = anyio.run(lambda: replay_pg(args.db, progress=line.events))
         else:
             from coinbt.projections.rebuild import rebuild_read_models, verify_read_models
             from coinbt.store.migrations import apply_migrations
 
             apply_migrations(args.db)
             replay = verify_read_models if args.verify else rebuild_read_models
-            report = replay(args.db, progress=progress)
+            report = replay(args.db, progress=line.events)
     seconds = time.perf_counter() - started
     if args.json:
         print(
@@ -165,15 +165,15 @@ def _replay(args: argparse.Namespace) -> int:
 def _audit_verify(args: argparse.Namespace) -> int:
     import msgspec
 
-    from coinbt.cli._progress import EventCounter
+    from coinbt.cli._progress import ProgressLine
     from coinbt.store import verify_file
 
     _require(args.db)
-    with EventCounter("verifying the hash chain") as progress:
+    with ProgressLine("verifying the hash chain") as line:
         if is_dsn(args.db):
-            report = _verify_postgres(args.db, progress)
+            report = _verify_postgres(args.db, line.events)
         else:
-            report = verify_file(args.db, progress)
+            report = verify_file(args.db, line.events)
     if args.json:
         print(msgspec.json.encode(report).decode())
     elif report.ok:

@@ -12,6 +12,7 @@ import pytest
 from coinbt.cli import main
 from coinbt.cli.backtest import STRATEGY_NAMES, parse_grid_value, parse_param_value
 from coinbt.engine import STRATEGIES, BacktestSpec, run, synthetic
+from tests.cli.terminal import on_a_terminal
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -422,3 +423,13 @@ def test_bad_input_in_a_new_process_has_no_traceback() -> None:
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
     assert done.returncode == 2
     assert done.stderr == "coinbt: error: params.fast: must be less than slow (30), got 50\n"
+
+
+@pytest.mark.parametrize("split", [[], ["--workers", "1"]], ids=["in-process", "on-workers"])
+def test_sweep_shows_progress_on_a_terminal(split: list[str]) -> None:
+    args = ["sweep", "--synthetic", "5000", "--strategy", "sma_cross", "-g", "fast=5:20:5"]
+    code, out, terminal = on_a_terminal(*args, *split)
+    assert code == 0, terminal
+    assert "\r\x1b[Ksweeping sma_cross: 100%" in terminal
+    assert terminal.endswith("\r\x1b[K")
+    assert "4 combinations" in out

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
 import sqlite3
 import subprocess
 import sys
@@ -17,6 +15,7 @@ import pytest
 from coinbt.cli import main
 from coinbt.projections.sqlite import decode_task
 from coinbt.store.migrations import LATEST
+from tests.cli.terminal import on_a_terminal
 from tests.system import system_factory, tiny
 
 
@@ -114,34 +113,6 @@ def test_audit_show_prints_a_tasks_history(
         "data",
         "hash",
     }
-
-
-def on_a_terminal(*args: str) -> tuple[int, str, str]:
-    """Run ``coinbt *args`` with standard error on a pseudo-terminal: (exit code, stdout, what
-    the terminal received)."""
-    primary, secondary = pty.openpty()
-    try:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "coinbt", *args],
-            stdout=subprocess.PIPE,
-            stderr=secondary,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-        os.close(secondary)
-        received = b""
-        while True:
-            try:
-                chunk = os.read(primary, 4096)
-            except OSError:  # EIO: the process exited and closed its side
-                break
-            if not chunk:
-                break
-            received += chunk
-        out, _ = process.communicate(timeout=60)
-    finally:
-        os.close(primary)
-    return process.returncode, out, received.decode()
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from coinbt.cli._progress import EventCounter
+from coinbt.cli._progress import ProgressLine
 
 
 class Terminal(io.StringIO):
@@ -22,12 +22,12 @@ class Clock:
 
 def test_on_a_terminal_it_rewrites_one_line_at_most_every_interval() -> None:
     terminal, clock = Terminal(), Clock()
-    with EventCounter("replaying the log", terminal, interval_s=0.1, clock=clock) as progress:
-        progress(5_000, 1_000_000)
-        progress(10_000, 1_000_000)  # too soon: skipped
+    with ProgressLine("replaying the log", terminal, interval_s=0.1, clock=clock) as line:
+        line.events(5_000, 1_000_000)
+        line.events(10_000, 1_000_000)  # too soon: skipped
         clock.now += 0.1
-        progress(250_000, 1_000_000)
-        progress(1_000_000, 1_000_000)  # the end always shows
+        line.events(250_000, 1_000_000)
+        line.events(1_000_000, 1_000_000)  # the end always shows
     assert terminal.getvalue().split("\r\x1b[K") == [
         "",
         "replaying the log: 5,000 of 1,000,000 events (0%)",
@@ -39,17 +39,35 @@ def test_on_a_terminal_it_rewrites_one_line_at_most_every_interval() -> None:
 
 def test_an_empty_log_shows_no_percentage() -> None:
     terminal = Terminal()
-    with EventCounter("verifying the hash chain", terminal) as progress:
-        progress(0, 0)
+    with ProgressLine("verifying the hash chain", terminal) as line:
+        line.events(0, 0)
     assert terminal.getvalue() == "\r\x1b[Kverifying the hash chain: 0 of 0 events\r\x1b[K"
 
 
 def test_nothing_is_written_off_a_terminal_or_when_nothing_was_shown() -> None:
     piped = io.StringIO()
-    with EventCounter("replaying the log", piped) as progress:
-        progress(1, 2)
-        progress(2, 2)
+    with ProgressLine("replaying the log", piped) as line:
+        line.events(1, 2)
+        line.events(2, 2)
     assert piped.getvalue() == ""
     terminal = Terminal()
-    EventCounter("replaying the log", terminal).close()
+    ProgressLine("replaying the log", terminal).close()
     assert terminal.getvalue() == ""
+
+
+def test_fractions_show_as_percentages() -> None:
+    terminal, clock = Terminal(), Clock()
+    with ProgressLine("sweeping sma_cross", terminal, interval_s=0.1, clock=clock) as line:
+        line.fraction(0.333)
+        clock.now += 0.05
+        line.fraction(0.5)  # too soon: skipped
+        clock.now += 0.05
+        line.fraction(0.75)
+        line.fraction(1.0)
+    assert terminal.getvalue().split("\r\x1b[K") == [
+        "",
+        "sweeping sma_cross: 33%",
+        "sweeping sma_cross: 75%",
+        "sweeping sma_cross: 100%",
+        "",
+    ]
