@@ -30,6 +30,7 @@ from coinbt.artifacts.local import sha256_file
 from coinbt.artifacts.urls import S3Location
 from coinbt.clock import Clock, SystemClock
 from coinbt.errors import ArtifactIntegrityError, ArtifactNotFoundError, BackupError, CoinbtError
+from coinbt.store.base import Progress
 from coinbt.store.migrations import LATEST, connect_sync, schema_version
 from coinbt.store.sqlite import verify_file
 
@@ -185,9 +186,11 @@ async def restore_database(
     name: str | None = None,
     force: bool = False,
     clock: Clock | None = None,
+    progress: Progress | None = None,
 ) -> RestoreReport:
     """Restore backup ``name`` (default: the newest) from ``store`` into ``db``, after checking
-    it. ``BackupError`` if it does not check out, or if ``db`` exists and ``force`` is not set."""
+    it. ``BackupError`` if it does not check out, or if ``db`` exists and ``force`` is not set.
+    ``progress`` hears how far the hash-chain check is (from a worker thread)."""
     clock = clock or SystemClock()
     db = Path(db)
     if name is None:
@@ -215,7 +218,7 @@ async def restore_database(
     try:
         await anyio.Path(temp).write_bytes(data)
         del data
-        events = await anyio.to_thread.run_sync(_check, temp, info)
+        events = await anyio.to_thread.run_sync(_check, temp, info, progress)
         kept = await anyio.to_thread.run_sync(_replace, temp, db, clock.now() if force else None)
     finally:
         await anyio.Path(temp).unlink(missing_ok=True)
@@ -223,7 +226,7 @@ async def restore_database(
     return RestoreReport(info.name, db, info.last_position, info.last_hash, events, kept)
 
 
-def _check(path: Path, info: BackupInfo) -> int:
+def _check(path: Path, info: BackupInfo, progress: Progress | None = None) -> int:
     """Walk the downloaded log's hash chain and compare its end with the manifest."""
     conn = connect_sync(path, readonly=True)
     try:
@@ -234,7 +237,7 @@ def _check(path: Path, info: BackupInfo) -> int:
         raise BackupError(
             f"backup {info.name} has schema {schema}, newer than this coinbt's {LATEST}; upgrade"
         )
-    report = verify_file(path)
+    report = verify_file(path, progress)
     if not report.ok:
         raise BackupError(
             f"backup {info.name} fails the hash-chain check at position "

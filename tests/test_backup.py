@@ -20,6 +20,7 @@ from coinbt.clock import ManualClock, SequentialIds
 from coinbt.errors import BackupError
 from coinbt.store import verify_file
 from tests.artifacts.s3server import aws_environment, new_bucket, shared_moto
+from tests.cli.terminal import on_a_terminal
 from tests.system import OpenSystem, long, system_factory, tiny, wait_status
 
 
@@ -204,6 +205,16 @@ async def test_backups_are_listed_and_one_can_be_restored_by_name(
     )
     assert code == 0, err
     assert verify_file(target).last_position == first.last_position  # that one, not the newest
+    # On a terminal, the check of the newest one's hash chain shows its progress.
+    newest = tmp_path / "newest.db"
+    code, out, terminal = await anyio.to_thread.run_sync(
+        on_a_terminal, "restore", "--from", str(store.root), "--db", str(newest)
+    )
+    assert code == 0, terminal
+    events = second.last_position
+    assert f"checking the backup's hash chain: {events:,} of {events:,} events (100%)" in terminal
+    assert terminal.endswith("\r\x1b[K")
+    assert verify_file(newest).last_position == events
 
 
 async def test_the_service_takes_periodic_backups(open_system: OpenSystem, tmp_path: Path) -> None:

@@ -216,14 +216,18 @@ def _restore(args: argparse.Namespace) -> int:
     import anyio
 
     from coinbt.backup import open_backup_source, restore_database
+    from coinbt.cli._progress import ProgressLine
 
     _sqlite_only(args, "restore")
 
-    async def run() -> Any:
+    async def run(line: ProgressLine) -> Any:
         async with open_backup_source(args.source, _s3(args)) as (store, name):
-            return await restore_database(store, args.db, name=name, force=args.force)
+            return await restore_database(
+                store, args.db, name=name, force=args.force, progress=line.events
+            )
 
-    report = anyio.run(run)
+    with ProgressLine("checking the backup's hash chain") as line:
+        report = anyio.run(run, line)
     if args.json:
         print(
             json.dumps(
