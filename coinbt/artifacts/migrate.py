@@ -16,14 +16,17 @@ from pathlib import Path
 
 import anyio
 
-from coinbt.artifacts.locations import open_locations
-from coinbt.artifacts.outbox import ArtifactRow, open_outbox
+from coinbt.artifacts.base import ArtifactStore
+from coinbt.artifacts.locations import ArtifactLocations, open_locations
+from coinbt.artifacts.outbox import ArtifactRow, Outbox, open_outbox
 from coinbt.artifacts.urls import S3Options, open_artifact_store
 from coinbt.clock import Clock
-from coinbt.errors import ArtifactIntegrityError, ArtifactNotFoundError
+from coinbt.errors import ArtifactIntegrityError, ArtifactNotFoundError, CoinbtError
 from coinbt.store.migrations import apply_migrations
 
 __all__ = ("MoveReport", "move_artifacts")
+
+_PAGE = 100  # rows read, and moved concurrently, at a time
 
 log = logging.getLogger("coinbt.artifacts")
 
@@ -52,9 +55,18 @@ async def move_artifacts(
     limit: int | None = None,
     keep_source: bool = False,
     clock: Clock | None = None,
-    on_moved: Callable[[ArtifactRow], None] | None = None,
+    concurrency: int = 8,
+    progress: Callable[[int, int], None] | None = None,
 ) -> MoveReport:
-    """Move every stored artifact recorded in ``db`` to the store at ``target_url``."""
+    """Move every stored artifact recorded in ``db`` to the store at ``target_url``.
+
+    Up to ``concurrency`` artifacts are in flight at once (an object store's latency, not its
+    bandwidth, is what a one-at-a-time move waits on). ``progress`` hears (artifacts handled,
+    artifacts to handle) after each one. A store-wide error (the target is unreachable) stops
+    the move after the artifacts in flight and is raised; what moved stays moved.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
     data_dir = data_dir if data_dir is not None else db.parent
     await anyio.to_thread.run_sync(apply_migrations, db)
     async with (
@@ -68,36 +80,82 @@ async def move_artifacts(
             pending=outbox.counts["pending"],
             already=await outbox.count_stored_at(location),
         )
+        total = max(0, outbox.counts["stored"] - report.already)
+        if limit is not None:
+            total = min(total, limit)
+        in_flight = 0
+        failure: list[CoinbtError] = []
+        limiter = anyio.CapacityLimiter(concurrency)
+
+        def handled() -> None:
+            if progress is not None:
+                done = report.moved + len(report.missing) + len(report.damaged)
+                progress(done, max(total, done))
+
+        async def move(row: ArtifactRow) -> None:
+            nonlocal in_flight
+            async with limiter:
+                if failure:
+                    return
+                if limit is not None and report.moved + in_flight >= limit:
+                    report.complete = False
+                    return
+                in_flight += 1
+                try:
+                    moved = await _move_one(
+                        row, locations, target, location, outbox, report, keep_source
+                    )
+                except CoinbtError as e:  # a store or the database is failing
+                    failure.append(e)
+                    return
+                finally:
+                    in_flight -= 1
+                if moved:
+                    report.moved += 1
+                handled()
+
         after = ""
-        while True:
-            rows = await outbox.stored_elsewhere(location, after, 100)
+        while report.complete and not failure:
+            rows = await outbox.stored_elsewhere(location, after, _PAGE)
             if not rows:
                 break
-            for row in rows:
-                after = row.key
-                if limit is not None and report.moved >= limit:
-                    report.complete = False
-                    break
-                assert row.location is not None
-                source = await locations.get(row.location)
-                try:
-                    data = await source.get_bytes(row.key, row.sha256)
-                except ArtifactNotFoundError:
-                    if not await target.exists(row.key):
-                        report.missing.append(row.key)
-                        log.error("artifact %s is in no store (%s)", row.key, row.location)
-                        continue
-                except ArtifactIntegrityError as e:
-                    report.damaged.append(row.key)
-                    log.error("not moving %s: %s", row.key, e)
-                    continue
-                else:
-                    await target.put_bytes(row.key, data)
-                if await outbox.relocate(row.key, row.location, location) and not keep_source:
-                    await source.delete(row.key)
-                report.moved += 1
-                if on_moved is not None:
-                    on_moved(row)
-            if not report.complete:
-                break
+            after = rows[-1].key
+            async with anyio.create_task_group() as tg:
+                for row in rows:
+                    tg.start_soon(move, row)
+        if failure:
+            raise failure[0]
+        if progress is not None and total == 0:
+            progress(0, 0)
         return report
+
+
+async def _move_one(
+    row: ArtifactRow,
+    locations: ArtifactLocations,
+    target: ArtifactStore,
+    location: str,
+    outbox: Outbox,
+    report: MoveReport,
+    keep_source: bool,
+) -> bool:
+    """Copy one artifact to ``target``, record its new location, delete the old copy; False
+    (and noted in ``report``) when it is in no store or its bytes are damaged."""
+    assert row.location is not None
+    source = await locations.get(row.location)
+    try:
+        data = await source.get_bytes(row.key, row.sha256)
+    except ArtifactNotFoundError:
+        if not await target.exists(row.key):
+            report.missing.append(row.key)
+            log.error("artifact %s is in no store (%s)", row.key, row.location)
+            return False
+    except ArtifactIntegrityError as e:
+        report.damaged.append(row.key)
+        log.error("not moving %s: %s", row.key, e)
+        return False
+    else:
+        await target.put_bytes(row.key, data)
+    if await outbox.relocate(row.key, row.location, location) and not keep_source:
+        await source.delete(row.key)
+    return True

@@ -1,4 +1,4 @@
-"""Progress of long commands (``replay``, ``audit verify``, ``sweep``) on standard error.
+"""Progress of long commands (``replay``, ``audit verify``, ``sweep``...) on standard error.
 
 On a terminal: one line rewritten in place, at most ten times a second, and cleared at the end,
 so the command's own output (standard output) reads the same with or without it. Anywhere else
@@ -17,17 +17,19 @@ __all__ = ("ProgressLine",)
 
 class ProgressLine:
     """One progress line, fed from one thread at a time (the one doing the work, which may be a
-    worker thread) through :meth:`events` or :meth:`fraction`."""
+    worker thread) through :meth:`count` or :meth:`fraction`."""
 
     def __init__(
         self,
         label: str,
         stream: TextIO | None = None,
         *,
+        unit: str = "events",
         interval_s: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._label = label
+        self._unit = unit
         self._stream = sys.stderr if stream is None else stream
         self._enabled = self._stream.isatty()
         self._interval_s = interval_s
@@ -35,10 +37,10 @@ class ProgressLine:
         self._next = 0.0
         self._shown = False
 
-    def events(self, done: int, total: int) -> None:
-        """A ``coinbt.store.base.Progress``: ``done`` of ``total`` events."""
+    def count(self, done: int, total: int) -> None:
+        """``done`` of ``total`` (events, artifacts: the unit); a ``coinbt.store.base.Progress``."""
         if self._due(done >= total):
-            line = f"{done:,} of {total:,} events"
+            line = f"{done:,} of {total:,} {self._unit}"
             if total > 0:
                 line += f" ({min(done, total) * 100 // total}%)"
             self._show(line)

@@ -122,14 +122,14 @@ def _replay(args: argparse.Namespace) -> int:
 
             anyio.run(migrate_postgres, args.db)
             replay_pg = verify_read_models_pg if args.verify else rebuild_read_models_pg
-            report = anyio.run(lambda: replay_pg(args.db, progress=line.events))
+            report = anyio.run(lambda: replay_pg(args.db, progress=line.count))
         else:
             from coinbt.projections.rebuild import rebuild_read_models, verify_read_models
             from coinbt.store.migrations import apply_migrations
 
             apply_migrations(args.db)
             replay = verify_read_models if args.verify else rebuild_read_models
-            report = replay(args.db, progress=line.events)
+            report = replay(args.db, progress=line.count)
     seconds = time.perf_counter() - started
     if args.json:
         print(
@@ -171,9 +171,9 @@ def _audit_verify(args: argparse.Namespace) -> int:
     _require(args.db)
     with ProgressLine("verifying the hash chain") as line:
         if is_dsn(args.db):
-            report = _verify_postgres(args.db, line.events)
+            report = _verify_postgres(args.db, line.count)
         else:
-            report = verify_file(args.db, line.events)
+            report = verify_file(args.db, line.count)
     if args.json:
         print(msgspec.json.encode(report).decode())
     elif report.ok:

@@ -127,6 +127,13 @@ def add_migrate_artifacts(migrate: argparse.ArgumentParser) -> None:
     artifacts.add_argument(
         "--keep-source", action="store_true", help="copy only: leave the old copies in place"
     )
+    artifacts.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        metavar="N",
+        help="artifacts in flight at once (default 8; an object store's latency is the limit)",
+    )
     add_endpoint_argument(artifacts)
     artifacts.add_argument("--json", action="store_true", help="print one JSON object")
     artifacts.set_defaults(func=_migrate_artifacts)
@@ -223,7 +230,7 @@ def _restore(args: argparse.Namespace) -> int:
     async def run(line: ProgressLine) -> Any:
         async with open_backup_source(args.source, _s3(args)) as (store, name):
             return await restore_database(
-                store, args.db, name=name, force=args.force, progress=line.events
+                store, args.db, name=name, force=args.force, progress=line.count
             )
 
     with ProgressLine("checking the backup's hash chain") as line:
@@ -260,12 +267,15 @@ def _migrate_artifacts(args: argparse.Namespace) -> int:
     _sqlite_only(args, "migrate artifacts")
     db: Path = args.db
     _require(db)
+    from coinbt.cli._progress import ProgressLine
+    from coinbt.errors import InvalidRequestError
+
     if args.limit is not None and args.limit < 0:
-        from coinbt.errors import InvalidRequestError
-
         raise InvalidRequestError("must be 0 or more", field="--limit")
+    if not 1 <= args.concurrency <= 256:
+        raise InvalidRequestError("must be from 1 to 256", field="--concurrency")
 
-    async def run() -> Any:
+    async def run(line: ProgressLine) -> Any:
         return await move_artifacts(
             db,
             args.to,
@@ -273,9 +283,12 @@ def _migrate_artifacts(args: argparse.Namespace) -> int:
             s3=_s3(args),
             limit=args.limit,
             keep_source=args.keep_source,
+            concurrency=args.concurrency,
+            progress=line.count,
         )
 
-    report = anyio.run(run)
+    with ProgressLine("moving artifacts", unit="artifacts") as line:
+        report = anyio.run(run, line)
     if args.json:
         print(
             json.dumps(

@@ -8,6 +8,7 @@ import json
 import shutil
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import anyio
@@ -139,6 +140,48 @@ def test_artifacts_move_to_s3_and_back_resumably_without_touching_the_log(
     read_all_equity(old_db)
     assert verify_file(old_db) == chain  # events were never rewritten
     assert verify_read_models(old_db).ok
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        pytest.param(["--limit", "-1"], "--limit", id="negative-limit"),
+        pytest.param(["--concurrency", "0"], "--concurrency", id="no-concurrency"),
+        pytest.param(["--concurrency", "1000"], "--concurrency", id="too-much-concurrency"),
+        pytest.param(["--concurrency", "many"], "--concurrency", id="not-a-number"),
+    ],
+)
+def test_bad_move_arguments_exit_2_naming_the_option_and_move_nothing(
+    old_db: Path, tmp_path: Path, bad: list[str], field: str
+) -> None:
+    main(["migrate", "--db", str(old_db)])
+    before = locations(old_db)
+    move = ["migrate", "artifacts", "--db", str(old_db), "--to", str(tmp_path / "elsewhere")]
+    done = subprocess.run(
+        [sys.executable, "-m", "coinbt", *move, *bad],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 2, done
+    assert field in done.stderr
+    assert "Traceback" not in done.stderr
+    assert locations(old_db) == before
+
+
+def test_a_move_reports_its_progress_artifact_by_artifact(old_db: Path, tmp_path: Path) -> None:
+    heard: list[tuple[int, int]] = []
+    report = anyio.run(
+        lambda: move_artifacts(
+            old_db,
+            tmp_path / "elsewhere",
+            concurrency=3,
+            progress=lambda done, total: heard.append((done, total)),
+        )
+    )
+    assert (report.moved, report.ok) == (6, True)
+    assert heard == [(n, 6) for n in range(1, 7)]
 
 
 async def test_a_move_to_an_unreachable_store_changes_nothing_and_can_be_rerun(

@@ -23,11 +23,11 @@ class Clock:
 def test_on_a_terminal_it_rewrites_one_line_at_most_every_interval() -> None:
     terminal, clock = Terminal(), Clock()
     with ProgressLine("replaying the log", terminal, interval_s=0.1, clock=clock) as line:
-        line.events(5_000, 1_000_000)
-        line.events(10_000, 1_000_000)  # too soon: skipped
+        line.count(5_000, 1_000_000)
+        line.count(10_000, 1_000_000)  # too soon: skipped
         clock.now += 0.1
-        line.events(250_000, 1_000_000)
-        line.events(1_000_000, 1_000_000)  # the end always shows
+        line.count(250_000, 1_000_000)
+        line.count(1_000_000, 1_000_000)  # the end always shows
     assert terminal.getvalue().split("\r\x1b[K") == [
         "",
         "replaying the log: 5,000 of 1,000,000 events (0%)",
@@ -40,15 +40,15 @@ def test_on_a_terminal_it_rewrites_one_line_at_most_every_interval() -> None:
 def test_an_empty_log_shows_no_percentage() -> None:
     terminal = Terminal()
     with ProgressLine("verifying the hash chain", terminal) as line:
-        line.events(0, 0)
+        line.count(0, 0)
     assert terminal.getvalue() == "\r\x1b[Kverifying the hash chain: 0 of 0 events\r\x1b[K"
 
 
 def test_nothing_is_written_off_a_terminal_or_when_nothing_was_shown() -> None:
     piped = io.StringIO()
     with ProgressLine("replaying the log", piped) as line:
-        line.events(1, 2)
-        line.events(2, 2)
+        line.count(1, 2)
+        line.count(2, 2)
     assert piped.getvalue() == ""
     terminal = Terminal()
     ProgressLine("replaying the log", terminal).close()
