@@ -24,6 +24,7 @@ from coinbt.runtime import Config, open_system
 from coinbt.store import verify_file
 from coinbt.store.migrations import LATEST, connect_sync, schema_version
 from tests.artifacts.s3server import FaultProxy, MotoServer, admin_client, s3_options
+from tests.cli.terminal import on_a_terminal
 
 ROOT = Path(__file__).parents[2]
 FIXTURE = Path(__file__).parent / "fixtures" / "schema3"
@@ -182,6 +183,16 @@ def test_a_move_reports_its_progress_artifact_by_artifact(old_db: Path, tmp_path
     )
     assert (report.moved, report.ok) == (6, True)
     assert heard == [(n, 6) for n in range(1, 7)]
+
+
+def test_the_command_shows_its_progress_on_a_terminal(old_db: Path, tmp_path: Path) -> None:
+    code, out, terminal = on_a_terminal(
+        "migrate", "artifacts", "--db", str(old_db), "--to", str(tmp_path / "elsewhere")
+    )
+    assert code == 0, terminal
+    assert "moving artifacts: 6 of 6 artifacts (100%)" in terminal
+    assert terminal.endswith("\r\x1b[K")
+    assert "moved 6 artifacts" in out
 
 
 async def test_a_move_to_an_unreachable_store_changes_nothing_and_can_be_rerun(
