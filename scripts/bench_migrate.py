@@ -15,11 +15,14 @@ directory and is timed alone, at each --concurrency.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,13 +34,49 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 from coinbt.artifacts.migrate import move_artifacts
 from coinbt.events import DataSpec, SyntheticSpec, TaskSpec
 from coinbt.runtime import Config, open_system
-from tests.artifacts.s3server import (
-    MotoServer,
-    admin_client,
-    new_bucket,
-    proxy_to,
-    s3_options,
-)
+from tests.artifacts.s3server import MotoServer, admin_client, new_bucket, s3_options
+
+
+class DelayProxy:
+    """A TCP proxy on a free loopback port that holds every chunk the server sends back for
+    ``latency_s``, as an object store in another place would (one thread pair per connection)."""
+
+    def __init__(self, target_port: int, latency_s: float) -> None:
+        self._target = ("127.0.0.1", target_port)
+        self._latency_s = latency_s
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:  # closed
+                return
+            upstream = socket.create_connection(self._target)
+            threading.Thread(target=self._pump, args=(client, upstream, 0.0), daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(upstream, client, self._latency_s), daemon=True
+            ).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket, latency_s: float) -> None:
+        try:
+            while data := source.recv(1 << 16):
+                if latency_s:
+                    time.sleep(latency_s)  # the simulated distance, not a wait for a condition
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+    def close(self) -> None:
+        self._listener.close()
 
 
 async def make_artifacts(data_dir: Path, tasks: int) -> None:
@@ -91,13 +130,16 @@ def run(tasks: int, concurrencies: list[int], latency_ms: float) -> dict[str, An
         with tempfile.TemporaryDirectory(prefix="coinbt-bench-") as tmp:
             source = Path(tmp) / "data"
             anyio.run(make_artifacts, source, tasks)
-            with proxy_to(moto, latency_s=latency_ms / 1000) as proxy:
+            proxy = DelayProxy(moto.port, latency_ms / 1000)
+            try:
                 for where, endpoint in (("loopback", moto.url), ("distant", proxy.url)):
                     for concurrency in concurrencies:
                         run_ = timed_move(source, Path(tmp) / "scratch", endpoint, concurrency)
                         results["runs"].append(
                             {"endpoint": where, "concurrency": concurrency, **run_}
                         )
+            finally:
+                proxy.close()
     finally:
         moto.stop()
     return results

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -164,11 +163,9 @@ class FaultProxy:
     ``up()`` listens again on the same port. ``stall(marker)`` makes any connection that sends a
     request containing ``marker`` swallow it: the server never sees it and nothing comes back, so
     the client times out mid-request. New requests without the marker still pass.
-    ``latency_s`` delays every chunk the server sends back, as a distant endpoint would.
     """
 
-    def __init__(self, target_port: int, *, latency_s: float = 0.0) -> None:
-        self.latency_s = latency_s
+    def __init__(self, target_port: int) -> None:
         self.target = ("127.0.0.1", target_port)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -234,8 +231,6 @@ class FaultProxy:
                     swallowing.set()
                     self.stalled.set()
                 tail = data[-64:]
-                if not up and self.latency_s:
-                    time.sleep(self.latency_s)
                 if not swallowing.is_set():
                     sink.sendall(data)
         except OSError:
@@ -254,10 +249,8 @@ def _close(s: socket.socket) -> None:
 
 
 @contextmanager
-def proxy_to(
-    server: MotoServer, *, up: bool = True, latency_s: float = 0.0
-) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(server.port, latency_s=latency_s)
+def proxy_to(server: MotoServer, *, up: bool = True) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(server.port)
     if up:
         proxy.up()
     try:
