@@ -208,3 +208,34 @@ async def test_a_move_to_an_unreachable_store_changes_nothing_and_can_be_rerun(
     proxy.up()
     report = await move_artifacts(old_db, f"s3://{bucket}", s3=options)
     assert (report.moved, report.ok) == (6, True)
+
+
+async def test_a_move_that_fails_midway_keeps_what_moved_and_finishes_when_rerun(
+    old_db: Path, proxy: FaultProxy, bucket: str
+) -> None:
+    """Several artifacts in flight, one of them stalls until it times out: the move stops with
+    the store's error, every artifact is recorded where it really is, and a rerun moves the
+    rest."""
+    await anyio.to_thread.run_sync(lambda: main(["migrate", "--db", str(old_db)]))
+    chain = verify_file(old_db)
+    target = f"s3://{bucket}"
+    proxy.stall(b"r1-000002-1-equity")
+    options = s3_options(proxy.url, max_attempts=1, read_timeout=1.0)
+    with pytest.raises(ArtifactStoreUnavailableError):
+        await move_artifacts(old_db, target, s3=options, concurrency=2)
+    assert proxy.stalled.is_set()
+    where = locations(old_db)
+    assert where["tasks/r1-000002-1-equity.npy"] == "local"
+    stored = {
+        o["Key"] for o in admin_client(proxy.url).list_objects_v2(Bucket=bucket).get("Contents", [])
+    }
+    assert stored == {key for key, at in where.items() if at == target}
+    proxy.stall(None)
+    report = await move_artifacts(old_db, target, s3=options, concurrency=2)
+    assert (report.moved, report.ok, report.complete) == (
+        list(where.values()).count("local"),
+        True,
+        True,
+    )
+    assert set(locations(old_db).values()) == {target}
+    assert verify_file(old_db) == chain
