@@ -53,14 +53,23 @@ class AppendChains:
         return bool(self._tails)
 
     def append(
-        self, task_id: str, events: Sequence[TaskEvent], expected_version: int, done: Done
+        self,
+        task_id: str,
+        events: Sequence[TaskEvent],
+        expected_version: int,
+        done: Done,
+        *,
+        reload: bool = True,
     ) -> None:
-        """Append ``events`` at ``expected_version`` after the task's earlier appends."""
+        """Append ``events`` at ``expected_version`` after the task's earlier appends. With
+        ``reload=False`` a refusal only reaches ``done`` (the caller knows what it means)."""
         previous = self._tails.get(task_id)
         link = _Link()
         self._tails[task_id] = link
         assert self._tg is not None
-        self._tg.start_soon(self._run, task_id, events, expected_version, previous, link, done)
+        self._tg.start_soon(
+            self._run, task_id, events, expected_version, previous, link, done, reload
+        )
 
     async def _run(
         self,
@@ -70,6 +79,7 @@ class AppendChains:
         previous: _Link | None,
         link: _Link,
         done: Done,
+        reload: bool,
     ) -> None:
         try:
             if previous is not None:
@@ -77,7 +87,8 @@ class AppendChains:
             try:
                 stored = await self._store.append(task_id, events, expected_version)
             except CoinbtError as e:
-                await self._on_refused(task_id, e)
+                if reload:
+                    await self._on_refused(task_id, e)
                 done(None, e)
             else:
                 done(stored, None)

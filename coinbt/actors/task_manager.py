@@ -34,6 +34,7 @@ still comes from the log's version check alone; what changes is what the in-memo
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -310,6 +311,9 @@ class TaskManager(Actor[Message]):
         if len(self._queued) >= self.queue_capacity:
             message.reply.fail(QueueFullError(self.queue_capacity))
             return
+        if key is not None:
+            self._submit_keyed(message, key)
+            return
         task_id = self._ids()
         state = TaskState(task_id=task_id)
         events = decide(state, Submit(message.spec, key))
@@ -325,6 +329,38 @@ class TaskManager(Actor[Message]):
                 message.reply.set(Submitted(task_id, stored[-1].position))
 
         self._chains.append(task_id, events, 0, done)
+
+    def _submit_keyed(self, message: SubmitTask, key: str) -> None:
+        """A submission with an idempotency key: its task id comes from the key, so the log
+        itself settles a race between processes (one ``Queued`` at version 0 per stream). The
+        task joins the queue only once that ``Queued`` is in the log: until then the stream may
+        be another process's. A refusal means it is: this process learns of that task by
+        following the log (it may already be running it), so the refusal reloads nothing."""
+        task_id = keyed_task_id(key)
+        state = TaskState(task_id=task_id)
+        events = decide(state, Submit(message.spec, key))
+        queued = _evolve_all(state, events)
+        self._keys[key] = task_id  # a second submission here waits for this one's append
+        small = message.bars is not None and message.bars <= SMALL_BARS
+
+        def done(stored: list[StoredEvent] | None, error: CoinbtError | None) -> None:
+            if error is None:
+                assert stored is not None
+                if task_id not in self._states:  # (following the log may have been quicker)
+                    self._track(queued)
+                    if small:
+                        self._small.add(task_id)
+                    self._touch()
+                    self._dispatch()
+                message.reply.set(Submitted(task_id, stored[-1].position))
+            elif isinstance(error, ConcurrencyError):
+                # Another process submitted this key first: its task is the answer.
+                message.reply.set(Submitted(task_id, 0, existing=True))
+            else:
+                self._keys.pop(key, None)
+                message.reply.fail(error)
+
+        self._chains.append(task_id, events, 0, done, reload=False)
 
     def _cancel(self, message: CancelTask) -> None:
         task_id = message.task_id
@@ -625,6 +661,12 @@ def _answer(reply: Reply[int]) -> Callable[[list[StoredEvent] | None, CoinbtErro
 
 def _is_terminal(stored: StoredEvent) -> bool:
     return isinstance(stored.event, Completed | Failed | Cancelled)
+
+
+def keyed_task_id(key: str) -> str:
+    """The id of the task submitted with idempotency key ``key``: the same in every process.
+    32 hex characters, like the random ids (``coinbt.clock.random_ids``)."""
+    return hashlib.sha256(b"coinbt idempotency key\0" + key.encode()).hexdigest()[:32]
 
 
 def _evolve_all(state: TaskState, events: Sequence[TaskEvent]) -> TaskState:

@@ -224,6 +224,38 @@ async def test_an_idempotency_key_is_known_to_every_process(open_system: OpenSys
         assert await a.store.last_position() == 1
 
 
+async def test_one_key_sent_to_two_processes_at_once_makes_one_task(
+    open_system: OpenSystem,
+) -> None:
+    """The same keys submitted to both processes at the same moment: each key gets one task (one
+    ``Queued`` in the log), both answers name it, and it runs once."""
+    keys = [f"order-{n}" for n in range(20)]
+    answers: dict[str, list[str]] = {key: [] for key in keys}
+    async with open_system(workers=1) as a, open_system(workers=1) as b:
+
+        async def submit(system: System, key: str, seed: int) -> None:
+            view = await system.submit(tiny(seed=seed), idempotency_key=key)
+            answers[key].append(view.task_id)
+
+        async with anyio.create_task_group() as tg:
+            for n, key in enumerate(keys):
+                tg.start_soon(submit, a, key, n + 1)
+                tg.start_soon(submit, b, key, n + 101)
+        for key in keys:
+            [task_id, other] = answers[key]
+            assert other == task_id, key
+        for system in (a, b):
+            await system.drain()
+        for key in keys:
+            task_id = answers[key][0]
+            history = await types_of(a, task_id)
+            assert history.count("Queued") == 1, (key, history)
+            assert history.count("Started") == 1, (key, history)
+            assert history[-1] == "Completed", (key, history)
+            assert (await b.task(task_id)).status == "completed"
+        assert len(await a.store.stream_ids()) == len(keys)
+
+
 async def test_a_rebuild_while_serving(open_system: OpenSystem) -> None:
     """``coinbt replay`` swaps rebuilt read models in under the writer: it finds the checkpoint
     moved, starts again from it, and reads keep up with writes."""
