@@ -46,6 +46,7 @@ from coinbt.executor.base import Executor
 from coinbt.executor.local import open_local_executor
 from coinbt.projections.base import ReadModels
 from coinbt.projections.live import LiveProgress
+from coinbt.projections.live_pg import ProgressRelay
 from coinbt.projections.positions import PositionView
 from coinbt.projections.status import TaskView
 from coinbt.specs import DEFAULT_MAX_BARS, validate
@@ -356,6 +357,11 @@ async def _open_system(config: Config) -> AsyncIterator[System]:
                 await tg.start(supervisor.run, uploader)
                 for worker in system.workers:
                     await tg.start(supervisor.run, worker)
+                if backend.liveness is not None:  # progress of runs in the other processes
+                    relay = ProgressRelay(
+                        str(config.db), system.progress, backend.liveness.instance_id
+                    )
+                    await tg.start(relay.run)
                 if backups is not None:
                     tg.start_soon(backups.run)
                 try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -254,6 +255,55 @@ async def test_one_key_sent_to_two_processes_at_once_makes_one_task(
             assert history[-1] == "Completed", (key, history)
             assert (await b.task(task_id)).status == "completed"
         assert len(await a.store.stream_ids()) == len(keys)
+
+
+async def test_every_process_shows_the_progress_of_a_run_in_another(
+    open_system: OpenSystem,
+) -> None:
+    """A runs the task B was asked for; B's view of it shows A's progress, announced over
+    NOTIFY, and forgets it once the run has stopped."""
+
+    async def until(system: System, holds: Callable[[float | None], bool]) -> float | None:
+        with anyio.fail_after(30):
+            while True:
+                changed = system.progress.changed_hint()
+                value = system.progress.get(view.task_id)
+                if holds(value):
+                    return value
+                await changed.wait()
+
+    async with open_system(workers=1), open_system(workers=0) as b:
+        view = await b.submit(long())
+        assert await wait_status(b, view.task_id, "running") == "running"
+        seen = await until(b, lambda v: v is not None and v > 0)
+        assert seen is not None
+        assert 0 < seen < 1
+        assert b.task_json(await b.task(view.task_id))["progress"] > 0  # the API shows it
+        assert b.progress.local() == {}  # B runs nothing itself
+        assert (await b.cancel(view.task_id)).status == "cancelled"
+        assert await until(b, lambda v: v is None) is None
+
+
+async def test_progress_announcements_that_do_not_parse_or_are_its_own_are_ignored(
+    open_system: OpenSystem, pg_dsn: str
+) -> None:
+    async with open_system(workers=0) as b:
+        changed = b.progress.changed_hint()
+        conn = await asyncpg.connect(pg_dsn)
+        try:  # one connection's notifications arrive in order: the last one proves the others
+            for payload in (
+                "not json",
+                '{"instance": "elsewhere"}',
+                '{"instance": "elsewhere", "runs": {"t2": "half"}}',
+                f'{{"instance": "{b.task_manager.instance_id}", "runs": {{"t3": 0.5}}}}',
+                '{"instance": "elsewhere", "runs": {"t1": 0.5}}',
+            ):
+                await conn.execute("SELECT pg_notify('coinbt_progress', $1)", payload)
+        finally:
+            await conn.close()
+        with anyio.fail_after(10):
+            await changed.wait()
+        assert b.progress.snapshot() == {"t1": 0.5}
 
 
 async def test_a_rebuild_while_serving(open_system: OpenSystem) -> None:
