@@ -25,7 +25,13 @@ from coinbt.store.base import Progress
 from coinbt.store.migrations import apply_migrations, connect_sync
 from coinbt.store.sqlite import decode_row
 
-__all__ = ("Difference", "ReplayReport", "rebuild_read_models", "verify_read_models")
+__all__ = (
+    "Difference",
+    "ReplayReport",
+    "rebuild_read_models",
+    "verify_read_models",
+    "view_differences",
+)
 
 _SELECT_EVENTS = (
     "SELECT position, stream_id, version, type, schema, recorded_at,"
@@ -107,11 +113,13 @@ def _rows(conn: sqlite3.Connection, table: str) -> dict[str, Any]:
     return dict(conn.execute(_QUERIES[table]))
 
 
-def _differences(
+def view_differences(
     table: str, live: dict[str, Any], rebuilt: dict[str, Any], limit: int
 ) -> list[Difference]:
-    """Rows that differ. Equal bytes are equal views; unequal bytes are decoded and compared as
-    values (an encoding may order a map differently), so only real differences are reported."""
+    """The rows of ``table`` (``"tasks"`` or ``"positions"``: key -> stored view) that differ,
+    at most ``limit``. Equal bytes are equal views; unequal bytes are decoded and compared as
+    values (an encoding may order a map differently), so only real differences are reported,
+    and an unreadable row is one of them."""
     decode = _DECODERS[table]
 
     def value(blob: Any) -> Any:
@@ -164,7 +172,7 @@ def verify_read_models(
     for table in ("tasks", "positions"):
         room = max_differences - len(differences)
         if room > 0:
-            differences += _differences(table, live_rows[table], rebuilt_rows[table], room)
+            differences += view_differences(table, live_rows[table], rebuilt_rows[table], room)
     return ReplayReport(
         events=events,
         checkpoint=checkpoint,

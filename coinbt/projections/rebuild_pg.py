@@ -15,20 +15,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from coinbt.errors import DatabaseError
 from coinbt.projections.base import MAIN
 from coinbt.projections.fold import (
     PositionKey,
-    decode_position,
-    decode_task,
     encode_view,
     fold_page,
 )
 from coinbt.projections.positions import PositionView
 from coinbt.projections.postgres import CHANNEL
-from coinbt.projections.rebuild import Difference, ReplayReport
+from coinbt.projections.rebuild import Difference, ReplayReport, view_differences
 from coinbt.projections.status import TaskView
 from coinbt.store._pgschema import DRIVER_ERRORS, connect, describe
 from coinbt.store.base import Progress
@@ -79,11 +75,11 @@ async def verify_read_models_pg(
             )
             live = {
                 "tasks": {
-                    str(r[0]): msgspec.to_builtins(decode_task(bytes(r[1])))
+                    str(r[0]): bytes(r[1])
                     for r in await conn.fetch("SELECT task_id, view FROM tasks")
                 },
                 "positions": {
-                    f"{r[0]}/{r[1]}": msgspec.to_builtins(decode_position(bytes(r[2])))
+                    f"{r[0]}/{r[1]}": bytes(r[2])
                     for r in await conn.fetch("SELECT task_id, symbol, view FROM positions")
                 },
             }
@@ -93,15 +89,14 @@ async def verify_read_models_pg(
     finally:
         await conn.close(timeout=5)
     rebuilt = {
-        "tasks": {k: msgspec.to_builtins(v) for k, v in tasks.items()},
-        "positions": {f"{k[0]}/{k[1]}": msgspec.to_builtins(v) for k, v in positions.items()},
+        "tasks": {k: encode_view(v) for k, v in tasks.items()},
+        "positions": {f"{k[0]}/{k[1]}": encode_view(v) for k, v in positions.items()},
     }
     differences: list[Difference] = []
     for table in ("tasks", "positions"):
-        ours, theirs = live[table], rebuilt[table]
-        for key in sorted(ours.keys() | theirs.keys()):
-            if ours.get(key) != theirs.get(key) and len(differences) < max_differences:
-                differences.append(Difference(table, key, ours.get(key), theirs.get(key)))
+        room = max_differences - len(differences)
+        if room > 0:
+            differences += view_differences(table, live[table], rebuilt[table], room)
     return ReplayReport(
         events=events,
         checkpoint=checkpoint,
