@@ -24,12 +24,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractAsyncContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import anyio
+from _postgres_option import add_postgres_options, postgres_dsn
 
 from coinbt.events import Cancelled, DataSpec, Queued, SyntheticSpec, TaskEvent, TaskSpec
 from coinbt.store import open_postgres_store, open_sqlite_store
@@ -133,19 +134,6 @@ async def main_async(args: argparse.Namespace, dsn: str | None) -> dict[str, Any
     return results
 
 
-@contextmanager
-def postgres_dsn(args: argparse.Namespace) -> Iterator[str | None]:
-    """The DSN to benchmark: --db as given, or a database on a throwaway server (--postgres)."""
-    if not args.postgres:
-        yield args.db
-        return
-    sys.path.insert(0, str(Path(__file__).parents[1]))
-    from tests.pg import temporary_server
-
-    with temporary_server(durable=True) as server:
-        yield server.create_database("bench")
-
-
 def print_table(results: dict[str, dict[str, Any]]) -> None:
     print(f"{'store':<11} {'workload':<16} {'events':>9} {'seconds':>8} {'events/s':>11}  notes")
     for store, workloads in results.items():
@@ -170,11 +158,7 @@ def main() -> int:
     parser.add_argument("--per-appender", type=int, default=100)
     parser.add_argument("--serial", type=int, default=500)
     parser.add_argument("--batches", type=int, default=1000)
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--db", metavar="DSN", help="also run on this (empty) PostgreSQL database")
-    where.add_argument(
-        "--postgres", action="store_true", help="also run on a temporary PostgreSQL server"
-    )
+    add_postgres_options(parser)
     args = parser.parse_args()
     with postgres_dsn(args) as dsn:
         results = anyio.run(main_async, args, dsn)

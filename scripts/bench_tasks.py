@@ -25,12 +25,11 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+from _postgres_option import add_postgres_options, postgres_dsn
 
 from coinbt.events import DataSpec, SyntheticSpec, TaskSpec
 from coinbt.runtime import Config, open_system
@@ -134,19 +133,6 @@ async def main_async(args: argparse.Namespace, dsn: str | None) -> dict[str, Any
     return results
 
 
-@contextmanager
-def postgres_dsn(args: argparse.Namespace) -> Iterator[str | None]:
-    """The DSN to benchmark: --db as given, or a database on a throwaway server (--postgres)."""
-    if not args.postgres:
-        yield args.db
-        return
-    sys.path.insert(0, str(Path(__file__).parents[1]))
-    from tests.pg import temporary_server
-
-    with temporary_server(durable=True) as server:
-        yield server.create_database("bench")
-
-
 def print_table(results: dict[str, dict[str, Any]]) -> None:
     print(
         f"{'store':<11} {'workload':<10} {'tasks':>6} {'bars':>8} {'seconds':>8} "
@@ -172,11 +158,7 @@ def main() -> int:
     parser.add_argument("--tiny", type=int, default=1000, help="tiny tasks (default 1000)")
     parser.add_argument("--large", type=int, default=50, help="100k-bar tasks (default 50)")
     parser.add_argument("--workers", type=int, default=None, help="default: the number of cores")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--db", metavar="DSN", help="also run on this (empty) PostgreSQL database")
-    where.add_argument(
-        "--postgres", action="store_true", help="also run on a temporary PostgreSQL server"
-    )
+    add_postgres_options(parser)
     args = parser.parse_args()
     with postgres_dsn(args) as dsn:
         results = anyio.run(main_async, args, dsn)
