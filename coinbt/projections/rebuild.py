@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,31 +114,35 @@ def _rows(conn: sqlite3.Connection, table: str) -> dict[str, Any]:
 
 
 def view_differences(
-    table: str, live: dict[str, Any], rebuilt: dict[str, Any], limit: int
+    live: dict[str, dict[str, Any]], rebuilt: dict[str, dict[str, Any]], limit: int
 ) -> list[Difference]:
-    """The rows of ``table`` (``"tasks"`` or ``"positions"``: key -> stored view) that differ,
-    at most ``limit``. Equal bytes are equal views; unequal bytes are decoded and compared as
-    values (an encoding may order a map differently), so only real differences are reported,
-    and an unreadable row is one of them."""
-    decode = _DECODERS[table]
-
-    def value(blob: Any) -> Any:
-        if blob is None:
-            return None
-        try:
-            return msgspec.to_builtins(decode(blob))
-        except (msgspec.DecodeError, TypeError) as e:
-            return f"<unreadable view: {e}>"
-
+    """The rows that differ, tasks first, at most ``limit``. Both sides map each table
+    (``"tasks"``, ``"positions"``) to its stored views (key -> msgpack). Equal bytes are equal
+    views; unequal bytes are decoded and compared as values (an encoding may order a map
+    differently), so only real differences are reported, and an unreadable row is one of them."""
     found: list[Difference] = []
-    for key in sorted(live.keys() | rebuilt.keys()):
-        ours, theirs = live.get(key), rebuilt.get(key)
-        if ours == theirs:
-            continue
-        if (ours_value := value(ours)) != (theirs_value := value(theirs)):
-            found.append(Difference(table, key, ours_value, theirs_value))
-            if len(found) == limit:
-                break
+    if limit < 1:
+        return found
+    for table in ("tasks", "positions"):
+        decode = _DECODERS[table]
+
+        def value(blob: Any, decode: Callable[[bytes], Any] = decode) -> Any:
+            if blob is None:
+                return None
+            try:
+                return msgspec.to_builtins(decode(blob))
+            except (msgspec.DecodeError, TypeError) as e:
+                return f"<unreadable view: {e}>"
+
+        ours_rows, theirs_rows = live[table], rebuilt[table]
+        for key in sorted(ours_rows.keys() | theirs_rows.keys()):
+            ours, theirs = ours_rows.get(key), theirs_rows.get(key)
+            if ours == theirs:
+                continue
+            if (ours_value := value(ours)) != (theirs_value := value(theirs)):
+                found.append(Difference(table, key, ours_value, theirs_value))
+                if len(found) == limit:
+                    return found
     return found
 
 
@@ -168,11 +172,7 @@ def verify_read_models(
             rebuilt_rows = {table: _rows(conn, table) for table in ("tasks", "positions")}
         finally:
             conn.close()
-    differences: list[Difference] = []
-    for table in ("tasks", "positions"):
-        room = max_differences - len(differences)
-        if room > 0:
-            differences += view_differences(table, live_rows[table], rebuilt_rows[table], room)
+    differences = view_differences(live_rows, rebuilt_rows, max_differences)
     return ReplayReport(
         events=events,
         checkpoint=checkpoint,

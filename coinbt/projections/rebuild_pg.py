@@ -24,7 +24,7 @@ from coinbt.projections.fold import (
 )
 from coinbt.projections.positions import PositionView
 from coinbt.projections.postgres import CHANNEL
-from coinbt.projections.rebuild import Difference, ReplayReport, view_differences
+from coinbt.projections.rebuild import ReplayReport, view_differences
 from coinbt.projections.status import TaskView
 from coinbt.store._pgschema import DRIVER_ERRORS, connect, describe
 from coinbt.store.base import Progress
@@ -92,11 +92,7 @@ async def verify_read_models_pg(
         "tasks": {k: encode_view(v) for k, v in tasks.items()},
         "positions": {f"{k[0]}/{k[1]}": encode_view(v) for k, v in positions.items()},
     }
-    differences: list[Difference] = []
-    for table in ("tasks", "positions"):
-        room = max_differences - len(differences)
-        if room > 0:
-            differences += view_differences(table, live[table], rebuilt[table], room)
+    differences = view_differences(live, rebuilt, max_differences)
     return ReplayReport(
         events=events,
         checkpoint=checkpoint,
