@@ -13,6 +13,7 @@ every process that runs backtests on imported datasets).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import sqlite3
@@ -31,12 +32,15 @@ __all__ = (
     "Catalog",
     "DatasetCatalog",
     "DatasetInfo",
+    "Listing",
+    "SkippedRow",
     "check_import",
     "check_name",
     "prepare_import",
 )
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # used with fullmatch: no "\n" after it
+_log = logging.getLogger(__name__)
 _COLUMNS = "name, symbol, path, rows, start_ms, end_ms, interval_ms, sha256, source, created_at"
 
 
@@ -53,8 +57,64 @@ class DatasetInfo(msgspec.Struct, frozen=True):
     created_at: int  # epoch microseconds
 
 
+class SkippedRow(msgspec.Struct, frozen=True):
+    """A stored dataset record that cannot be shown (damaged, or written by a version that did
+    not check its range): left out of listings and reported, never an error for the listing."""
+
+    name: str
+    reason: str
+
+
+class Listing(msgspec.Struct, frozen=True):
+    datasets: list[DatasetInfo]
+    skipped: list[SkippedRow]
+
+
+def decode_rows(rows: list[Any]) -> Listing:
+    """Stored rows (in ``_COLUMNS`` order) to records; a bad row is skipped and reported."""
+    from coinbt.engine.data import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS
+
+    good: list[DatasetInfo] = []
+    skipped: list[SkippedRow] = []
+    for row in rows:
+        values = tuple(row)
+        try:
+            fields = dict(zip(DatasetInfo.__struct_fields__, values, strict=True))
+            info = msgspec.convert(fields, DatasetInfo)
+            if not _NAME.fullmatch(info.name):
+                raise ValueError("the name is not a valid dataset name")
+            if not MIN_TIMESTAMP_MS <= info.start_ms <= info.end_ms < MAX_TIMESTAMP_MS:
+                raise ValueError(
+                    f"its time range {info.start_ms}..{info.end_ms} (epoch ms) is outside "
+                    "1900-01-01 to 2200-01-01 UTC"
+                )
+            if info.rows < 1 or info.interval_ms < 0:
+                raise ValueError(f"{info.rows} rows, interval {info.interval_ms} ms")
+            if not 0 <= info.created_at < MAX_TIMESTAMP_MS * 1000:
+                raise ValueError(f"created_at {info.created_at} is out of range")
+        except (msgspec.ValidationError, ValueError, TypeError) as e:
+            name = values[0] if values and isinstance(values[0], str) else repr(values[:1])
+            skipped.append(SkippedRow(name=name, reason=str(e)))
+            _log.warning("dataset record %r skipped: %s", name, e)
+            continue
+        good.append(info)
+    return Listing(good, skipped)
+
+
+def one_record(name: str, rows: list[Any]) -> DatasetInfo:
+    """The record of ``name`` among ``rows``; ``DatasetNotFoundError`` if none or unreadable."""
+    listing = decode_rows(rows)
+    if listing.datasets:
+        return listing.datasets[0]
+    if listing.skipped:
+        raise DatasetNotFoundError(
+            name, reason=f"its record is unreadable: {listing.skipped[0].reason}"
+        )
+    raise DatasetNotFoundError(name)
+
+
 def check_name(name: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise SpecError(
             "a dataset name is 1-64 letters, digits, '.', '_' or '-', starting with a letter "
             f"or digit; got {name!r}",
@@ -80,7 +140,11 @@ class Catalog(Protocol):
         ...
 
     async def all(self) -> list[DatasetInfo]:
-        """Every dataset, by name."""
+        """Every dataset, by name (records that cannot be read are left out)."""
+        ...
+
+    async def listing(self) -> Listing:
+        """Every dataset, by name, and the stored records that had to be skipped."""
         ...
 
     async def import_bytes(
@@ -94,7 +158,7 @@ class Catalog(Protocol):
 def check_import(name: str, symbol: str | None) -> None:
     """``SpecError`` for a bad dataset name or symbol."""
     check_name(name)
-    if symbol is not None and not _NAME.match(symbol):
+    if symbol is not None and not _NAME.fullmatch(symbol):
         raise SpecError(f"invalid symbol {symbol!r}", field="symbol")
 
 
@@ -148,15 +212,16 @@ class DatasetCatalog:
 
     def get_sync(self, name: str) -> DatasetInfo:
         rows = self._query(f"SELECT {_COLUMNS} FROM datasets WHERE name = ?", (name,))
-        if not rows:
-            raise DatasetNotFoundError(name)
-        return DatasetInfo(*rows[0])
+        return one_record(name, rows)
 
     async def all(self) -> list[DatasetInfo]:
+        return (await self.listing()).datasets
+
+    async def listing(self) -> Listing:
         rows = await anyio.to_thread.run_sync(
             self._query, f"SELECT {_COLUMNS} FROM datasets ORDER BY name", ()
         )
-        return [DatasetInfo(*r) for r in rows]
+        return decode_rows(rows)
 
     def _query(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
         conn = connect_sync(self.db, readonly=True)

@@ -16,8 +16,15 @@ import asyncpg  # type: ignore[import-untyped]
 import msgspec
 
 from coinbt.clock import Clock, SystemClock
-from coinbt.datasets import DatasetInfo, check_import, prepare_import
-from coinbt.errors import DatabaseError, DatasetExistsError, DatasetNotFoundError
+from coinbt.datasets import (
+    DatasetInfo,
+    Listing,
+    check_import,
+    decode_rows,
+    one_record,
+    prepare_import,
+)
+from coinbt.errors import DatabaseError, DatasetExistsError
 from coinbt.store._pgschema import DRIVER_ERRORS
 
 __all__ = ("PgDatasetCatalog",)
@@ -38,13 +45,13 @@ class PgDatasetCatalog:
 
     async def get(self, name: str) -> DatasetInfo:
         rows = await self._fetch(f"SELECT {_COLUMNS} FROM datasets WHERE name = $1", name)
-        if not rows:
-            raise DatasetNotFoundError(name)
-        return DatasetInfo(*rows[0])
+        return one_record(name, rows)
 
     async def all(self) -> list[DatasetInfo]:
-        rows = await self._fetch(f"SELECT {_COLUMNS} FROM datasets ORDER BY name")
-        return [DatasetInfo(*row) for row in rows]
+        return (await self.listing()).datasets
+
+    async def listing(self) -> Listing:
+        return decode_rows(await self._fetch(f"SELECT {_COLUMNS} FROM datasets ORDER BY name"))
 
     async def import_bytes(
         self, name: str, data: bytes, *, symbol: str | None = None, source: str = "upload"

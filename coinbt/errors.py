@@ -264,13 +264,19 @@ class DatasetExistsError(CoinbtError):
 
 
 class DatasetNotFoundError(CoinbtError, LookupError):
-    """No dataset has this name."""
+    """No dataset has this name (or this version, or its record is unreadable: ``reason``)."""
 
     code = "dataset_not_found"
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, version: int | None = None, reason: str | None = None) -> None:
         self.name = name
-        super().__init__(f"no dataset named {name!r}")
+        self.version = version
+        message = (
+            f"no dataset named {name!r}"
+            if version is None
+            else f"{name!r} has no version {version}"
+        )
+        super().__init__(message if reason is None else f"dataset {name!r}: {reason}")
 
 
 # --- requests ------------------------------------------------------------------------------------

@@ -54,10 +54,12 @@ class Catalog:
         )
 
     async def datasets(self, request: Request) -> Response:
-        infos = await self.system.catalog.all()
+        listing = await self.system.catalog.listing()
         return json_response(
             {
-                "datasets": [dataset_json(i) for i in infos],
+                "datasets": [dataset_json(i) for i in listing.datasets],
+                # Stored records that cannot be shown: reported here and in the log, never a 500.
+                "skipped": [{"name": s.name, "reason": s.reason} for s in listing.skipped],
                 "synthetic": {
                     "description": "geometric Brownian motion: the same inputs give the same bars",
                     "max_bars": self.system.config.max_bars,

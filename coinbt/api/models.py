@@ -159,9 +159,15 @@ class DatasetOut(msgspec.Struct):
     created_at: str
 
 
+class SkippedDatasetOut(msgspec.Struct):
+    name: str
+    reason: str
+
+
 class DatasetsOut(msgspec.Struct):
     datasets: list[DatasetOut]
     synthetic: dict[str, Any]
+    skipped: list[SkippedDatasetOut] = []  # stored records that cannot be shown (damaged)
 
 
 class HealthOut(msgspec.Struct):

@@ -17,7 +17,18 @@ from coinbt.errors import DataError
 __all__ = ("load_csv", "parse_csv")
 
 _COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
-_TIMESTAMP_NAMES = ("timestamp", "open_time")
+# Header names of the time column (compared lower-cased and stripped): ours, Binance's, and what
+# TradingView, Yahoo Finance and ccxt-based exports call it. The first one present is used.
+_TIMESTAMP_NAMES = (
+    "timestamp",
+    "open_time",
+    "open time",
+    "opentime",
+    "datetime",
+    "date",
+    "time",
+    "ts",
+)
 _BINANCE_COLUMNS = 12
 _UNITS = ("seconds", "milliseconds", "microseconds", "nanoseconds")
 _UNIT_LIMITS = (1e11, 1e14, 1e17)  # |t| below 1e11 is seconds, below 1e14 milliseconds, ...
@@ -51,9 +62,11 @@ def load_csv(source: str | os.PathLike[str] | IO[bytes]) -> Bars:
 def parse_csv(data: bytes | bytearray | memoryview | str) -> Bars:
     """Parse CSV content into validated :class:`Bars`.
 
-    Two layouts: a header naming ``timestamp`` (or ``open_time``), ``open``, ``high``, ``low``,
-    ``close`` and ``volume`` in any order (other columns are ignored), or no header with either
-    those six columns in that order or the 12 columns of a Binance kline file. Timestamps are
+    Two layouts: a header naming ``timestamp`` (or ``open_time``, ``date``, ``time``,
+    ``datetime``, ``ts``; any case), ``open``, ``high``, ``low``, ``close`` and ``volume`` in any
+    order (other columns are ignored), or no header with either those six columns in that order
+    or the 12 columns of a Binance kline file. ccxt's list of lists (``[[t, o, h, l, c, v], ...]``
+    as JSON, or one bracketed row per line) reads as the six-column form. Timestamps are
     ISO-8601 or epoch seconds, milliseconds, microseconds or nanoseconds (the unit detected from the
     first row's magnitude, rounded to the nearest millisecond). Raises :class:`DataError` naming the
     1-based row (and column) of the first problem.
@@ -68,6 +81,8 @@ def parse_csv(data: bytes | bytearray | memoryview | str) -> Bars:
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     if b'"' in data:
         data = data.replace(b'"', b"")
+    if data[begin : begin + 64].lstrip().startswith(b"["):
+        data = _unbracket(data, begin)
     stop = len(data)
     while stop > begin and data[stop - 1] in b" \t\n\x0b\x0c":
         stop -= 1
@@ -84,6 +99,15 @@ def parse_csv(data: bytes | bytearray | memoryview | str) -> Bars:
     if stop == len(data) or data[stop] != 10:
         data = data[:stop] + b"\n"
     return _parse_body(data, begin, stop + 1, layout, first_row)
+
+
+def _unbracket(data: bytes, begin: int) -> bytes:
+    """ccxt's ``fetch_ohlcv`` list of lists, as JSON (``[[t, o, h, l, c, v], ...]``) or one
+    ``[t, o, h, l, c, v]`` per line, to plain CSV rows."""
+    body = data[begin:].replace(b" ", b"").replace(b"\t", b"")
+    body = body.replace(b"],[", b"\n").replace(b"],\n[", b"\n").replace(b"]\n[", b"\n")
+    body = body.replace(b"[", b"").replace(b"]", b"").replace(b"\n,", b"\n")
+    return data[:begin] + body.lstrip(b"\n,")
 
 
 def _looks_numeric(field: bytes) -> bool:
@@ -123,8 +147,8 @@ def _layout(first_line: bytes) -> _Layout:
             column != "timestamp" and column not in positions
         ):
             raise DataError(
-                f"missing column {column!r}: the header must name timestamp, open, high, low, "
-                "close and volume",
+                f"missing column {column!r}: the header must name timestamp (or date, time, "
+                "datetime, open_time), open, high, low, close and volume",
                 row=1,
             )
     index = (positions[ts_name or "timestamp"], *(positions[c] for c in _COLUMNS[1:]))

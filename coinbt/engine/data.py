@@ -14,6 +14,8 @@ from numpy.typing import ArrayLike, NDArray
 from coinbt.errors import DataError, SpecError
 
 __all__ = (
+    "MAX_TIMESTAMP_MS",
+    "MIN_TIMESTAMP_MS",
     "PRICE_COLUMNS",
     "Bars",
     "load_bars",
@@ -27,6 +29,10 @@ IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
+# Bar timestamps must lie in [1900-01-01, 2200-01-01) UTC: wide enough for any market history,
+# narrow enough that every one formats as a date (an upload at year -1199 once broke every listing).
+MIN_TIMESTAMP_MS = -2_208_988_800_000
+MAX_TIMESTAMP_MS = 7_258_118_400_000
 _FORMAT_VERSION = 1
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _INTERVAL_RE = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
@@ -216,7 +222,8 @@ def validate_bars(
     """Check OHLCV arrays; raise :class:`DataError` naming the first bad bar.
 
     Rules: at least one bar; every value finite; prices positive; ``low <= high``; ``open`` and
-    ``close`` within ``[low, high]``; volume not negative; timestamps strictly increasing (no
+    ``close`` within ``[low, high]``; volume not negative; timestamps within
+    ``[MIN_TIMESTAMP_MS, MAX_TIMESTAMP_MS)`` (1900 to 2200 UTC) and strictly increasing (no
     duplicates). ``first_row`` is the 1-based file row of bar 0: errors then name the file row
     (and column); otherwise they name the 0-based bar index.
     """
@@ -251,6 +258,13 @@ def validate_bars(
     i = _first(v < 0)
     if i is not None:
         found(12, i, "volume", f"volume {float(v[i])!r} is negative")
+    i = _first((ts < MIN_TIMESTAMP_MS) | (ts >= MAX_TIMESTAMP_MS))
+    if i is not None:
+        message = (
+            f"timestamp {int(ts[i])} (epoch ms) is outside the supported range "
+            "1900-01-01 to 2200-01-01 UTC"
+        )
+        found(13, i, "timestamp", message)
     if n > 1:
         i = _first(np.diff(ts) <= 0)
         if i is not None:
@@ -259,7 +273,7 @@ def validate_bars(
                 f"timestamp {int(ts[i + 1])} {what} the previous bar's ({int(ts[i])}); "
                 "timestamps must be strictly increasing"
             )
-            found(13, i + 1, "timestamp", message)
+            found(14, i + 1, "timestamp", message)
     if problems:
         index, _, column, message = min(problems)
         if first_row is None:

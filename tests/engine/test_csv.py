@@ -217,7 +217,7 @@ BAD_FILES = [
         id="missing-column",
     ),
     pytest.param(
-        "time,open,high,low,close,volume\n1,1,1,1,1,1\n",
+        "when,open,high,low,close,volume\n1,1,1,1,1,1\n",
         "missing column 'timestamp'",
         1,
         id="missing-timestamp",
@@ -340,3 +340,38 @@ def test_the_first_bad_row_wins_across_rules() -> None:
 def test_a_missing_file_is_a_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"cannot read .*nope\.csv: No such file"):
         load_csv(tmp_path / "nope.csv")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["timestamp", "Timestamp", "open_time", "Open time", "date", "Date", "TIME", "datetime", "ts"],
+)
+def test_time_column_aliases(name: str) -> None:
+    header = f"{name},Open,High,Low,Close,Volume\n"
+    assert_rows(parse_csv(csv_text(header=header)))
+    iso_rows = csv_text(lambda t: datetime.fromtimestamp(t / 1000, UTC).isoformat(), header=header)
+    assert_rows(parse_csv(iso_rows))
+
+
+def test_ccxt_list_of_lists() -> None:
+    as_json = "[" + ", ".join(f"[{', '.join(map(str, row))}]" for row in ROWS) + "]"
+    assert_rows(parse_csv(as_json))
+    pretty = "[\n" + ",\n".join(f"  [{', '.join(map(str, row))}]" for row in ROWS) + "\n]\n"
+    assert_rows(parse_csv(pretty))
+    per_line = "".join(f"{list(row)}\n" for row in ROWS)
+    assert_rows(parse_csv(per_line))
+
+
+@pytest.mark.parametrize(
+    ("stamp", "row"),
+    [
+        pytest.param("-99999999999999", 2, id="year-minus-1199"),
+        pytest.param("7258118400000", 2, id="year-2200"),
+        pytest.param("1899-12-31T23:59:59Z", 2, id="iso-1899"),
+    ],
+)
+def test_timestamps_outside_the_supported_range(stamp: str, row: int) -> None:
+    with pytest.raises(DataError, match="outside the supported range") as caught:
+        parse_csv(f"{HEADER}{stamp},1,2,0.5,1.5,10\n")
+    assert caught.value.row == row
+    assert caught.value.column == "timestamp"
