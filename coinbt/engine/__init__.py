@@ -14,6 +14,7 @@ from __future__ import annotations
 from coinbt.engine._csv import load_csv, parse_csv
 from coinbt.engine.backtest import run
 from coinbt.engine.data import Bars, load_bars, parse_interval, save_bars
+from coinbt.engine.ledger import Ledger, PositionSummary, Trades, ledger, ledger_of
 from coinbt.engine.metrics import METRIC_NAMES
 from coinbt.engine.result import BacktestResult, Fill, Fills
 from coinbt.engine.spec import BacktestSpec, ValidSpec, validate_spec
@@ -29,9 +30,14 @@ __all__ = (
     "Bars",
     "Fill",
     "Fills",
+    "Ledger",
+    "PositionSummary",
     "Strategy",
     "SweepResult",
+    "Trades",
     "ValidSpec",
+    "ledger",
+    "ledger_of",
     "load_bars",
     "load_csv",
     "parse_csv",

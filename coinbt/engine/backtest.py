@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from coinbt.engine.data import Bars
 from coinbt.engine.indicators import IndicatorCache
@@ -59,7 +63,10 @@ def execute(
         arr.setflags(write=False)
     ts = bars.ts[sim.bar]
     ts.setflags(write=False)
-    fills = Fills(sim.bar, ts, sim.side, sim.qty, sim.price, sim.fee)
+    m = len(sim.bar)
+    fills = Fills(
+        sim.bar, ts, sim.side, sim.qty, sim.price, sim.fee, _zeros(m, np.int8), _zeros(m, np.int16)
+    )
     final_equity = float(sim.equity[-1])
     result = BacktestResult(
         spec=valid.spec,
@@ -80,3 +87,9 @@ def execute(
     if progress is not None:
         progress(1.0)
     return result
+
+
+def _zeros(m: int, dtype: type[np.generic]) -> NDArray[Any]:
+    out = np.zeros(m, dtype=dtype)
+    out.setflags(write=False)
+    return out

@@ -15,9 +15,13 @@ from numpy.typing import NDArray
 from coinbt.engine.metrics import Metrics
 from coinbt.engine.spec import BacktestSpec
 
-__all__ = ("DIGEST_VERSION", "BacktestResult", "Fill", "Fills")
+__all__ = ("DIGEST_VERSION", "DIGEST_VERSION_2", "REASONS", "BacktestResult", "Fill", "Fills")
 
 DIGEST_VERSION = b"coinbt.result.v1\n"
+DIGEST_VERSION_2 = b"coinbt.result.v2\n"
+
+REASONS = ("signal", "stop_loss", "take_profit", "trailing_stop")
+"""Why a fill happened; ``Fills.reason`` holds the index into this tuple."""
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -25,7 +29,8 @@ IntArray = NDArray[np.int64]
 
 class Fill(NamedTuple):
     """One fill: the bar and its timestamp (epoch ms), side "buy" or "sell", quantity, price
-    (slippage included) and fee (in cash).
+    (slippage included), fee (in cash), why it happened (one of ``REASONS``) and the index of its
+    asset in the run's symbols (0 for a single asset).
     """
 
     bar: int
@@ -34,14 +39,21 @@ class Fill(NamedTuple):
     qty: float
     price: float
     fee: float
+    reason: str = "signal"
+    asset: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return self._asdict()
+        """The fill as ``Fills.to_dicts`` shows it (the asset index left out)."""
+        out = self._asdict()
+        del out["asset"]
+        return out
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Fills:
-    """Every fill, column-wise (read-only arrays); ``side`` is 1 for a buy, -1 for a sell."""
+    """Every fill, column-wise (read-only arrays); ``side`` is 1 for a buy, -1 for a sell;
+    ``reason`` indexes ``REASONS``; ``asset`` indexes the run's symbols.
+    """
 
     bar: IntArray
     ts: IntArray
@@ -49,6 +61,13 @@ class Fills:
     qty: FloatArray
     price: FloatArray
     fee: FloatArray
+    reason: NDArray[np.int8]
+    asset: NDArray[np.int16]
+
+    @property
+    def plain(self) -> bool:
+        """One asset and every fill a signal: the v1 digest (and today's JSON shape) applies."""
+        return not (self.reason.any() or self.asset.any())
 
     def __len__(self) -> int:
         return len(self.bar)
@@ -61,26 +80,36 @@ class Fills:
             float(self.qty[i]),
             float(self.price[i]),
             float(self.fee[i]),
+            REASONS[int(self.reason[i])],
+            int(self.asset[i]),
         )
 
     def __iter__(self) -> Iterator[Fill]:
         return (self[i] for i in range(len(self)))
 
-    def to_dicts(self) -> list[dict[str, Any]]:
-        """``[{"bar", "ts", "side", "qty", "price", "fee"}, ...]`` in time order."""
+    def to_dicts(self, symbols: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        """``[{"bar", "ts", "side", "qty", "price", "fee", "reason"}, ...]`` in time order, with
+        ``"symbol"`` too when ``symbols`` is given.
+        """
         sides = ["buy" if s > 0 else "sell" for s in self.side.tolist()]
-        return [
-            {"bar": b, "ts": t, "side": s, "qty": q, "price": p, "fee": f}
-            for b, t, s, q, p, f in zip(
+        reasons = [REASONS[r] for r in self.reason.tolist()]
+        rows = [
+            {"bar": b, "ts": t, "side": s, "qty": q, "price": p, "fee": f, "reason": r}
+            for b, t, s, q, p, f, r in zip(
                 self.bar.tolist(),
                 self.ts.tolist(),
                 sides,
                 self.qty.tolist(),
                 self.price.tolist(),
                 self.fee.tolist(),
+                reasons,
                 strict=True,
             )
         ]
+        if symbols is not None:
+            for row, a in zip(rows, self.asset.tolist(), strict=True):
+                row["symbol"] = symbols[a]
+        return rows
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -103,6 +132,8 @@ class BacktestResult:
     final_qty: float
     final_cash: float
     last_close: float
+    symbols: tuple[str, ...] = ("",)  # the assets' names, in asset order ("" when unnamed)
+    last_closes: tuple[float, ...] = ()  # per asset; empty means (last_close,)
 
     def to_dict(self, include_fills: bool = True) -> dict[str, Any]:
         """The JSON shape of ``coinbt backtest --json`` (DESIGN.md section 7)."""
@@ -131,19 +162,26 @@ class BacktestResult:
         uint64; the fill columns bar (int64), ts (int64), side (int8), qty, price, fee (float64),
         each as little-endian bytes; the equity curve (float64, little-endian); then the metrics
         as JSON with sorted keys, no spaces, and Python's shortest round-trip float repr.
+
+        When a fill has a reason other than ``signal`` or an asset other than 0, the prefix is
+        ``b"coinbt.result.v2\\n"`` and the columns reason (int8) and asset (int16) follow fee;
+        so results that v1 could describe keep the digests recorded before v2 existed.
         """
-        h = hashlib.sha256(DIGEST_VERSION)
-        h.update(struct.pack("<QQ", len(self.fills), len(self.equity)))
         f = self.fills
-        for arr, dtype in (
+        h = hashlib.sha256(DIGEST_VERSION if f.plain else DIGEST_VERSION_2)
+        h.update(struct.pack("<QQ", len(self.fills), len(self.equity)))
+        columns: list[tuple[NDArray[Any], str]] = [
             (f.bar, "<i8"),
             (f.ts, "<i8"),
             (f.side, "<i1"),
             (f.qty, "<f8"),
             (f.price, "<f8"),
             (f.fee, "<f8"),
-            (self.equity, "<f8"),
-        ):
+        ]
+        if not f.plain:
+            columns += [(f.reason, "<i1"), (f.asset, "<i2")]
+        columns.append((self.equity, "<f8"))
+        for arr, dtype in columns:
             h.update(np.ascontiguousarray(arr, dtype=dtype).tobytes())
         text = json.dumps(self.metrics, sort_keys=True, separators=(",", ":"), allow_nan=False)
         h.update(text.encode())

@@ -25,6 +25,7 @@ __all__ = (
     "Completed",
     "Failed",
     "Filled",
+    "PositionSummary",
     "Queued",
     "Started",
     "TaskEvent",
@@ -69,6 +70,22 @@ class Filled(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="Fille
     symbol: str
 
 
+class PositionSummary(msgspec.Struct, frozen=True, gc=False):
+    """One asset's position at the end of a run (``coinbt.engine.ledger`` defines each field):
+    quantity (negative when short), average entry price, realized PnL net of fees, unrealized PnL
+    at the last close, fees, positions opened.
+    """
+
+    symbol: str
+    qty: float
+    avg_entry_price: float
+    realized_pnl: float
+    unrealized_pnl: float
+    fees: float
+    trades: int
+    last_close: float
+
+
 class Completed(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="Completed"):
     """The run finished. ``result_digest`` is the sha256 of the canonical result."""
 
@@ -78,6 +95,7 @@ class Completed(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="Co
     symbol: str = ""
     last_close: float = 0.0
     final_equity: float = 0.0
+    positions: list[PositionSummary] = []  # per asset; empty in logs that hold Filled events
 
 
 class Failed(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="Failed"):

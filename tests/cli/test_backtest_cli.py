@@ -403,7 +403,7 @@ def test_the_documented_command_works_in_a_new_process() -> None:
     ):
         assert key in data
     assert data["num_fills"] == len(data["fills"]) > 0
-    assert set(data["fills"][0]) == {"bar", "ts", "side", "qty", "price", "fee"}
+    assert set(data["fills"][0]) == {"bar", "ts", "side", "qty", "price", "fee", "reason"}
     assert 0 <= data["max_drawdown"] <= 1
 
 

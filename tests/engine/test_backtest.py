@@ -48,7 +48,7 @@ def test_to_dict_is_the_documented_json_shape() -> None:
         "fills",
     ):
         assert key in out
-    assert set(out["fills"][0]) == {"bar", "ts", "side", "qty", "price", "fee"}
+    assert set(out["fills"][0]) == {"bar", "ts", "side", "qty", "price", "fee", "reason"}
     assert json.loads(json.dumps(out, allow_nan=False)) == out
     assert "fills" not in run(SPEC, BARS).to_dict(include_fills=False)
 
