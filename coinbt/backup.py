@@ -46,7 +46,7 @@ __all__ = (
 
 log = logging.getLogger("coinbt.backup")
 
-_NAME = re.compile(r"^coinbt-\d{8}T\d{6}\.\d{3}Z-p\d+$")
+_NAME = re.compile(r"coinbt-[0-9]{8}T[0-9]{6}\.[0-9]{3}Z-p[0-9]+")  # used with fullmatch
 
 
 class BackupInfo(msgspec.Struct, frozen=True):
@@ -141,7 +141,7 @@ async def list_backups(store: ArtifactStore) -> list[BackupInfo]:
     """The complete backups in ``store``, oldest first."""
     infos: list[BackupInfo] = []
     for key in await store.list_keys("coinbt-"):
-        if key.endswith(".json") and "/" not in key and _NAME.match(key[: -len(".json")]):
+        if key.endswith(".json") and "/" not in key and _NAME.fullmatch(key[: -len(".json")]):
             infos.append(await _manifest(store, key[: -len(".json")]))
     return sorted(infos, key=lambda i: (i.created_at, i.name))
 
@@ -171,7 +171,7 @@ async def open_backup_source(
         last, container = where.name, where.parent
     for suffix in (".db", ".json"):
         last = last.removesuffix(suffix)
-    if _NAME.match(last):
+    if _NAME.fullmatch(last):
         async with open_artifact_store(container, s3=s3) as store:
             yield store, last
     else:

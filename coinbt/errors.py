@@ -25,6 +25,7 @@ __all__ = (
     "CoinbtError",
     "ConcurrencyError",
     "CorruptEventError",
+    "CrossOriginError",
     "DataError",
     "DatabaseError",
     "DatasetExistsError",
@@ -34,6 +35,7 @@ __all__ = (
     "InvalidRequestError",
     "InvalidTransitionError",
     "MailboxFullError",
+    "MisdirectedRequestError",
     "NotADatabaseError",
     "PayloadTooLargeError",
     "ProjectionConflictError",
@@ -43,8 +45,10 @@ __all__ = (
     "ShuttingDownError",
     "SpecError",
     "TaskNotFoundError",
+    "TooManyStreamsError",
     "UnauthorizedError",
     "UnknownEventTypeError",
+    "UnsupportedMediaTypeError",
 )
 
 
@@ -308,6 +312,32 @@ class PayloadTooLargeError(CoinbtError):
     def __init__(self, limit: int) -> None:
         self.limit = limit
         super().__init__(f"the request body is larger than the limit of {limit:,} bytes")
+
+
+class UnsupportedMediaTypeError(CoinbtError):
+    """A request body of another media type than the endpoint takes (a form, text/plain)."""
+
+    code = "unsupported_media_type"
+
+
+class MisdirectedRequestError(CoinbtError):
+    """A ``Host`` this server does not serve (DNS rebinding, or a name missing from
+    ``--allowed-hosts``)."""
+
+    code = "misdirected_request"
+
+
+class CrossOriginError(CoinbtError):
+    """A state-changing request sent by a page of another origin."""
+
+    code = "cross_origin"
+
+
+class TooManyStreamsError(CoinbtError):
+    """Every event stream this server allows is open."""
+
+    code = "too_many_streams"
+    retry_after_s = 5.0
 
 
 # --- artifacts and backups -----------------------------------------------------------------------

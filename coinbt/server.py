@@ -35,6 +35,7 @@ class ServeOptions:
     token: str | None = None
     demo: bool = False
     log_level: str = "info"
+    allowed_hosts: tuple[str, ...] = ()  # names served besides loopback ("*": any)
 
 
 def is_loopback(host: str) -> bool:
@@ -46,13 +47,34 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+MIN_TOKEN_LENGTH = 16
+
+
 def check_bind(options: ServeOptions) -> None:
-    if not is_loopback(options.host) and not options.token:
+    """Off loopback, refuse to start without a token of at least 16 non-whitespace characters."""
+    if is_loopback(options.host):
+        return
+    if not options.token:
         raise InsecureBindError(
             f"refusing to listen on {options.host} without an API token: anyone who can reach "
             "it could run and cancel backtests. Set COINBT_API_TOKEN (clients then send "
             "'Authorization: Bearer <token>'), or listen on 127.0.0.1."
         )
+    if len(options.token) < MIN_TOKEN_LENGTH or any(c.isspace() for c in options.token):
+        raise InsecureBindError(
+            f"refusing to listen on {options.host} with a weak API token: COINBT_API_TOKEN must be "
+            f"at least {MIN_TOKEN_LENGTH} characters without whitespace (e.g. the output of "
+            "'openssl rand -hex 24')"
+        )
+
+
+def served_hosts(options: ServeOptions) -> tuple[str, ...]:
+    """The ``Host`` names the server answers to besides loopback: ``--allowed-hosts``, and the
+    address it listens on when that is one address (not 0.0.0.0 or ::)."""
+    hosts = list(options.allowed_hosts)
+    if options.host not in ("0.0.0.0", "::", ""):
+        hosts.append(options.host)
+    return tuple(hosts)
 
 
 async def serve(
@@ -84,7 +106,7 @@ async def serve_system(
         submitted = await submit_demo(system)
         if submitted:
             log.info("submitted %d demo backtests", submitted)
-    app = create_app(system, token=options.token)
+    app = create_app(system, token=options.token, allowed_hosts=served_hosts(options))
     server = _Server(
         uvicorn.Config(
             app,

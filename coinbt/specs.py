@@ -20,9 +20,10 @@ from coinbt.datasets import Catalog
 from coinbt.errors import CoinbtError, DataError, DatasetNotFoundError, FieldError, SpecError
 from coinbt.events import TaskSpec
 
-__all__ = ("DEFAULT_MAX_BARS", "DataPlan", "decode_spec", "resolve", "validate")
+__all__ = ("DEFAULT_MAX_BARS", "MAX_TIMEOUT_S", "DataPlan", "decode_spec", "resolve", "validate")
 
 DEFAULT_MAX_BARS = 10_000_000
+MAX_TIMEOUT_S = 7 * 86_400.0  # a week: a longer limit is no limit (and 1e308 overflows a deadline)
 SYNTHETIC_SYMBOL = "SYNTH"
 
 
@@ -78,6 +79,8 @@ async def validate(spec: TaskSpec, catalog: Catalog, *, max_bars: int) -> DataPl
     errors: list[FieldError] = []
     if not math.isfinite(spec.timeout_s):
         errors.append(FieldError("timeout_s", "must be a finite number"))
+    elif spec.timeout_s > MAX_TIMEOUT_S:
+        errors.append(FieldError("timeout_s", f"at most {MAX_TIMEOUT_S:,.0f} seconds (7 days)"))
     plan: DataPlan | None = None
     try:
         plan = await resolve(spec, catalog, max_bars=max_bars)

@@ -10,7 +10,9 @@ from coinbt.errors import InvalidRequestError, PayloadTooLargeError
 
 __all__ = ("int_param", "optional_int_param", "read_body", "task_id_param")
 
-_TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Matched whole (fullmatch): "$" would let a trailing newline through.
+_TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_INTEGER = re.compile(r"-?[0-9]{1,19}")  # ASCII digits only: "²".isdigit() is true
 
 
 def int_param(
@@ -27,10 +29,9 @@ def optional_int_param(
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRequestError(f"must be an integer, got {raw!r}", field=name) from None
+    if not _INTEGER.fullmatch(raw):
+        raise InvalidRequestError(f"must be an integer, got {raw[:40]!r}", field=name)
+    value = int(raw)
     if not minimum <= value <= maximum:
         raise InvalidRequestError(f"must be between {minimum} and {maximum}", field=name)
     return value
@@ -38,7 +39,7 @@ def optional_int_param(
 
 def task_id_param(request: Request) -> str:
     task_id = str(request.path_params["task_id"])
-    if not _TASK_ID.match(task_id):
+    if not _TASK_ID.fullmatch(task_id):
         raise InvalidRequestError(
             "a task id is 1-128 letters, digits, '.', '_' or '-'", field="task_id"
         )

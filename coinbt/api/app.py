@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from coinbt import __version__
 from coinbt.api.backtests import Backtests
 from coinbt.api.catalog import Catalog
 from coinbt.api.errors import error_response, handle_error, json_response
+from coinbt.api.guard import RequestGuard
 from coinbt.api.openapi import openapi
 from coinbt.api.stream import EventStream
 from coinbt.errors import CoinbtError, UnauthorizedError
@@ -55,8 +57,14 @@ class TokenCheck:
         await self.app(scope, receive, send)
 
 
-def create_app(system: System, *, token: str | None = None) -> ASGIApp:
-    """The ASGI app serving ``system``; with ``token``, requests need it (:class:`TokenCheck`)."""
+def create_app(
+    system: System, *, token: str | None = None, allowed_hosts: Iterable[str] = ()
+) -> ASGIApp:
+    """The ASGI app serving ``system``; with ``token``, requests need it (:class:`TokenCheck`).
+
+    Every request passes the :class:`~coinbt.api.guard.RequestGuard` first: a ``Host`` among the
+    loopback names and ``allowed_hosts``, no cross-origin write, the right body media type.
+    """
     backtests = Backtests(system)
     stream = EventStream(system)
     catalog = Catalog(system)
@@ -118,7 +126,7 @@ def create_app(system: System, *, token: str | None = None) -> ASGIApp:
     )
     if token is not None:
         app = TokenCheck(app, token)
-    return app
+    return RequestGuard(app, allowed_hosts)
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:

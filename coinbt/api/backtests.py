@@ -3,6 +3,7 @@ artifacts."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import anyio
@@ -29,8 +30,11 @@ def encode_cursor(seq: int) -> str:
     return f"c{seq}"
 
 
+_CURSOR = re.compile(r"c[0-9]{1,18}")  # fullmatch: ASCII digits, and within SQLite's int64
+
+
 def decode_cursor(cursor: str) -> int:
-    if not (cursor.startswith("c") and cursor[1:].isdigit()) or len(cursor) > 20:
+    if not _CURSOR.fullmatch(cursor):
         raise InvalidRequestError(
             "not a cursor this server issued (pass next_cursor as it is)", field="cursor"
         )

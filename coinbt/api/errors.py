@@ -24,6 +24,7 @@ from coinbt.errors import (
     ArtifactStoreUnavailableError,
     CoinbtError,
     ConcurrencyError,
+    CrossOriginError,
     DatabaseError,
     DataError,
     DatasetExistsError,
@@ -31,12 +32,15 @@ from coinbt.errors import (
     InvalidRequestError,
     InvalidTransitionError,
     MailboxFullError,
+    MisdirectedRequestError,
     PayloadTooLargeError,
     QueueFullError,
     ShuttingDownError,
     SpecError,
     TaskNotFoundError,
+    TooManyStreamsError,
     UnauthorizedError,
+    UnsupportedMediaTypeError,
 )
 
 __all__ = ("STATUS", "error_response", "handle_error", "json_response")
@@ -47,12 +51,15 @@ STATUS: dict[type[CoinbtError], int] = {
     InvalidRequestError: 400,
     InvalidTransitionError: 400,
     UnauthorizedError: 401,
+    CrossOriginError: 403,
     TaskNotFoundError: 404,
     DatasetNotFoundError: 404,
     ArtifactNotFoundError: 404,
     DatasetExistsError: 409,
     ConcurrencyError: 409,  # another process changed the task at the same moment: retry
     PayloadTooLargeError: 413,
+    UnsupportedMediaTypeError: 415,
+    MisdirectedRequestError: 421,
     SpecError: 422,
     DataError: 422,
     QueueFullError: 429,
@@ -63,6 +70,7 @@ STATUS: dict[type[CoinbtError], int] = {
     ArtifactPendingError: 503,  # with Retry-After: the upload is being retried
     ArtifactStoreUnavailableError: 503,
     ShuttingDownError: 503,
+    TooManyStreamsError: 503,
     DatabaseError: 503,
     ActorCrashLoopError: 503,
 }

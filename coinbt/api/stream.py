@@ -10,6 +10,7 @@ progress of running tasks, which is not an event, comes as ``event: progress`` m
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import anyio
@@ -25,6 +26,7 @@ from coinbt.runtime import System
 __all__ = ("EventStream",)
 
 _encoder = msgspec.json.Encoder()
+_POSITION = re.compile(r"[0-9]{1,18}")  # ASCII digits, within int64
 KEEP_ALIVE_S = 15.0
 
 
@@ -36,7 +38,7 @@ class EventStream:
         after = optional_int_param(request, "after")
         last_id = request.headers.get("last-event-id")
         if after is None and last_id:
-            if not last_id.isdigit():
+            if not _POSITION.fullmatch(last_id):
                 raise InvalidRequestError("must be an event position", field="Last-Event-ID")
             after = int(last_id)
         after = after or 0

@@ -14,12 +14,12 @@ from coinbt.events import ArtifactRef
 
 __all__ = ("LocalArtifactStore", "check_key", "sha256_file")
 
-_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")  # fullmatch
 
 
 def check_key(key: str) -> str:
     """Refuse keys that could escape the store (``..``, absolute paths, odd characters)."""
-    if not _KEY.match(key) or len(key) > 512:
+    if not _KEY.fullmatch(key) or len(key) > 512:
         raise ArtifactError(f"invalid artifact key {key!r}")
     return key
 

@@ -36,6 +36,14 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (8000; 0 picks a free one)")
     serve.add_argument(
+        "--allowed-hosts",
+        default=os.environ.get("COINBT_ALLOWED_HOSTS") or "",
+        metavar="NAMES",
+        help="comma-separated host names the server answers to besides localhost, 127.0.0.1, "
+        "::1 and --host; other Host headers get 421 (DNS rebinding); '*' allows any "
+        "(default: $COINBT_ALLOWED_HOSTS; docs/api.md)",
+    )
+    serve.add_argument(
         "--workers", type=int, default=None, help="worker processes (default: the number of cores)"
     )
     serve.add_argument(
@@ -186,6 +194,7 @@ def _serve(args: argparse.Namespace) -> int:
         token=os.environ.get("COINBT_API_TOKEN") or None,
         demo=args.demo,
         log_level=args.log_level,
+        allowed_hosts=tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip()),
     )
     anyio.run(lambda: serve(config, options, on_ready=ready_message))
     return 0

@@ -35,23 +35,31 @@ MIN_TIMESTAMP_MS = -2_208_988_800_000
 MAX_TIMESTAMP_MS = 7_258_118_400_000
 _FORMAT_VERSION = 1
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-_INTERVAL_RE = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
+_INTERVAL_RE = re.compile(r"\s*([0-9]{1,15})\s*(ms|s|m|h|d|w)\s*")  # fullmatch; ASCII digits
+MAX_INTERVAL_MS = 366 * 86_400_000  # a year: any longer bar is a mistake, and overflows int64
 
 
 def parse_interval(text: str) -> int:
     """The length in milliseconds of a bar interval such as ``"1m"``, ``"15m"``, ``"4h"``, ``"1d"``.
 
     Units: ``ms``, ``s``, ``m`` (minutes), ``h``, ``d``, ``w``. Raises :class:`SpecError` (field
-    ``interval``) for anything else, or for a zero length.
+    ``interval``) for anything else, for a zero length, or for one over :data:`MAX_INTERVAL_MS`
+    (366 days).
     """
-    match = _INTERVAL_RE.match(text) if isinstance(text, str) else None
+    match = _INTERVAL_RE.fullmatch(text) if isinstance(text, str) else None
     if match is None or int(match.group(1)) == 0:
         raise SpecError(
             f"invalid interval {text!r}: expected a positive number and a unit, like 1m, 5m, 1h "
             "or 1d (units: ms, s, m, h, d, w)",
             field="interval",
         )
-    return int(match.group(1)) * _UNIT_MS[match.group(2)]
+    length = int(match.group(1)) * _UNIT_MS[match.group(2)]
+    if length > MAX_INTERVAL_MS:
+        raise SpecError(
+            f"invalid interval {text!r}: at most {MAX_INTERVAL_MS // 86_400_000} days",
+            field="interval",
+        )
+    return length
 
 
 def _readonly(a: NDArray[Any]) -> NDArray[Any]:

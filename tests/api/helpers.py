@@ -16,7 +16,7 @@ from coinbt.server import ServeOptions, serve_system
 @asynccontextmanager
 async def asgi_client(system: System, token: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(system, token=token))
-    async with httpx.AsyncClient(transport=transport, base_url="http://coinbt.test") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         yield client
 
 

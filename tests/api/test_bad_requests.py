@@ -167,6 +167,85 @@ CASES = [
         "GET", "/backtests?cursor=zzz", None, {}, 400, "invalid_request", "cursor", id="bad-cursor"
     ),
     pytest.param(
+        "GET",
+        "/backtests?cursor=c9999999999999999999",
+        None,
+        {},
+        400,
+        "invalid_request",
+        "cursor",
+        id="cursor-beyond-int64",
+    ),
+    pytest.param(
+        "GET",
+        "/backtests?cursor=c%C2%B2",
+        None,
+        {},
+        400,
+        "invalid_request",
+        "cursor",
+        id="cursor-superscript-digit",
+    ),
+    pytest.param(
+        "GET", "/events?after=%C2%B2", None, {}, 400, "invalid_request", "after", id="after-digit"
+    ),
+    pytest.param(
+        "GET",
+        "/events",
+        None,
+        {"Last-Event-ID": "9223372036854775808"},
+        400,
+        "invalid_request",
+        "Last-Event-ID",
+        id="last-event-id-beyond-int64",
+    ),
+    pytest.param(
+        "GET", "/backtests/abc%0A", None, {}, 400, "invalid_request", "task_id", id="id-newline"
+    ),
+    pytest.param(
+        "DELETE", "/backtests/abc%0A", None, {}, 400, "invalid_request", "task_id", id="cancel-nl"
+    ),
+    pytest.param(
+        "POST",
+        "/backtests",
+        with_(data={"synthetic": {"bars": 100, "interval": "999999999999999999999d"}}),
+        {},
+        422,
+        "invalid_spec",
+        "data.synthetic.interval",
+        id="huge-interval",
+    ),
+    pytest.param(
+        "POST",
+        "/backtests",
+        with_(data={"synthetic": {"bars": 100, "interval": "400d"}}),
+        {},
+        422,
+        "invalid_spec",
+        "data.synthetic.interval",
+        id="interval-over-a-year",
+    ),
+    pytest.param(
+        "POST",
+        "/backtests",
+        with_(data={"synthetic": {"bars": 100, "interval": "\u0661m"}}),
+        {},
+        422,
+        "invalid_spec",
+        "data.synthetic.interval",
+        id="interval-arabic-digit",
+    ),
+    pytest.param(
+        "POST",
+        "/backtests",
+        with_(timeout_s=1e308),
+        {},
+        422,
+        "invalid_spec",
+        "timeout_s",
+        id="huge-timeout",
+    ),
+    pytest.param(
         "GET", "/backtests?limit=0", None, {}, 400, "invalid_request", "limit", id="zero-limit"
     ),
     pytest.param(
@@ -226,6 +305,9 @@ async def test_bad_request(
     async with open_system(workers=0) as system, http_client("asgi", system) as http:
         content = body if isinstance(body, bytes) else None
         json_body = body if isinstance(body, dict) else None
+        if content:  # the endpoint's own media type: these cases are about the body
+            csv = path.startswith("/datasets")
+            headers = {"Content-Type": "text/csv" if csv else "application/json", **headers}
         response = await http.request(
             method, path, content=content, json=json_body, headers=headers
         )
@@ -249,3 +331,14 @@ async def test_task_of_another_status_reads_fine_but_equity_is_404(
         assert "queued" in response.json()["error"]["message"]
         fills = (await http.get(f"/backtests/{task['task_id']}/fills")).json()
         assert fills["fills"] == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [pytest.param(b"\xc2\xb2", id="utf8-superscript"), pytest.param(b"\xb2", id="latin1")],
+)
+async def test_a_non_ascii_last_event_id_is_a_400(open_system: OpenSystem, value: bytes) -> None:
+    async with open_system(workers=0) as system, http_client("asgi", system) as http:
+        response = await http.get("/events", headers=[(b"Last-Event-ID", value)])
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["details"][0]["field"] == "Last-Event-ID"

@@ -22,6 +22,7 @@ from tests.api.helpers import http_client, server_url
 from tests.system import OpenSystem, system_factory, tiny
 
 ROOT = Path(__file__).parents[2]
+CSV = {"Content-Type": "text/csv"}
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ async def test_strategies_and_dataset_upload(open_system: OpenSystem) -> None:
         sma = next(s for s in strategies.strategies if s.name == "sma_cross")
         assert sma.params["properties"]["fast"]["type"] == "integer"
 
-        created = await http.post("/datasets?name=ETHUSDT-1h", content=csv_of(500))
+        created = await http.post("/datasets?name=ETHUSDT-1h", content=csv_of(500), headers=CSV)
         assert created.status_code == 201, created.text
         info = msgspec.convert(created.json(), DatasetOut)
         assert info.rows == 500
@@ -76,10 +77,10 @@ async def test_strategies_and_dataset_upload(open_system: OpenSystem) -> None:
         listed = msgspec.convert((await http.get("/datasets")).json(), DatasetsOut)
         assert [d.name for d in listed.datasets] == ["ETHUSDT-1h"]
 
-        again = await http.post("/datasets?name=ETHUSDT-1h", content=csv_of(500))
+        again = await http.post("/datasets?name=ETHUSDT-1h", content=csv_of(500), headers=CSV)
         assert again.status_code == 409
         bad = csv_of(50).replace(b"\n", b"\nnot-a-time,1,1,1,1,1\n", 1)
-        rejected = await http.post("/datasets?name=BAD-1h", content=bad)
+        rejected = await http.post("/datasets?name=BAD-1h", content=bad, headers=CSV)
         assert rejected.status_code == 422
         assert rejected.json()["error"]["details"]["row"] == 2
 

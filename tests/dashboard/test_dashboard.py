@@ -50,12 +50,17 @@ new MutationObserver((records) => {
 
 @asynccontextmanager
 async def open_page(browser: Browser, url: str) -> AsyncIterator[Page]:
-    """A page in a fresh context (its own session storage); fails on any uncaught script error."""
+    """A page in a fresh context (its own session storage); fails on any uncaught script error
+    and on anything the Content-Security-Policy refused."""
     context = await browser.new_context(viewport={"width": 1440, "height": 900})
     errors: list[str] = []
     try:
         page = await context.new_page()
         page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on(  # a script or style the Content-Security-Policy refused
+            "console",
+            lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None,
+        )
         await page.add_init_script(RECORD_STATUSES)
         page.set_default_timeout(WAIT_MS)
         await page.goto(url)
