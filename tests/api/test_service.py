@@ -190,6 +190,15 @@ def test_serve_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
     assert "Traceback" not in err
 
 
+def test_serve_refuses_a_public_address_with_a_weak_token(tmp_path: Path) -> None:
+    child = _serve(tmp_path, "--host", "0.0.0.0", env={"COINBT_API_TOKEN": "a"})
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 2
+    assert err.startswith("coinbt: error:")
+    assert "at least 16 characters" in err
+    assert "Traceback" not in err
+
+
 def test_serve_starts_prints_its_url_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     child = _serve(tmp_path, "--demo")
     assert child.stdout is not None

@@ -35,7 +35,8 @@ async ([base, spec, csv]) => {
   const sent = [];
   const simple = { mode: "no-cors", method: "POST" };
   const fetch = (url, init) => window.fetch(url, init).catch((e) => e);
-  await fetch(`${base}/backtests`, { ...simple, headers: { "Content-Type": "text/plain" }, body: spec });
+  const text = { "Content-Type": "text/plain" };
+  await fetch(`${base}/backtests`, { ...simple, headers: text, body: spec });
   sent.push("text/plain");
   await fetch(`${base}/backtests`, { ...simple, body: new Blob([spec]) });
   sent.push("blob");
