@@ -36,12 +36,14 @@ from coinbt.store.sqlite import verify_file
 
 __all__ = (
     "BackupInfo",
+    "DamagedBackup",
     "PeriodicBackups",
     "RestoreReport",
     "backup_database",
     "list_backups",
     "open_backup_source",
     "restore_database",
+    "scan_backups",
 )
 
 log = logging.getLogger("coinbt.backup")
@@ -65,6 +67,14 @@ class BackupInfo(msgspec.Struct, frozen=True):
 
 
 @dataclass(frozen=True, slots=True)
+class DamagedBackup:
+    """A backup whose manifest cannot be read: it is never restored from."""
+
+    name: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class RestoreReport:
     name: str
     db: Path
@@ -72,6 +82,7 @@ class RestoreReport:
     last_hash: str
     events: int
     kept: Path | None  # where the replaced database went (with --force)
+    skipped: tuple[DamagedBackup, ...] = ()  # damaged backups passed over for the newest intact
 
 
 def _stamp(moment: datetime) -> str:
@@ -138,12 +149,28 @@ async def backup_database(
 
 
 async def list_backups(store: ArtifactStore) -> list[BackupInfo]:
-    """The complete backups in ``store``, oldest first."""
+    """The complete backups in ``store`` whose manifests read, oldest first (a damaged one is
+    logged and left out: see ``scan_backups``)."""
+    infos, damaged = await scan_backups(store)
+    for backup in damaged:
+        log.warning("%s", backup.error)
+    return infos
+
+
+async def scan_backups(store: ArtifactStore) -> tuple[list[BackupInfo], list[DamagedBackup]]:
+    """The complete backups in ``store``, oldest first, and the backups whose manifest cannot be
+    read (damaged, or not a manifest), by name. One damaged backup never hides the others."""
     infos: list[BackupInfo] = []
+    damaged: list[DamagedBackup] = []
     for key in await store.list_keys("coinbt-"):
         if key.endswith(".json") and "/" not in key and _NAME.fullmatch(key[: -len(".json")]):
-            infos.append(await _manifest(store, key[: -len(".json")]))
-    return sorted(infos, key=lambda i: (i.created_at, i.name))
+            name = key[: -len(".json")]
+            try:
+                infos.append(await _manifest(store, name))
+            except BackupError as e:
+                damaged.append(DamagedBackup(name, str(e)))
+    infos.sort(key=lambda i: (i.created_at, i.name))
+    return infos, sorted(damaged, key=lambda d: d.name)
 
 
 async def _manifest(store: ArtifactStore, name: str) -> BackupInfo:
@@ -152,9 +179,14 @@ async def _manifest(store: ArtifactStore, name: str) -> BackupInfo:
     except ArtifactNotFoundError:
         raise BackupError(f"no backup named {name!r} in {store.url}") from None
     try:
-        return msgspec.json.decode(data, type=BackupInfo)
+        info = msgspec.json.decode(data, type=BackupInfo)
     except msgspec.DecodeError as e:
         raise BackupError(f"the manifest of backup {name!r} in {store.url} is damaged: {e}") from e
+    if info.name != name:
+        raise BackupError(
+            f"the manifest of backup {name!r} in {store.url} is damaged: it names {info.name!r}"
+        )
+    return info
 
 
 @asynccontextmanager
@@ -193,11 +225,14 @@ async def restore_database(
     ``progress`` hears how far the hash-chain check is (from a worker thread)."""
     clock = clock or SystemClock()
     db = Path(db)
+    skipped: tuple[DamagedBackup, ...] = ()
     if name is None:
-        backups = await list_backups(store)
+        backups, damaged = await scan_backups(store)
         if not backups:
-            raise BackupError(f"no backups in {store.url}")
+            found = f" (and {len(damaged)} with damaged manifests)" if damaged else ""
+            raise BackupError(f"no intact backups in {store.url}{found}")
         info = backups[-1]
+        skipped = tuple(d for d in damaged if d.name > info.name)  # newer, but unreadable
     else:
         info = await _manifest(store, name)
     if db.exists() and not force:
@@ -223,7 +258,7 @@ async def restore_database(
     finally:
         await anyio.Path(temp).unlink(missing_ok=True)
     log.info("restored %s from %s into %s", info.name, store.url, db)
-    return RestoreReport(info.name, db, info.last_position, info.last_hash, events, kept)
+    return RestoreReport(info.name, db, info.last_position, info.last_hash, events, kept, skipped)
 
 
 def _check(path: Path, info: BackupInfo, progress: Progress | None = None) -> int:

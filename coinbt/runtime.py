@@ -423,10 +423,10 @@ def _assemble(
     )
     by_id = {w.worker_id: w for w in workers}
 
-    def abort(worker_id: str, task_id: str) -> None:
+    def abort(worker_id: str, task_id: str, attempt: int) -> None:
         worker = by_id.get(worker_id)
         if worker is not None:
-            worker.tell_nowait(Abort(task_id))
+            worker.tell_nowait(Abort(task_id, attempt))
 
     task_manager.abort = abort
     return System(

@@ -258,3 +258,52 @@ def test_bad_storage_arguments_exit_2_with_a_message(
     assert code == 2
     assert err.startswith("coinbt: error:")
     assert "Traceback" not in err
+
+
+async def test_a_damaged_old_manifest_is_reported_and_the_newest_intact_restored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, first = await _backup(tmp_path, tasks=1)
+    async with system_factory(tmp_path / "live")(workers=1, ids=SequentialIds("more")) as system:
+        await system.submit(tiny(seed=9))
+        await system.drain()
+    second = await backup_database(tmp_path / "live" / "coinbt.db", store)
+    (store.root / f"{first.name}.json").write_bytes(b'{"name": "coinbt-2024')  # truncated
+    assert [b.name for b in await list_backups(store)] == [second.name]
+    code, out, err = await anyio.to_thread.run_sync(
+        cli, capsys, "backup", "list", "--to", str(store.root), "--json"
+    )
+    assert code == 0, err
+    assert [b["name"] for b in json.loads(out)] == [second.name]
+    assert f"coinbt: warning: the manifest of backup '{first.name}'" in err
+    assert "is damaged" in err
+    target = tmp_path / "newest.db"
+    code, out, err = await anyio.to_thread.run_sync(
+        cli, capsys, "restore", "--from", str(store.root), "--db", str(target), "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["name"] == second.name
+    assert verify_file(target).last_position == second.last_position
+    # Restoring the damaged one by name is refused with the reason.
+    code, _, err = await anyio.to_thread.run_sync(
+        cli, capsys, "restore", "--from", str(store.root / first.name), "--db", str(tmp_path / "x")
+    )
+    assert code == 2
+    assert f"the manifest of backup '{first.name}'" in err
+    assert not (tmp_path / "x").exists()
+
+
+async def test_a_damaged_newer_manifest_is_passed_over_and_said_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, first = await _backup(tmp_path, tasks=1)
+    damaged = "coinbt-29991231T235959.999Z-p99"
+    (store.root / f"{damaged}.json").write_text('{"name": "' + damaged + '", "size": "big"}')
+    target = tmp_path / "restored.db"
+    code, out, err = await anyio.to_thread.run_sync(
+        cli, capsys, "restore", "--from", str(store.root), "--db", str(target)
+    )
+    assert code == 0, err
+    assert f"restored {first.name}" in out
+    assert f"coinbt: warning: passed over {damaged}: the manifest of backup" in err
+    assert verify_file(target).last_position == first.last_position

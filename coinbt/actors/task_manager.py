@@ -121,7 +121,7 @@ class TaskManager(Actor[Message]):
         *,
         queue_capacity: int = 10_000,
         max_attempts: int = 3,
-        abort: Callable[[str, str], None] = lambda worker_id, task_id: None,
+        abort: Callable[[str, str, int], None] = lambda worker_id, task_id, attempt: None,
         catch_up: Callable[[], Awaitable[None]] | None = None,
         liveness: Liveness | None = None,
         heartbeat_s: float = 2.0,
@@ -387,7 +387,7 @@ class TaskManager(Actor[Message]):
                 return
             assert stored is not None
             if worker_id is not None:
-                self.abort(worker_id, task_id)
+                self.abort(worker_id, task_id, state.attempt)
             message.reply.set(stored[-1].position)
 
         self._chains.append(task_id, events, state.version, done)
@@ -568,13 +568,13 @@ class TaskManager(Actor[Message]):
         local_worker = self._running.get(task_id)
         if after.is_terminal:
             if local_worker is not None:  # ended elsewhere (a cancel): stop the run here
-                self.abort(local_worker, task_id)
+                self.abort(local_worker, task_id, before.attempt)
             self._settle(after, position)
         elif after.status is Status.QUEUED:
             self._running.pop(task_id, None)
             self._remote.pop(task_id, None)
             if local_worker is not None:  # re-queued elsewhere: this run's result is void
-                self.abort(local_worker, task_id)
+                self.abort(local_worker, task_id, before.attempt)
             if before.status is Status.RUNNING:
                 self._enqueue_recovered(after)
             else:

@@ -39,10 +39,14 @@ __all__ = ("Abort", "Worker")
 
 log = logging.getLogger("coinbt.worker")
 
+_STAGE_TRIES = 3  # recording a run's artifacts: tries before the run is reported failed
+_STAGE_BACKOFF_S = 0.1
+
 
 @dataclass(frozen=True, slots=True)
 class Abort:
     task_id: str
+    attempt: int  # the run to stop: a later attempt of the task (re-queued) is not aborted
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +80,11 @@ class Worker(Actor[Abort]):
         self._staging = staging
         self._progress = progress
         self._max_bars = max_bars
-        self._current: str | None = None
+        self._current: tuple[str, int] | None = None  # (task id, attempt) of the run going on
         self._scope: anyio.CancelScope | None = None
-        self._aborted: set[str] = set()
+        self._aborted: set[tuple[str, int]] = set()  # runs of the claim in hand, aborted early
+        self._held: set[tuple[str, int]] = set()  # runs of the claim in hand not started yet
+        self._claiming = False  # a claim is on its way: an Abort may be for one of its tasks
         self._tg: TaskGroup | None = None
         self._pending = 0  # outcomes being reported
         self._pending_done = anyio.Event()
@@ -95,13 +101,18 @@ class Worker(Actor[Abort]):
         tg.start_soon(self._work)
 
     async def handle(self, message: Abort) -> None:
-        if message.task_id == self._current and self._scope is not None:
+        run = (message.task_id, message.attempt)
+        if run == self._current and self._scope is not None:
             self._scope.cancel()
-        else:  # not started yet (the claim is on its way): skip it when it comes
-            self._aborted.add(message.task_id)
+        elif self._claiming or run in self._held:
+            # Not started yet (in this batch, or in the claim on its way): skip it when it comes.
+            self._aborted.add(run)
+        # Else the run ended already (its result is refused): remembering the abort would skip
+        # a later claim of the same task (re-queued on a shared log) after its Started.
 
     async def _work(self) -> None:
         while True:
+            self._claiming = True
             try:
                 claims: list[Claim] = await self._tm.ask(
                     lambda reply: ClaimTask(self.worker_id, reply, self._batch)
@@ -112,9 +123,15 @@ class Worker(Actor[Abort]):
                 log.warning("%s: claiming a task failed (%s); asking again", self.name, e)
                 await anyio.sleep(0.05)
                 continue
+            finally:
+                self._claiming = False
+            self._held = {(claim.task_id, claim.attempt) for claim in claims}
+            self._aborted &= self._held  # the rest were for runs that ended before
             for claim in claims:
-                if claim.task_id in self._aborted:
-                    self._aborted.discard(claim.task_id)
+                run = (claim.task_id, claim.attempt)
+                self._held.discard(run)
+                if run in self._aborted:
+                    self._aborted.discard(run)
                     continue
                 self.busy = True
                 try:
@@ -129,14 +146,16 @@ class Worker(Actor[Abort]):
         out = self._staging / f"{task_id}-{claim.attempt}"
         outcome: Complete | Fail | _Lost | None = None
         result: JobResult | None = None
-        try:
-            plan = await resolve(spec, self._catalog, max_bars=self._max_bars)
-            job = _job(claim, plan, out)
-        except CoinbtError as e:  # e.g. the dataset vanished since the submission
-            outcome = Fail(str(e), e.code)
-        else:
-            with anyio.CancelScope() as scope:
-                self._current, self._scope = task_id, scope
+        plan: DataPlan | None = None
+        # The scope covers resolving the data too: an Abort that comes meanwhile stops the run.
+        with anyio.CancelScope() as scope:
+            self._current, self._scope = (task_id, claim.attempt), scope
+            try:
+                plan = await resolve(spec, self._catalog, max_bars=self._max_bars)
+                job = _job(claim, plan, out)
+            except CoinbtError as e:  # e.g. the dataset vanished since the submission
+                outcome = Fail(str(e), e.code)
+            else:
                 with anyio.move_on_after(spec.timeout_s) as deadline:
                     try:
                         result = await self._executor.run(job, self._progress_of(task_id))
@@ -146,11 +165,11 @@ class Worker(Actor[Abort]):
                         outcome = Fail(str(e), e.error_type)
                 if deadline.cancelled_caught:
                     outcome = Fail(f"timed out after {spec.timeout_s:g} s", "timeout")
-            self._current, self._scope = None, None
-            if scope.cancelled_caught:  # aborted: the task is already recorded as cancelled
-                outcome = None
-            elif result is not None:
-                outcome = _complete(task_id, claim.attempt, plan, result)
+        self._current, self._scope = None, None
+        if scope.cancelled_caught:  # aborted: the task is already recorded as cancelled
+            outcome = None
+        elif result is not None and plan is not None:
+            outcome = _complete(task_id, claim.attempt, plan, result)
         self._pending += 1
         assert self._tg is not None
         self._tg.start_soon(self._report, claim, outcome, result)
@@ -174,7 +193,15 @@ class Worker(Actor[Abort]):
         staged: list[str] = []
         try:
             if isinstance(outcome, Complete) and result is not None:
-                staged = await self._stage(claim.task_id, outcome, result)
+                try:
+                    staged = await self._stage(claim.task_id, outcome, result)
+                except CoinbtError as e:
+                    # A Completed naming artifacts nobody recorded would be a result whose
+                    # files are deleted: report the run failed instead, honestly.
+                    outcome = Fail(
+                        f"the run finished but its artifacts could not be recorded: {e}",
+                        "artifacts_unrecorded",
+                    )
             accepted = False
             if outcome is not None:
                 task_id = claim.task_id
@@ -202,14 +229,20 @@ class Worker(Actor[Abort]):
             self._pending_done = anyio.Event()
 
     async def _stage(self, task_id: str, outcome: Complete, result: JobResult) -> list[str]:
-        """Put the run's artifacts in the outbox; their keys (none if the outbox failed)."""
+        """Put the run's artifacts in the outbox; their keys. A failing database is tried
+        ``_STAGE_TRIES`` times in all; then its ``DatabaseError`` is raised."""
         refs: dict[str, ArtifactRef] = outcome.completed.artifacts
         items = [(name, ref, Path(result.artifacts[name].path)) for name, ref in refs.items()]
-        try:
-            await self._outbox.add(task_id, items)
-        except CoinbtError as e:  # the database failed: report the result all the same
-            log.error("%s: cannot record the artifacts of %s (%s)", self.name, task_id, e)
-            return []
+        for attempt in range(1, _STAGE_TRIES + 1):
+            try:
+                await self._outbox.add(task_id, items)  # (an existing key is left as it is)
+                break
+            except CoinbtError as e:
+                if attempt == _STAGE_TRIES:
+                    log.error("%s: cannot record the artifacts of %s (%s)", self.name, task_id, e)
+                    raise
+                log.warning("%s: recording the artifacts of %s failed (%s)", self.name, task_id, e)
+                await anyio.sleep(_STAGE_BACKOFF_S * attempt)
         return [ref.key for ref in refs.values()]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -200,15 +201,17 @@ def _backup_list(args: argparse.Namespace) -> int:
     import msgspec
 
     from coinbt.artifacts import open_artifact_store
-    from coinbt.backup import list_backups
+    from coinbt.backup import scan_backups
 
     to = _need_to(args)
 
     async def run() -> Any:
         async with open_artifact_store(to, s3=_s3(args)) as store:
-            return await list_backups(store)
+            return await scan_backups(store)
 
-    infos = anyio.run(run)
+    infos, damaged = anyio.run(run)
+    for backup in damaged:  # reported, never a reason to hide the intact ones
+        print(f"coinbt: warning: {backup.error}", file=sys.stderr)
     if args.json:
         print(json.dumps([msgspec.to_builtins(i) for i in infos]))
         return 0
@@ -235,6 +238,8 @@ def _restore(args: argparse.Namespace) -> int:
 
     with ProgressLine("checking the backup's hash chain") as line:
         report = anyio.run(run, line)
+    for backup in report.skipped:
+        print(f"coinbt: warning: passed over {backup.name}: {backup.error}", file=sys.stderr)
     if args.json:
         print(
             json.dumps(
@@ -245,6 +250,7 @@ def _restore(args: argparse.Namespace) -> int:
                     "last_hash": report.last_hash,
                     "events": report.events,
                     "kept": None if report.kept is None else str(report.kept),
+                    "skipped": [{"name": d.name, "error": d.error} for d in report.skipped],
                 }
             )
         )
