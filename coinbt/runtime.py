@@ -23,7 +23,13 @@ import anyio
 
 from coinbt.actors.base import Supervisor
 from coinbt.actors.projector import Projector
-from coinbt.actors.task_manager import CancelTask, SubmitTask, Submitted, TaskManager
+from coinbt.actors.task_manager import (
+    CancelTask,
+    SubmitBatch,
+    SubmitTask,
+    Submitted,
+    TaskManager,
+)
 from coinbt.actors.uploader import Uploader
 from coinbt.actors.worker import Abort, Worker
 from coinbt.artifacts import ArtifactStore, LocalArtifactStore, S3Options, open_artifact_store
@@ -38,6 +44,7 @@ from coinbt.errors import (
     ArtifactNotFoundError,
     ArtifactPendingError,
     BackupError,
+    FieldError,
     SpecError,
     TaskNotFoundError,
 )
@@ -53,9 +60,12 @@ from coinbt.specs import DEFAULT_MAX_BARS, validate
 from coinbt.store.base import EventStore
 from coinbt.store.instances import worker_id
 
-__all__ = ("Config", "System", "open_system")
+__all__ = ("MAX_BATCH", "Config", "System", "indexed", "open_system")
 
 log = logging.getLogger("coinbt")
+
+MAX_BATCH = 1_000
+"""The most specs one ``POST /backtests`` array may hold (DESIGN section 11)."""
 
 ExecutorFactory = Callable[[int], AbstractAsyncContextManager[Executor]]
 
@@ -154,6 +164,30 @@ class System:
         else:
             await self.projector.wait_for(submitted.position)
         return await self.task(submitted.task_id)
+
+    async def submit_batch(self, specs: list[TaskSpec]) -> list[TaskView]:
+        """Validate every spec, then queue them all in one atomic append (DESIGN section 11).
+        Raises one ``SpecError`` naming each bad field as ``[index].field``, or
+        ``QueueFullError``/``MailboxFullError``; nothing is appended then."""
+        if not 1 <= len(specs) <= MAX_BATCH:
+            raise SpecError(f"a batch holds 1 to {MAX_BATCH:,} specs, got {len(specs):,}", field="")
+        errors: list[FieldError] = []
+        bars: list[int | None] = []
+        for index, spec in enumerate(specs):
+            try:
+                plan = await validate(spec, self.catalog, max_bars=self.config.max_bars)
+            except SpecError as e:
+                errors.extend(FieldError(indexed(index, f.field), f.message) for f in e.errors)
+                bars.append(None)
+            else:
+                bars.append(plan.bars)
+        if errors:
+            raise SpecError(errors)
+        submitted: list[Submitted] = await self.task_manager.ask(
+            lambda reply: SubmitBatch(specs, reply, bars), wait_for_room=False
+        )
+        await self.projector.wait_for(max(s.position for s in submitted))
+        return [await self.task(s.task_id) for s in submitted]
 
     async def cancel(self, task_id: str, reason: str = "cancelled by user") -> TaskView:
         """Cancel a queued or running task (DESIGN section 3). ``InvalidTransitionError`` for a
@@ -254,6 +288,13 @@ class System:
         """Where each of the task's artifacts is, or how its upload is going."""
         await self.task(task_id)
         return await self.outbox.for_task(task_id)
+
+
+def indexed(index: int, field: str) -> str:
+    """The field path of ``field`` inside element ``index`` of a batch: ``[3].params.fast``."""
+    if not field:
+        return f"[{index}]"
+    return f"[{index}]{field}" if field.startswith("[") else f"[{index}].{field}"
 
 
 def _first_fill_version(view: TaskView) -> int:

@@ -20,7 +20,15 @@ from coinbt.datasets import Catalog
 from coinbt.errors import CoinbtError, DataError, DatasetNotFoundError, FieldError, SpecError
 from coinbt.events import TaskSpec
 
-__all__ = ("DEFAULT_MAX_BARS", "MAX_TIMEOUT_S", "DataPlan", "decode_spec", "resolve", "validate")
+__all__ = (
+    "DEFAULT_MAX_BARS",
+    "MAX_TIMEOUT_S",
+    "DataPlan",
+    "decode_spec",
+    "decode_specs",
+    "resolve",
+    "validate",
+)
 
 DEFAULT_MAX_BARS = 10_000_000
 MAX_TIMEOUT_S = 7 * 86_400.0  # a week: a longer limit is no limit (and 1e308 overflows a deadline)
@@ -39,6 +47,7 @@ class DataPlan:
 
 
 _json_decoder = msgspec.json.Decoder(TaskSpec)
+_batch_decoder = msgspec.json.Decoder(list[TaskSpec])
 
 
 def decode_spec(body: bytes) -> TaskSpec:
@@ -49,6 +58,15 @@ def decode_spec(body: bytes) -> TaskSpec:
     """
     try:
         return _json_decoder.decode(body)
+    except msgspec.ValidationError as e:
+        raise SpecError([field_error(e)]) from e
+
+
+def decode_specs(body: bytes) -> list[TaskSpec]:
+    """Decode a JSON array of specs (a batch): like :func:`decode_spec`, the field path starting
+    with the element's index (``[3].params.fast``)."""
+    try:
+        return _batch_decoder.decode(body)
     except msgspec.ValidationError as e:
         raise SpecError([field_error(e)]) from e
 

@@ -98,6 +98,44 @@ class AppendChains:
                 del self._tails[task_id]
             self._on_settled()
 
+    def append_new(
+        self,
+        appends: Sequence[tuple[str, Sequence[TaskEvent]]],
+        done: Callable[[list[list[StoredEvent]] | None, CoinbtError | None], None],
+    ) -> None:
+        """Append the first events of several new tasks in one atomic append (all of them or
+        none); later appends of those tasks wait for it. A refusal reloads every task."""
+        links = {task_id: _Link() for task_id, _ in appends}
+        for task_id, link in links.items():
+            assert task_id not in self._tails, "append_new is for new tasks only"
+            self._tails[task_id] = link
+        assert self._tg is not None
+        self._tg.start_soon(self._run_new, appends, links, done)
+
+    async def _run_new(
+        self,
+        appends: Sequence[tuple[str, Sequence[TaskEvent]]],
+        links: dict[str, _Link],
+        done: Callable[[list[list[StoredEvent]] | None, CoinbtError | None], None],
+    ) -> None:
+        try:
+            try:
+                stored = await self._store.append_many(
+                    [(task_id, events, 0) for task_id, events in appends]
+                )
+            except CoinbtError as e:
+                for task_id in links:
+                    await self._on_refused(task_id, e)
+                done(None, e)
+            else:
+                done(stored, None)
+        finally:
+            for task_id, link in links.items():
+                link.done.set()
+                if self._tails.get(task_id) is link:
+                    del self._tails[task_id]
+            self._on_settled()
+
     def after(self, task_id: str, then: Callable[[], None]) -> None:
         """Run ``then`` once the task's pending appends (if any) have committed."""
         link = self._tails.get(task_id)

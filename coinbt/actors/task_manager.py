@@ -56,6 +56,7 @@ from coinbt.actors.task_messages import (
     Message,
     RecoverTask,
     RequeueTask,
+    SubmitBatch,
     SubmitTask,
     Submitted,
 )
@@ -91,6 +92,7 @@ __all__ = (
     "ClaimTask",
     "FinishTask",
     "RequeueTask",
+    "SubmitBatch",
     "SubmitTask",
     "Submitted",
     "TaskManager",
@@ -279,6 +281,8 @@ class TaskManager(Actor[Message]):
         match message:
             case SubmitTask():
                 self._submit(message)
+            case SubmitBatch():
+                self._submit_batch(message)
             case ClaimTask():
                 self._claims.append(message)
             case CancelTask():
@@ -329,6 +333,40 @@ class TaskManager(Actor[Message]):
                 message.reply.set(Submitted(task_id, stored[-1].position))
 
         self._chains.append(task_id, events, 0, done)
+
+    def _submit_batch(self, message: SubmitBatch) -> None:
+        """Queue every spec of a batch with one atomic append (DESIGN section 11): the tasks
+        join the queue at once, in order; if the append fails they are dropped again (the
+        refusal reloads each, and a task with no events is forgotten)."""
+        if self._stopping:
+            message.reply.fail(ShuttingDownError("the service is shutting down"))
+            return
+        if len(self._queued) + len(message.specs) > self.queue_capacity:
+            message.reply.fail(QueueFullError(self.queue_capacity))
+            return
+        appends: list[tuple[str, Sequence[TaskEvent]]] = []
+        for spec, bars in zip(message.specs, message.bars, strict=True):
+            task_id = self._ids()
+            state = TaskState(task_id=task_id)
+            events = decide(state, Submit(spec, None))
+            self._track(_evolve_all(state, events))
+            if bars is not None and bars <= SMALL_BARS:
+                self._small.add(task_id)
+            appends.append((task_id, events))
+
+        def done(stored: list[list[StoredEvent]] | None, error: CoinbtError | None) -> None:
+            if error is not None:
+                message.reply.fail(error)
+                return
+            assert stored is not None
+            message.reply.set(
+                [
+                    Submitted(task_id, part[-1].position)
+                    for (task_id, _), part in zip(appends, stored, strict=True)
+                ]
+            )
+
+        self._chains.append_new(appends, done)
 
     def _submit_keyed(self, message: SubmitTask, key: str) -> None:
         """A submission with an idempotency key: its task id comes from the key, so the log

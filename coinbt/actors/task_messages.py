@@ -18,6 +18,7 @@ __all__ = (
     "Message",
     "RecoverTask",
     "RequeueTask",
+    "SubmitBatch",
     "SubmitTask",
     "Submitted",
 )
@@ -44,6 +45,15 @@ class SubmitTask:
     idempotency_key: str | None
     reply: Reply[Submitted]
     bars: int | None = None  # the size of its data, if known (small tasks are batched)
+
+
+@dataclass(slots=True)
+class SubmitBatch:
+    """Several tasks queued together, in one atomic append: all of them or none."""
+
+    specs: list[TaskSpec]
+    reply: Reply[list[Submitted]]
+    bars: list[int | None]  # per spec, as in SubmitTask
 
 
 @dataclass(slots=True)
@@ -108,5 +118,13 @@ class RecoverTask:
 
 
 Message = (
-    SubmitTask | CancelTask | ClaimTask | FinishTask | RequeueTask | Loaded | Followed | RecoverTask
+    SubmitTask
+    | SubmitBatch
+    | CancelTask
+    | ClaimTask
+    | FinishTask
+    | RequeueTask
+    | Loaded
+    | Followed
+    | RecoverTask
 )

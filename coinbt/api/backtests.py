@@ -15,15 +15,16 @@ from starlette.responses import Response
 from coinbt.api._downsample import downsample, drawdown
 from coinbt.api._params import int_param, read_body, task_id_param
 from coinbt.api.errors import json_response
-from coinbt.errors import InvalidRequestError
+from coinbt.errors import InvalidRequestError, PayloadTooLargeError, SpecError
 from coinbt.events import Filled
 from coinbt.runtime import System
-from coinbt.specs import decode_spec
+from coinbt.specs import decode_spec, decode_specs
 
 __all__ = ("STATUSES", "Backtests")
 
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 SPEC_LIMIT = 64 * 1024
+BATCH_LIMIT = 8 * 1024 * 1024  # an array of up to 1,000 specs
 
 
 def encode_cursor(seq: int) -> str:
@@ -48,9 +49,13 @@ class Backtests:
         self.system = system
 
     async def submit(self, request: Request) -> Response:
-        body = await read_body(request, SPEC_LIMIT)
-        if not body.strip():
+        body = (await read_body(request, BATCH_LIMIT)).strip()
+        if not body:
             raise InvalidRequestError("the body must be a JSON backtest spec", code="empty_body")
+        if body.startswith(b"["):
+            return await self._submit_batch(request, body)
+        if len(body) > SPEC_LIMIT:
+            raise PayloadTooLargeError(SPEC_LIMIT)
         try:
             spec = decode_spec(body)
         except msgspec.DecodeError as e:  # ValidationError is a SpecError by now
@@ -58,6 +63,17 @@ class Backtests:
         key = request.headers.get("idempotency-key")
         view = await self.system.submit(spec, idempotency_key=key)
         return json_response(self.system.task_json(view), 202)
+
+    async def _submit_batch(self, request: Request, body: bytes) -> Response:
+        """A JSON array of specs: every one validated, then all queued in one append."""
+        if request.headers.get("idempotency-key") is not None:
+            raise SpecError("not supported for a batch of specs", field="Idempotency-Key")
+        try:
+            specs = decode_specs(body)
+        except msgspec.DecodeError as e:
+            raise InvalidRequestError(f"malformed JSON: {e}", code="malformed_json") from None
+        views = await self.system.submit_batch(specs)
+        return json_response({"tasks": [self.system.task_json(v) for v in views]}, 202)
 
     async def list(self, request: Request) -> Response:
         status = request.query_params.get("status") or None

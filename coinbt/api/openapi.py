@@ -74,15 +74,52 @@ def openapi(*, token_required: bool) -> dict[str, Any]:
     task_paths: dict[str, Any] = {
         "/backtests": {
             "post": _op(
-                "Submit a backtest",
+                "Submit a backtest, or a JSON array of up to 1,000 (queued in one append)",
                 {
-                    "202": {"description": "queued", "content": _json("TaskOut")},
+                    "202": {
+                        "description": 'queued: the task, or {"tasks": [...]} for an array',
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "oneOf": [
+                                        {"$ref": _REF.format(name="TaskOut")},
+                                        {
+                                            "type": "object",
+                                            "properties": {
+                                                "tasks": {
+                                                    "type": "array",
+                                                    "items": {"$ref": _REF.format(name="TaskOut")},
+                                                }
+                                            },
+                                        },
+                                    ]
+                                }
+                            }
+                        },
+                    },
                     "400": _error("malformed JSON or an empty body"),
                     "413": _error("the body is too large"),
                     "422": _error("the spec breaks a rule; details name each field"),
                     "429": _error("the queue is full; retry after Retry-After seconds"),
                 },
-                requestBody={"required": True, "content": _json("TaskSpec")},
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "oneOf": [
+                                    {"$ref": _REF.format(name="TaskSpec")},
+                                    {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "maxItems": 1000,
+                                        "items": {"$ref": _REF.format(name="TaskSpec")},
+                                    },
+                                ]
+                            }
+                        }
+                    },
+                },
                 parameters=[
                     {
                         "name": "Idempotency-Key",

@@ -132,12 +132,18 @@ def register(subparsers: Any) -> None:
             "examples:\n"
             "  coinbt submit --strategy sma_cross -p fast=10 -p slow=30 --synthetic 100000:1\n"
             "  coinbt submit --strategy ema_cross --dataset BTCUSDT-1m --start 2024-01-01T00:00Z\n"
-            "  coinbt submit --spec spec.json --idempotency-key nightly-2024-06-01 --wait"
+            "  coinbt submit --spec spec.json --idempotency-key nightly-2024-06-01 --wait\n"
+            "  coinbt submit --batch specs.json   # a JSON array of up to 1,000 specs, one append"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_common(submit)
     submit.add_argument("--spec", help="a JSON spec file, or - for stdin")
+    submit.add_argument(
+        "--batch",
+        metavar="FILE",
+        help="a JSON array of specs (or - for stdin): all validated, then queued together",
+    )
     submit.add_argument("--strategy", help="strategy name (see GET /strategies)")
     submit.add_argument(
         "-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="a parameter"
@@ -274,12 +280,46 @@ def _print_task(task: dict[str, Any], as_json: bool) -> None:
 
 def _submit(args: argparse.Namespace) -> int:
     client = _client(args)
+    if args.batch:
+        return _submit_batch(client, args)
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
     task = client.call("POST", "/backtests", _spec_from_args(args), headers)
     _print_task(task, args.json)
     if args.wait:
         return _follow(client, task["task_id"], args.json)
     return 0
+
+
+def _submit_batch(client: ApiClient, args: argparse.Namespace) -> int:
+    if args.spec or args.strategy or args.idempotency_key:
+        raise ClientError(
+            "--batch takes the whole specs from its file: drop --spec, --strategy "
+            "and --idempotency-key"
+        )
+    text = sys.stdin.read() if args.batch == "-" else _read(args.batch)
+    try:
+        loaded = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ClientError(f"--batch is not valid JSON: {e}") from None
+    if not isinstance(loaded, list):
+        raise ClientError("--batch must hold a JSON array of specs")
+    tasks = client.call("POST", "/backtests", loaded)["tasks"]
+    if args.json:
+        print(json.dumps({"tasks": tasks}))
+    else:
+        for task in tasks:
+            _print_task(task, False)
+    if not args.wait:
+        return 0
+    statuses = [_follow(client, task["task_id"], args.json) for task in tasks]
+    return max(statuses)
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as e:
+        raise ClientError(f"cannot read {path}: {e.strerror}") from None
 
 
 def _status(args: argparse.Namespace) -> int:

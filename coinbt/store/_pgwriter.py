@@ -26,7 +26,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from coinbt.clock import Clock, from_epoch_us, to_epoch_us
 from coinbt.errors import DatabaseError
-from coinbt.store._batch import AppendRequest, Row, VersionCache, plan_batch
+from coinbt.store._batch import Append, Row, VersionCache, plan_batch
 from coinbt.store._pgschema import DRIVER_ERRORS, connect, describe
 from coinbt.store._writer import Outcome
 
@@ -79,7 +79,7 @@ class PgWriter:
         """The backend process id of the writer's connection (its NOTIFYs carry it)."""
         return None if self._conn.is_closed() else int(self._conn.get_server_pid())
 
-    async def commit(self, requests: list[AppendRequest]) -> list[Outcome]:
+    async def commit(self, requests: list[Append]) -> list[Outcome]:
         try:
             try:
                 return await self._attempt(requests, trust_cache=True)
@@ -99,7 +99,7 @@ class PgWriter:
         self._left_head = None
         self._versions.clear()
 
-    async def _attempt(self, requests: list[AppendRequest], *, trust_cache: bool) -> list[Outcome]:
+    async def _attempt(self, requests: list[Append], *, trust_cache: bool) -> list[Outcome]:
         if self._conn.is_closed():
             self._conn = await connect(self._dsn)
         conn = self._conn
@@ -129,7 +129,7 @@ class PgWriter:
         return list(plan.outcomes)
 
     async def _known_versions(
-        self, conn: Any, requests: list[AppendRequest], trust_cache: bool
+        self, conn: Any, requests: list[Append], trust_cache: bool
     ) -> dict[str, int]:
         versions, lookup = self._versions.split(requests, trust_cache)
         if lookup:

@@ -18,12 +18,12 @@ from anyio.abc import TaskStatus
 
 from coinbt.errors import CoinbtError, DatabaseError, ShuttingDownError
 from coinbt.events import StoredEvent
-from coinbt.store._batch import AppendRequest
+from coinbt.store._batch import Append
 
 __all__ = ("CommitFn", "GroupCommitWriter", "Outcome")
 
 Outcome = list[StoredEvent] | CoinbtError
-CommitFn = Callable[[list[AppendRequest]], Awaitable[list[Outcome]]]
+CommitFn = Callable[[list[Append]], Awaitable[list[Outcome]]]
 
 
 class GroupCommitWriter:
@@ -38,14 +38,14 @@ class GroupCommitWriter:
         self._commit = commit
         self._max_batch = max_batch
         self._capacity = capacity
-        self._queue: deque[tuple[AppendRequest, asyncio.Future[list[StoredEvent]]]] = deque()
+        self._queue: deque[tuple[Append, asyncio.Future[list[StoredEvent]]]] = deque()
         self._wake: anyio.Event | None = None  # set while the writer sleeps
         self._room: anyio.Event | None = None  # set while callers wait for room
         self._closed = False
         self.batches = 0
         self.appends = 0
 
-    async def submit(self, request: AppendRequest) -> list[StoredEvent]:
+    async def submit(self, request: Append) -> list[StoredEvent]:
         while len(self._queue) >= self._capacity and not self._closed:
             if self._room is None:
                 self._room = anyio.Event()
@@ -85,7 +85,7 @@ class GroupCommitWriter:
                 await self._commit_batch(batch)
 
     async def _commit_batch(
-        self, batch: list[tuple[AppendRequest, asyncio.Future[list[StoredEvent]]]]
+        self, batch: list[tuple[Append, asyncio.Future[list[StoredEvent]]]]
     ) -> None:
         outcomes: list[Outcome]
         try:

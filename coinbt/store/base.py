@@ -49,6 +49,18 @@ class EventStore(Protocol):
         """
         ...
 
+    async def append_many(
+        self, appends: Sequence[tuple[str, Sequence[TaskEvent], int]]
+    ) -> list[list[StoredEvent]]:
+        """Append to several distinct streams in one transaction: each (stream id, events,
+        expected version) triple is checked like :meth:`append`, and if any stream's version
+        differs, ``ConcurrencyError`` is raised and nothing is written. Returns the stored events,
+        one list per triple, in order (their positions are consecutive). Raises
+        ``EmptyAppendError`` for no triples or a triple without events, ``ValueError`` for a
+        stream named twice.
+        """
+        ...
+
     async def read_stream(
         self,
         stream_id: str,

@@ -10,7 +10,15 @@ import anyio.lowlevel
 from coinbt.clock import Clock, SystemClock, from_epoch_us, to_epoch_us
 from coinbt.errors import ConcurrencyError, EmptyAppendError
 from coinbt.events import GENESIS_HASH, StoredEvent, TaskEvent, decode_payload
-from coinbt.store._batch import AppendRequest, Row, plan_batch
+from coinbt.store._batch import (
+    Append,
+    AppendRequest,
+    Row,
+    group_of,
+    parts_of,
+    plan_batch,
+    split_group,
+)
 from coinbt.store._follow import follow
 from coinbt.store._verify import walk_chain
 from coinbt.store.base import Progress, VerifyReport
@@ -33,11 +41,22 @@ class MemoryEventStore:
     ) -> list[StoredEvent]:
         if not events:
             raise EmptyAppendError(stream_id)
-        request = AppendRequest(stream_id, events, expected_version)
         await anyio.lowlevel.checkpoint()
+        return self._commit(AppendRequest(stream_id, events, expected_version))
+
+    async def append_many(
+        self, appends: Sequence[tuple[str, Sequence[TaskEvent], int]]
+    ) -> list[list[StoredEvent]]:
+        group = group_of(appends)
+        await anyio.lowlevel.checkpoint()
+        return split_group(group, self._commit(group))
+
+    def _commit(self, request: Append) -> list[StoredEvent]:
         head_position = len(self._rows)
         head_hash = self._rows[-1][7] if self._rows else GENESIS_HASH
-        versions = {stream_id: len(self._streams.get(stream_id, ()))}
+        versions = {
+            p.stream_id: len(self._streams.get(p.stream_id, ())) for p in parts_of([request])
+        }
         now_us = to_epoch_us(self._clock.now())
         plan = plan_batch(
             [request], head_position, head_hash, versions, from_epoch_us(now_us), now_us
@@ -45,9 +64,8 @@ class MemoryEventStore:
         outcome = plan.outcomes[0]
         if isinstance(outcome, ConcurrencyError):
             raise outcome
-        indexes = self._streams.setdefault(stream_id, [])
         for row in plan.rows:
-            indexes.append(len(self._rows))
+            self._streams.setdefault(row[1], []).append(len(self._rows))
             self._rows.append(row)
         self._appended.set()
         self._appended = anyio.Event()

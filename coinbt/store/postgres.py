@@ -58,7 +58,7 @@ from anyio.abc import TaskStatus
 from coinbt.clock import Clock, SystemClock
 from coinbt.errors import DatabaseError, EmptyAppendError
 from coinbt.events import GENESIS_HASH, StoredEvent, TaskEvent
-from coinbt.store._batch import AppendRequest
+from coinbt.store._batch import Append, AppendRequest, group_of, split_group
 from coinbt.store._follow import follow
 from coinbt.store._pgschema import (
     CONNECT_ERRORS,
@@ -108,7 +108,13 @@ class PostgresEventStore:
             raise EmptyAppendError(stream_id)
         return await self._writer.submit(AppendRequest(stream_id, events, expected_version))
 
-    async def _commit(self, requests: list[AppendRequest]) -> list[Outcome]:
+    async def append_many(
+        self, appends: Sequence[tuple[str, Sequence[TaskEvent], int]]
+    ) -> list[list[StoredEvent]]:
+        group = group_of(appends)
+        return split_group(group, await self._writer.submit(group))
+
+    async def _commit(self, requests: list[Append]) -> list[Outcome]:
         return await self._sync.commit(requests)
 
     # --- reading ---------------------------------------------------------------------------------

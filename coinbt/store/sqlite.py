@@ -24,7 +24,14 @@ import anyio
 from coinbt.clock import Clock, SystemClock, from_epoch_us, to_epoch_us
 from coinbt.errors import CorruptEventError, DatabaseError, EmptyAppendError, SchemaTooNewError
 from coinbt.events import GENESIS_HASH, StoredEvent, TaskEvent, decode_payload
-from coinbt.store._batch import AppendRequest, VersionCache, plan_batch
+from coinbt.store._batch import (
+    Append,
+    AppendRequest,
+    VersionCache,
+    group_of,
+    plan_batch,
+    split_group,
+)
 from coinbt.store._follow import follow
 from coinbt.store._verify import walk_chain
 from coinbt.store._writer import GroupCommitWriter, Outcome
@@ -88,7 +95,13 @@ class SQLiteEventStore:
             raise EmptyAppendError(stream_id)
         return await self._writer.submit(AppendRequest(stream_id, events, expected_version))
 
-    async def _commit(self, requests: list[AppendRequest]) -> list[Outcome]:
+    async def append_many(
+        self, appends: Sequence[tuple[str, Sequence[TaskEvent], int]]
+    ) -> list[list[StoredEvent]]:
+        group = group_of(appends)
+        return split_group(group, await self._writer.submit(group))
+
+    async def _commit(self, requests: list[Append]) -> list[Outcome]:
         # The whole transaction is one call on a worker thread: one hand-off per batch, not one per
         # statement (each hand-off is a trip through the GIL, which the event loop also wants).
         started = time.perf_counter()
@@ -194,7 +207,7 @@ class _SyncWriter:
         self._versions = VersionCache()
         self._data_version = -1
 
-    def commit(self, requests: list[AppendRequest]) -> list[Outcome]:
+    def commit(self, requests: list[Append]) -> list[Outcome]:
         try:
             try:
                 outcomes = self._attempt(requests, trust_cache=True)
@@ -210,7 +223,7 @@ class _SyncWriter:
         self._head = None
         self._versions.clear()
 
-    def _attempt(self, requests: list[AppendRequest], *, trust_cache: bool) -> list[Outcome]:
+    def _attempt(self, requests: list[Append], *, trust_cache: bool) -> list[Outcome]:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -238,7 +251,7 @@ class _SyncWriter:
             self._notify()
         return list(plan.outcomes)
 
-    def _known_versions(self, requests: list[AppendRequest], trust_cache: bool) -> dict[str, int]:
+    def _known_versions(self, requests: list[Append], trust_cache: bool) -> dict[str, int]:
         versions, lookup = self._versions.split(requests, trust_cache)
         for start in range(0, len(lookup), 500):
             chunk = lookup[start : start + 500]

@@ -31,7 +31,10 @@ CASES = [
         "POST", "/backtests", b"{not json", {}, 400, "malformed_json", None, id="malformed-json"
     ),
     pytest.param("POST", "/backtests", b"", {}, 400, "empty_body", None, id="empty-body"),
-    pytest.param("POST", "/backtests", b"[1, 2]", {}, 422, "invalid_spec", "", id="not-an-object"),
+    pytest.param(
+        "POST", "/backtests", b"[1, 2]", {}, 422, "invalid_spec", "[0]", id="array-of-non-objects"
+    ),
+    pytest.param("POST", "/backtests", b"7", {}, 422, "invalid_spec", "", id="not-an-object"),
     pytest.param(
         "POST", "/backtests", with_(cash="lots"), {}, 422, "invalid_spec", "cash", id="wrong-type"
     ),

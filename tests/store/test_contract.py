@@ -155,6 +155,86 @@ async def test_concurrent_appenders_to_different_streams_all_land(open_store: Op
         assert (await store.verify()).ok
 
 
+async def test_append_many_commits_several_streams_together(open_store: OpenStore) -> None:
+    async with open_store() as store:
+        await store.append("a", [queued()], expected_version=0)
+        stored = await store.append_many(
+            [("a", [started()], 1), ("b", [queued()], 0), ("c", [queued(), started()], 0)]
+        )
+        assert [[(e.position, e.stream_id, e.version) for e in part] for part in stored] == [
+            [(2, "a", 2)],
+            [(3, "b", 1)],
+            [(4, "c", 1), (5, "c", 2)],
+        ]
+        assert await store.read_all() == [*(await store.read_stream("a")), *stored[1], *stored[2]]
+        assert await store.stream_version("c") == 2
+        assert (await store.verify()).ok
+
+
+async def test_append_many_with_one_stale_stream_writes_nothing(open_store: OpenStore) -> None:
+    async with open_store() as store:
+        await store.append("b", [queued()], expected_version=0)
+        with pytest.raises(ConcurrencyError) as info:
+            await store.append_many([("a", [queued()], 0), ("b", [queued()], 0)])
+        assert info.value.stream_id == "b"
+        assert await store.last_position() == 1
+        assert await store.stream_version("a") == 0
+        # The log goes on as if the refused group never came.
+        await store.append("a", [queued()], expected_version=0)
+        assert await store.last_position() == 2
+        assert (await store.verify()).ok
+
+
+async def test_append_many_refuses_bad_groups(open_store: OpenStore) -> None:
+    async with open_store() as store:
+        with pytest.raises(EmptyAppendError):
+            await store.append_many([])
+        with pytest.raises(EmptyAppendError):
+            await store.append_many([("a", [queued()], 0), ("b", [], 0)])
+        with pytest.raises(ValueError, match="twice"):
+            await store.append_many([("a", [queued()], 0), ("a", [started()], 1)])
+        assert await store.last_position() == 0
+
+
+async def test_append_many_races_single_appends_all_or_nothing(open_store: OpenStore) -> None:
+    """Groups over streams x0..x9 race single appends to the same streams at version 0: every
+    stream ends with exactly one first event, and each group either landed whole or not at all."""
+    async with open_store() as store:
+        landed: list[int] = []
+
+        async def group(n: int) -> None:
+            try:
+                await store.append_many(
+                    [(f"x{i}", [Cancelled(reason=f"g{n}")], 0) for i in range(n, n + 3)]
+                )
+            except ConcurrencyError:
+                return
+            landed.append(n)
+
+        async def single(i: int) -> None:
+            try:
+                await store.append(f"x{i}", [Cancelled(reason="single")], 0)
+            except ConcurrencyError:
+                return
+
+        async with anyio.create_task_group() as tg:
+            for n in range(0, 8):
+                tg.start_soon(group, n)
+            for i in range(10):
+                tg.start_soon(single, i)
+        owners: dict[str, str] = {}
+        for i in range(10):
+            events = await store.read_stream(f"x{i}")
+            assert [e.version for e in events] == [1]
+            event = events[0].event
+            assert isinstance(event, Cancelled)
+            owners[f"x{i}"] = event.reason
+        for n in range(8):
+            mine = [owners[f"x{i}"] == f"g{n}" for i in range(n, n + 3)]
+            assert all(mine) if n in landed else not any(mine)
+        assert (await store.verify()).ok
+
+
 async def test_subscribe_replays_then_follows_live(open_store: OpenStore) -> None:
     async with open_store() as store:
         for i in range(3):
