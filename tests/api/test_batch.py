@@ -106,11 +106,14 @@ async def test_every_bad_element_is_named(open_system: OpenSystem) -> None:
 
 async def test_malformed_batches_are_400(open_system: OpenSystem) -> None:
     async with open_system(workers=0) as system, http_client("asgi", system) as http:
-        response = await http.post("/backtests", content=b"[{" + b'"strategy": ')
+        json_type = {"Content-Type": "application/json"}
+        response = await http.post("/backtests", content=b"[{" + b'"strategy": ', headers=json_type)
         assert response.status_code == 400
         assert response.json()["error"]["code"] == "malformed_json"
         keyed = await http.post(
-            "/backtests", content=json.dumps([spec_json(1)]), headers={"Idempotency-Key": "k"}
+            "/backtests",
+            content=json.dumps([spec_json(1)]),
+            headers={"Idempotency-Key": "k", **json_type},
         )
         assert keyed.status_code == 422
         assert keyed.json()["error"]["details"][0]["field"] == "Idempotency-Key"
