@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import anyio
 import uvicorn
 
+from coinbt._connection import HEAD_TIMEOUT_S, timed_h11
 from coinbt.api import create_app
+from coinbt.api.stream import MAX_STREAMS
 from coinbt.errors import CoinbtError
 from coinbt.runtime import Config, System, open_system
 
@@ -36,6 +38,13 @@ class ServeOptions:
     demo: bool = False
     log_level: str = "info"
     allowed_hosts: tuple[str, ...] = ()  # names served besides loopback ("*": any)
+    # Limits (docs/api.md, "Limits"): a connection's request head must arrive within
+    # head_timeout_s; a kept-alive connection idle for keep_alive_s is closed; beyond
+    # max_connections uvicorn answers 503; beyond max_streams, GET /events streams get 503.
+    head_timeout_s: float = HEAD_TIMEOUT_S
+    keep_alive_s: float = 5.0
+    max_connections: int = 1000
+    max_streams: int = MAX_STREAMS
 
 
 def is_loopback(host: str) -> bool:
@@ -48,6 +57,7 @@ def is_loopback(host: str) -> bool:
 
 
 MIN_TOKEN_LENGTH = 16
+MAX_HEAD_BYTES = 16 * 1024  # a request line and headers longer than this: 400
 
 
 def check_bind(options: ServeOptions) -> None:
@@ -106,7 +116,12 @@ async def serve_system(
         submitted = await submit_demo(system)
         if submitted:
             log.info("submitted %d demo backtests", submitted)
-    app = create_app(system, token=options.token, allowed_hosts=served_hosts(options))
+    app = create_app(
+        system,
+        token=options.token,
+        allowed_hosts=served_hosts(options),
+        max_streams=options.max_streams,
+    )
     server = _Server(
         uvicorn.Config(
             app,
@@ -115,6 +130,10 @@ async def serve_system(
             log_level=options.log_level,
             lifespan="off",
             access_log=False,
+            http=timed_h11(options.head_timeout_s),
+            timeout_keep_alive=max(1, round(options.keep_alive_s)),
+            h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+            limit_concurrency=options.max_connections,
             timeout_graceful_shutdown=5,
         )
     )

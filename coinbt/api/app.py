@@ -20,7 +20,7 @@ from coinbt.api.catalog import Catalog
 from coinbt.api.errors import error_response, handle_error, json_response
 from coinbt.api.guard import RequestGuard
 from coinbt.api.openapi import openapi
-from coinbt.api.stream import EventStream
+from coinbt.api.stream import MAX_STREAMS, EventStream
 from coinbt.errors import CoinbtError, UnauthorizedError
 from coinbt.runtime import System
 
@@ -58,7 +58,11 @@ class TokenCheck:
 
 
 def create_app(
-    system: System, *, token: str | None = None, allowed_hosts: Iterable[str] = ()
+    system: System,
+    *,
+    token: str | None = None,
+    allowed_hosts: Iterable[str] = (),
+    max_streams: int = MAX_STREAMS,
 ) -> ASGIApp:
     """The ASGI app serving ``system``; with ``token``, requests need it (:class:`TokenCheck`).
 
@@ -66,7 +70,7 @@ def create_app(
     loopback names and ``allowed_hosts``, no cross-origin write, the right body media type.
     """
     backtests = Backtests(system)
-    stream = EventStream(system)
+    stream = EventStream(system, max_streams=max_streams)
     catalog = Catalog(system)
     document = openapi(token_required=token is not None)
 

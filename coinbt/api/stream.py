@@ -3,36 +3,49 @@
 With ``Accept: text/event-stream`` the response is Server-Sent Events: every event after ``after``
 exactly once, in order (``id:`` is its position, so a reconnecting client's ``Last-Event-ID``
 resumes the stream), then every new one as it is projected: an event is sent once the read models
-include it, so a client that reacts to it by reading a task sees the task's new state. Live
-progress of running tasks, which is not an event, comes as ``event: progress`` messages;
-``: keep-alive`` comments every 15 s.
+include it, so a client that reacts to it by reading a task sees the task's new state. Without
+``after`` or ``Last-Event-ID`` a stream starts at the end (the read models' position): replaying a
+whole log is for JSON pages. Live progress of running tasks, which is not an event, comes as
+``event: progress`` messages; ``: keep-alive`` comments every 15 s.
+
+At most ``max_streams`` streams are open at once (503 ``too_many_streams`` with ``Retry-After``
+beyond), and at most :data:`CATCH_UP_AT_ONCE` of them read a page of old events at a time, yielding
+to the event loop between pages, so streams catching up on a long log cannot starve the rest.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import anyio
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from coinbt.api._params import int_param, optional_int_param
 from coinbt.api.errors import json_response
-from coinbt.errors import InvalidRequestError
+from coinbt.errors import InvalidRequestError, TooManyStreamsError
 from coinbt.runtime import System
 
-__all__ = ("EventStream",)
+__all__ = ("CATCH_UP_AT_ONCE", "MAX_STREAMS", "EventStream")
 
 _encoder = msgspec.json.Encoder()
+MAX_STREAMS = 100
+CATCH_UP_AT_ONCE = 4
+PAGE = 500
 _POSITION = re.compile(r"[0-9]{1,18}")  # ASCII digits, within int64
 KEEP_ALIVE_S = 15.0
 
 
 class EventStream:
-    def __init__(self, system: System) -> None:
+    def __init__(self, system: System, *, max_streams: int = MAX_STREAMS) -> None:
         self.system = system
+        self.max_streams = max_streams
+        self.open = 0
+        self._catch_up = anyio.Semaphore(CATCH_UP_AT_ONCE)
 
     async def events(self, request: Request) -> Response:
         after = optional_int_param(request, "after")
@@ -41,13 +54,20 @@ class EventStream:
             if not _POSITION.fullmatch(last_id):
                 raise InvalidRequestError("must be an event position", field="Last-Event-ID")
             after = int(last_id)
-        after = after or 0
         if "text/event-stream" in request.headers.get("accept", ""):
-            return StreamingResponse(
-                self._stream(after),
+            if self.open >= self.max_streams:
+                raise TooManyStreamsError(
+                    f"all {self.max_streams} event streams this server allows are open"
+                )
+            start = self.system.projector.position if after is None else after
+            self.open += 1
+            return _CountedStream(
+                self._stream(start),
+                self._closed,
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
+        after = after or 0
         limit = int_param(request, "limit", 100, minimum=1, maximum=1000)
         events = await self.system.store.read_all(after, limit + 1)
         page = events[:limit]
@@ -58,6 +78,9 @@ class EventStream:
             }
         )
 
+    def _closed(self) -> None:
+        self.open -= 1
+
     async def _stream(self, after: int) -> AsyncIterator[bytes]:
         system = self.system
         sent_progress: dict[str, float] = {}
@@ -67,9 +90,10 @@ class EventStream:
             projected = system.projector.advanced_hint()
             progressed = system.progress.changed_hint()
             upto = system.projector.position
-            events = (
-                await system.store.read_all(after, min(500, upto - after)) if upto > after else []
-            )
+            events = []
+            if upto > after:
+                async with self._catch_up:
+                    events = await system.store.read_all(after, min(PAGE, upto - after))
             chunks = []
             for stored in events:
                 data = _encoder.encode(stored.to_builtins())
@@ -83,12 +107,27 @@ class EventStream:
             sent_progress = progress
             if chunks:
                 yield b"".join(chunks)
-                if len(events) == 500:
+                if len(events) == PAGE:
+                    await anyio.lowlevel.checkpoint()  # let the rest of the server run
                     continue  # more to catch up on
             with anyio.move_on_after(KEEP_ALIVE_S) as idle:
                 await _first(projected, progressed)
             if idle.cancelled_caught:
                 yield b": keep-alive\n\n"
+
+
+class _CountedStream(StreamingResponse):
+    """A streaming response that says when it is over, however it ends (even never started)."""
+
+    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], None], **kw: Any):
+        super().__init__(content, **kw)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
 
 
 async def _first(*events: anyio.Event) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import httpx
@@ -21,8 +22,11 @@ async def asgi_client(system: System, token: str | None = None) -> AsyncIterator
 
 
 @asynccontextmanager
-async def server_url(system: System, token: str | None = None) -> AsyncIterator[str]:
-    """A real uvicorn server for ``system`` on a free loopback port; yields its base URL."""
+async def server_url(
+    system: System, token: str | None = None, **options: Any
+) -> AsyncIterator[str]:
+    """A real uvicorn server for ``system`` on a free loopback port; yields its base URL.
+    ``options``: more :class:`ServeOptions` fields (limits)."""
     stop = anyio.Event()
     ready = anyio.Event()
     urls: list[str] = []
@@ -31,11 +35,13 @@ async def server_url(system: System, token: str | None = None) -> AsyncIterator[
         urls.append(url.rstrip("/"))
         ready.set()
 
-    options = ServeOptions(host="127.0.0.1", port=0, token=token, log_level="warning")
+    serve_options = ServeOptions(
+        host="127.0.0.1", port=0, token=token, log_level="warning", **options
+    )
     async with anyio.create_task_group() as tg:
         tg.start_soon(
             lambda: serve_system(
-                system, options, on_ready=on_ready, handle_signals=False, stop=stop
+                system, serve_options, on_ready=on_ready, handle_signals=False, stop=stop
             )
         )
         with anyio.fail_after(30):
