@@ -95,7 +95,8 @@ async def test_the_number_of_event_streams_is_bounded(open_system: OpenSystem) -
 
 async def _connect(url: str) -> SocketStream:
     parts = urlsplit(url)
-    assert parts.hostname is not None and parts.port is not None
+    assert parts.hostname is not None
+    assert parts.port is not None
     return await anyio.connect_tcp(parts.hostname, parts.port)
 
 
