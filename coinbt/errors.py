@@ -32,6 +32,7 @@ __all__ = (
     "DatasetNotFoundError",
     "EmptyAppendError",
     "FieldError",
+    "IdempotencyKeyReusedError",
     "InvalidRequestError",
     "InvalidTransitionError",
     "MailboxFullError",
@@ -160,6 +161,21 @@ class TaskNotFoundError(CoinbtError, LookupError):
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
         super().__init__(f"no task with id {task_id!r}")
+
+
+class IdempotencyKeyReusedError(CoinbtError):
+    """An ``Idempotency-Key`` already names a task whose spec differs from this submission's
+    (the same spec returns that task instead)."""
+
+    code = "idempotency_key_reused"
+
+    def __init__(self, key: str, task_id: str) -> None:
+        self.key = key
+        self.task_id = task_id
+        super().__init__(
+            f"Idempotency-Key {key!r} was used for task {task_id!r} with a different spec; "
+            "send the same spec to get that task, or use a new key for a new backtest"
+        )
 
 
 class InvalidTransitionError(CoinbtError):

@@ -45,10 +45,11 @@ from coinbt.errors import (
     ArtifactPendingError,
     BackupError,
     FieldError,
+    IdempotencyKeyReusedError,
     SpecError,
     TaskNotFoundError,
 )
-from coinbt.events import ArtifactRef, StoredEvent, TaskSpec
+from coinbt.events import ArtifactRef, Queued, StoredEvent, TaskSpec
 from coinbt.executor.base import Executor
 from coinbt.executor.local import open_local_executor
 from coinbt.projections.base import ReadModels
@@ -153,6 +154,7 @@ class System:
                 raise SpecError("must be 1 to 200 characters", field="Idempotency-Key")
             existing = await self.read.task_id_for_key(idempotency_key)
             if existing is not None:
+                await self._same_spec(existing, spec, idempotency_key)
                 return await self.task(existing)
         plan = await validate(spec, self.catalog, max_bars=self.config.max_bars)
         submitted: Submitted = await self.task_manager.ask(
@@ -160,6 +162,8 @@ class System:
             wait_for_room=False,
         )
         if submitted.existing:
+            assert idempotency_key is not None
+            await self._same_spec(submitted.task_id, spec, idempotency_key)
             await self.projector.wait_for(await self.store.last_position())
         else:
             await self.projector.wait_for(submitted.position)
@@ -188,6 +192,13 @@ class System:
         )
         await self.projector.wait_for(max(s.position for s in submitted))
         return [await self.task(s.task_id) for s in submitted]
+
+    async def _same_spec(self, task_id: str, spec: TaskSpec, key: str) -> None:
+        """``IdempotencyKeyReusedError`` unless the key's task was queued with ``spec`` (its
+        first ``Queued`` in the log says, whichever process appended it)."""
+        first = await self.store.read_stream(task_id, limit=1)
+        if not first or not isinstance(first[0].event, Queued) or first[0].event.spec != spec:
+            raise IdempotencyKeyReusedError(key, task_id)
 
     async def cancel(self, task_id: str, reason: str = "cancelled by user") -> TaskView:
         """Cancel a queued or running task (DESIGN section 3). ``InvalidTransitionError`` for a

@@ -17,6 +17,7 @@ import pytest
 
 from coinbt import engine
 from coinbt.errors import (
+    IdempotencyKeyReusedError,
     InvalidTransitionError,
     QueueFullError,
     SpecError,
@@ -177,6 +178,39 @@ async def test_idempotency_key_returns_the_same_task(open_system: OpenSystem) ->
     async with open_system(workers=0) as system:  # and after a restart
         again = await system.submit(tiny(seed=1), idempotency_key="order-42")
         assert again.task_id == first.task_id
+        assert await system.store.last_position() == 2
+
+
+async def test_an_idempotency_key_reused_with_another_spec_is_refused(
+    open_system: OpenSystem,
+) -> None:
+    async with open_system(workers=0) as system:
+        first = await system.submit(tiny(seed=1), idempotency_key="order-42")
+        with pytest.raises(IdempotencyKeyReusedError) as caught:
+            await system.submit(tiny(seed=2), idempotency_key="order-42")
+        assert caught.value.task_id == first.task_id
+        assert caught.value.code == "idempotency_key_reused"
+
+        async def submit(seed: int) -> str:  # while the first append is still on its way
+            try:
+                return (await system.submit(tiny(seed=seed), idempotency_key="fresh")).task_id
+            except IdempotencyKeyReusedError as e:
+                return f"reused {e.task_id}"
+
+        async with anyio.create_task_group() as tg:
+            answers: list[str] = []
+
+            async def record(seed: int) -> None:
+                answers.append(await submit(seed))
+
+            tg.start_soon(record, 1)
+            tg.start_soon(record, 2)
+        [task_id] = [a for a in answers if not a.startswith("reused")]
+        assert sorted(answers) == sorted([task_id, f"reused {task_id}"])
+        assert await system.store.last_position() == 2
+    async with open_system(workers=0) as system:  # and after a restart
+        with pytest.raises(IdempotencyKeyReusedError):
+            await system.submit(tiny(seed=3), idempotency_key="order-42")
         assert await system.store.last_position() == 2
 
 

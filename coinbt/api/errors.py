@@ -29,6 +29,7 @@ from coinbt.errors import (
     DataError,
     DatasetExistsError,
     DatasetNotFoundError,
+    IdempotencyKeyReusedError,
     InvalidRequestError,
     InvalidTransitionError,
     MailboxFullError,
@@ -56,6 +57,7 @@ STATUS: dict[type[CoinbtError], int] = {
     DatasetNotFoundError: 404,
     ArtifactNotFoundError: 404,
     DatasetExistsError: 409,
+    IdempotencyKeyReusedError: 422,
     ConcurrencyError: 409,  # another process changed the task at the same moment: retry
     PayloadTooLargeError: 413,
     UnsupportedMediaTypeError: 415,
@@ -105,6 +107,8 @@ def _details(error: CoinbtError) -> Any:
             return {"row": error.row, "column": error.column}
         case InvalidRequestError() if error.field:
             return [{"field": error.field, "message": str(error)}]
+        case IdempotencyKeyReusedError():
+            return {"field": "Idempotency-Key", "task_id": error.task_id}
         case InvalidTransitionError():
             return {"task_id": error.task_id, "status": error.status}
         case QueueFullError():

@@ -155,6 +155,12 @@ async def test_idempotency_key_header(open_system: OpenSystem) -> None:
         assert first.status_code == second.status_code == 202
         assert first.json()["task_id"] == second.json()["task_id"]
         assert await system.store.last_position() == 1
+        other = await http.post("/backtests", json=spec_json(seed=2), headers=headers)
+        assert other.status_code == 422
+        error = other.json()["error"]
+        assert error["code"] == "idempotency_key_reused"
+        assert error["details"] == {"field": "Idempotency-Key", "task_id": first.json()["task_id"]}
+        assert await system.store.last_position() == 1
 
 
 async def test_full_queue_is_429_with_retry_after(open_system: OpenSystem) -> None:

@@ -18,7 +18,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from anyio.abc import TaskStatus
 
-from coinbt.errors import InvalidTransitionError
+from coinbt.errors import IdempotencyKeyReusedError, InvalidTransitionError
 from coinbt.events import Queued, Started, TaskSpec
 from coinbt.executor.local import LocalProcessExecutor
 from coinbt.projections.postgres import PgReadModelSink
@@ -222,7 +222,36 @@ async def test_an_idempotency_key_is_known_to_every_process(open_system: OpenSys
         first = await a.submit(tiny(), idempotency_key="order-7")
         again = await b.submit(tiny(), idempotency_key="order-7")
         assert again.task_id == first.task_id
+        with pytest.raises(IdempotencyKeyReusedError, match="order-7"):  # another spec
+            await b.submit(tiny(seed=2), idempotency_key="order-7")
         assert await a.store.last_position() == 1
+
+
+async def test_one_key_with_two_specs_at_once_in_two_processes_makes_one_task(
+    open_system: OpenSystem,
+) -> None:
+    """Both processes race to queue one key with different specs: one wins, the other answer is
+    422 ``idempotency_key_reused`` naming the winner's task, never a second task."""
+    keys = [f"order-{n}" for n in range(10)]
+    outcomes: dict[str, list[str]] = {key: [] for key in keys}
+    async with open_system(workers=0) as a, open_system(workers=0) as b:
+
+        async def submit(system: System, key: str, seed: int) -> None:
+            try:
+                view = await system.submit(tiny(seed=seed), idempotency_key=key)
+            except IdempotencyKeyReusedError as e:
+                outcomes[key].append(f"reused {e.task_id}")
+            else:
+                outcomes[key].append(view.task_id)
+
+        async with anyio.create_task_group() as tg:
+            for n, key in enumerate(keys):
+                tg.start_soon(submit, a, key, n + 1)
+                tg.start_soon(submit, b, key, n + 101)
+        for key in keys:
+            [task_id] = [o for o in outcomes[key] if not o.startswith("reused")]
+            assert sorted(outcomes[key]) == sorted([task_id, f"reused {task_id}"]), key
+        assert len(await a.store.stream_ids()) == len(keys)
 
 
 async def test_one_key_sent_to_two_processes_at_once_makes_one_task(
@@ -241,7 +270,7 @@ async def test_one_key_sent_to_two_processes_at_once_makes_one_task(
         async with anyio.create_task_group() as tg:
             for n, key in enumerate(keys):
                 tg.start_soon(submit, a, key, n + 1)
-                tg.start_soon(submit, b, key, n + 101)
+                tg.start_soon(submit, b, key, n + 1)
         for key in keys:
             [task_id, other] = answers[key]
             assert other == task_id, key
