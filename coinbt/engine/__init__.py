@@ -16,11 +16,13 @@ from coinbt.engine.backtest import run
 from coinbt.engine.data import Bars, load_bars, parse_interval, save_bars
 from coinbt.engine.ledger import Ledger, PositionSummary, Trades, ledger, ledger_of
 from coinbt.engine.metrics import METRIC_NAMES
+from coinbt.engine.overfit import DeflatedSharpe, deflate_sweep, deflated_sharpe
 from coinbt.engine.result import BacktestResult, Fill, Fills
 from coinbt.engine.spec import BacktestSpec, ValidSpec, validate_spec
 from coinbt.engine.strategies import STRATEGIES, Strategy
 from coinbt.engine.sweep import SweepResult, sweep
 from coinbt.engine.synthetic import synthetic
+from coinbt.engine.walkforward import WalkForwardResult, walk_forward
 
 __all__ = (
     "METRIC_NAMES",
@@ -28,6 +30,7 @@ __all__ = (
     "BacktestResult",
     "BacktestSpec",
     "Bars",
+    "DeflatedSharpe",
     "Fill",
     "Fills",
     "Ledger",
@@ -36,6 +39,9 @@ __all__ = (
     "SweepResult",
     "Trades",
     "ValidSpec",
+    "WalkForwardResult",
+    "deflate_sweep",
+    "deflated_sharpe",
     "ledger",
     "ledger_of",
     "load_bars",
@@ -47,4 +53,5 @@ __all__ = (
     "sweep",
     "synthetic",
     "validate_spec",
+    "walk_forward",
 )
