@@ -77,6 +77,10 @@ STATUS: dict[type[CoinbtError], int] = {
     ActorCrashLoopError: 503,
 }
 
+# 5xx answers that are part of normal operation, logged at INFO: an upload still being retried
+# (its cause is logged by the uploader), a service shutting down.
+_EXPECTED = (ArtifactPendingError, ShuttingDownError)
+
 _encoder = msgspec.json.Encoder()
 
 
@@ -135,7 +139,9 @@ def error_response(error: CoinbtError) -> Response:
 async def handle_error(request: Request, exc: Exception) -> Response:
     """Starlette exception handler for every exception."""
     if isinstance(exc, CoinbtError):
-        if _status(exc) >= 500:
+        if isinstance(exc, _EXPECTED):  # a documented answer, not a fault of the server
+            log.info("%s %s: %s", request.method, request.url.path, exc)
+        elif _status(exc) >= 500:
             log.error("%s %s failed: %s", request.method, request.url.path, exc)
         return error_response(exc)
     log.exception("unexpected error in %s %s", request.method, request.url.path)

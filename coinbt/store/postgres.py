@@ -46,6 +46,7 @@ crash; coinbt does not use it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -74,6 +75,7 @@ from coinbt.store._pgwriter import CHANNEL, PgWriter
 from coinbt.store._verify import walk_chain
 from coinbt.store._writer import GroupCommitWriter, Outcome
 from coinbt.store.base import Progress, VerifyReport
+from coinbt.store.metrics import Histogram
 from coinbt.store.sqlite import decode_row
 
 __all__ = ("PostgresEventStore", "migrate_postgres", "open_postgres_store")
@@ -94,6 +96,7 @@ class PostgresEventStore:
         self._sync = PgWriter(dsn, writer, clock, self._notify)
         self._writer = GroupCommitWriter(self._commit)
         self._listening = anyio.CancelScope()
+        self.commit_latency = Histogram()  # /metrics: coinbt_append_latency_seconds
 
     def _notify(self) -> None:
         self._appended.set()
@@ -115,7 +118,11 @@ class PostgresEventStore:
         return split_group(group, await self._writer.submit(group))
 
     async def _commit(self, requests: list[Append]) -> list[Outcome]:
-        return await self._sync.commit(requests)
+        started = time.perf_counter()
+        try:
+            return await self._sync.commit(requests)
+        finally:
+            self.commit_latency.observe(time.perf_counter() - started)
 
     # --- reading ---------------------------------------------------------------------------------
 

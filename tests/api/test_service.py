@@ -121,6 +121,25 @@ async def test_health_metrics_and_openapi(open_system: OpenSystem) -> None:
         assert "text/html" in page.headers["content-type"]
 
 
+async def test_metrics_on_postgresql_have_the_append_series(tmp_path: Path, pg_dsn: str) -> None:
+    async with (
+        system_factory(tmp_path, db=pg_dsn)(workers=1) as system,
+        http_client("asgi", system) as http,
+    ):
+        await http.post("/backtests", json=msgspec.to_builtins(tiny()))
+        await system.drain()
+        metrics = (await http.get("/metrics")).text
+    values = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if not line.startswith("#"))
+    assert values['coinbt_tasks{status="completed"}'] == "1"
+    appends = int(values["coinbt_appends_total"])
+    transactions = int(values["coinbt_append_transactions_total"])
+    assert appends >= 3  # Queued, Started, Completed (with its fills): one append each
+    assert 1 <= transactions <= appends
+    assert int(values["coinbt_append_latency_seconds_count"]) == transactions
+    assert int(values['coinbt_append_latency_seconds_bucket{le="+Inf"}']) == transactions
+    assert float(values["coinbt_append_latency_seconds_sum"]) > 0
+
+
 async def test_sse_delivers_every_later_event_once_in_order(open_system: OpenSystem) -> None:
     async with (
         open_system(workers=1) as system,

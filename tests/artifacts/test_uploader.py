@@ -4,6 +4,7 @@ a completed task never waits for, nor fails because of, its artifacts' upload.""
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,7 +63,7 @@ async def test_artifacts_go_to_s3_and_are_read_back_from_there(
 
 
 async def test_a_task_completes_while_the_store_is_down_and_its_artifacts_land_later(
-    proxy: FaultProxy, bucket: str, tmp_path: Path
+    proxy: FaultProxy, bucket: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     proxy.down()
     open_system = system_factory(tmp_path)
@@ -81,9 +82,14 @@ async def test_a_task_completes_while_the_store_is_down_and_its_artifacts_land_l
         body = (await http.get(f"/backtests/{task_id}/artifacts")).json()
         assert {a["state"] for a in body["artifacts"]} == {"pending"}
         assert all("cannot reach" in a["last_error"] for a in body["artifacts"])
+        caplog.set_level(logging.INFO, "coinbt.api")
+        caplog.clear()
         response = await http.get(f"/backtests/{task_id}/equity")
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "artifact_pending"
+        # An expected answer, not a server fault: logged, but not at ERROR.
+        api_records = [r for r in caplog.records if r.name == "coinbt.api"]
+        assert [r.levelname for r in api_records] == ["INFO"]
         assert "upload is pending" in response.json()["error"]["message"]
         assert int(response.headers["Retry-After"]) >= 1
         metrics = (await http.get("/metrics")).text
