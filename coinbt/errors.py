@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = (
     "ActorCrashLoopError",
@@ -45,6 +46,7 @@ __all__ = (
     "SchemaTooNewError",
     "ShuttingDownError",
     "SpecError",
+    "StrategyError",
     "TaskNotFoundError",
     "TooManyStreamsError",
     "UnauthorizedError",
@@ -219,6 +221,13 @@ class ShuttingDownError(CoinbtError):
     code = "shutting_down"
 
 
+class StrategyError(CoinbtError):
+    """A user's strategy (a plugin) raised or returned bad signals; the message holds the
+    plugin's name and traceback. It fails that task only."""
+
+    code = "strategy_failed"
+
+
 class RunCancelledError(CoinbtError):
     """A run was stopped by its progress callback (cancel or timeout)."""
 
@@ -230,13 +239,24 @@ class RunCancelledError(CoinbtError):
 
 @dataclass(frozen=True, slots=True)
 class FieldError:
-    """One invalid field: a JSON-path-like location (``params.fast``) and what is wrong with it."""
+    """One invalid field: a JSON-path-like location (``params.fast``) and what is wrong with it.
+
+    ``column`` (1-based) points inside a text field, such as a rule expression (``rules.entry``).
+    """
 
     field: str
     message: str
+    column: int | None = None
 
-    def to_dict(self) -> dict[str, str]:
-        return {"field": self.field, "message": self.message}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"field": self.field, "message": self.message}
+        if self.column is not None:
+            out["column"] = self.column
+        return out
+
+    def __str__(self) -> str:
+        where = self.field if self.column is None else f"{self.field}, column {self.column}"
+        return f"{where}: {self.message}" if where else self.message
 
 
 class SpecError(CoinbtError, ValueError):
@@ -248,9 +268,7 @@ class SpecError(CoinbtError, ValueError):
         if isinstance(errors, str):
             errors = [FieldError(field or "", errors)]
         self.errors = tuple(errors)
-        super().__init__(
-            "; ".join(f"{e.field}: {e.message}" if e.field else e.message for e in self.errors)
-        )
+        super().__init__("; ".join(str(e) for e in self.errors))
 
 
 class DataError(CoinbtError, ValueError):

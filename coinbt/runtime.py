@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 
 from coinbt.actors.base import Supervisor
 from coinbt.actors.projector import Projector
@@ -157,6 +158,8 @@ class System:
                 await self._same_spec(existing, spec, idempotency_key)
                 return await self.task(existing)
         plan = await validate(spec, self.catalog, max_bars=self.config.max_bars)
+        # Queued records the parameters that run (defaults filled in) and the strategy's source
+        spec = msgspec.structs.replace(spec, params=plan.params, source=plan.source)
         submitted: Submitted = await self.task_manager.ask(
             lambda reply: SubmitTask(spec, idempotency_key, reply, bars=plan.bars),
             wait_for_room=False,

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 from coinbt.datasets import Catalog
 from coinbt.errors import CoinbtError, DataError, DatasetNotFoundError, FieldError, SpecError
-from coinbt.events import TaskSpec
+from coinbt.events import ParamValue, StrategySource, TaskSpec
 
 __all__ = (
     "DEFAULT_MAX_BARS",
@@ -44,6 +45,8 @@ class DataPlan:
     dataset_path: Path | None = None
     start_ms: int | None = None
     end_ms: int | None = None
+    params: dict[str, ParamValue] = field(default_factory=dict)  # defaults filled in
+    source: StrategySource | None = None
 
 
 _json_decoder = msgspec.json.Decoder(TaskSpec)
@@ -92,7 +95,7 @@ async def validate(spec: TaskSpec, catalog: Catalog, *, max_bars: int) -> DataPl
     given the number of bars, that the data is long enough, naming the window parameter); this adds
     the data rules and ``timeout_s``.
     """
-    from coinbt.engine import BacktestSpec, validate_spec
+    from coinbt.engine import validate_spec
 
     errors: list[FieldError] = []
     if not math.isfinite(spec.timeout_s):
@@ -104,22 +107,48 @@ async def validate(spec: TaskSpec, catalog: Catalog, *, max_bars: int) -> DataPl
         plan = await resolve(spec, catalog, max_bars=max_bars)
     except SpecError as e:
         errors.extend(e.errors)
-    engine_spec = BacktestSpec(
+    engine_spec = engine_spec_of(spec)
+    try:
+        valid = validate_spec(engine_spec, None if plan is None else plan.bars)
+    except SpecError as e:
+        errors.extend(e.errors)
+    if errors:
+        raise SpecError(errors)
+    assert plan is not None
+    return replace(plan, params=dict(valid.params), source=source_of(valid.strategy))
+
+
+def engine_spec_of(spec: TaskSpec) -> Any:
+    """The engine's ``BacktestSpec`` for a task's spec."""
+    from coinbt.engine import BacktestSpec
+
+    rules = None
+    if spec.rules is not None:
+        rules = {k: v for k, v in msgspec.structs.asdict(spec.rules).items() if v is not None}
+    return BacktestSpec(
         strategy=spec.strategy,
         params=spec.params,
         cash=spec.cash,
         fee_bps=spec.fee_bps,
         slippage_bps=spec.slippage_bps,
         fill=spec.fill,
+        rules=rules,
     )
-    try:
-        validate_spec(engine_spec, None if plan is None else plan.bars)
-    except SpecError as e:
-        errors.extend(e.errors)
-    if errors:
-        raise SpecError(errors)
-    assert plan is not None
-    return plan
+
+
+def source_of(strategy: Any) -> StrategySource:
+    """Where a validated strategy's code comes from (recorded in ``Queued``)."""
+    from coinbt import __version__
+
+    provenance = strategy.provenance
+    if strategy.source == "plugin":
+        return StrategySource(
+            kind="plugin",
+            version=provenance.get("version"),
+            module=provenance.get("module"),
+            sha256=provenance.get("sha256"),
+        )
+    return StrategySource(kind=strategy.source, version=__version__)
 
 
 async def resolve(spec: TaskSpec, catalog: Catalog, *, max_bars: int) -> DataPlan:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import msgspec
 from anyio.abc import TaskGroup
 
 from coinbt.actors.base import Actor
@@ -28,7 +29,7 @@ from coinbt.actors.uploader import Uploader
 from coinbt.artifacts.outbox import Outbox
 from coinbt.datasets import Catalog
 from coinbt.errors import CoinbtError, ShuttingDownError
-from coinbt.events import ArtifactRef, Completed, Filled
+from coinbt.events import ArtifactRef, Completed, Filled, RuleSet
 from coinbt.executor._errors import JobLostError
 from coinbt.executor.base import Executor, Job, JobError, JobResult
 from coinbt.lifecycle import Complete, Fail
@@ -268,7 +269,12 @@ def _job(claim: Claim, plan: DataPlan, out: Path) -> Job:
         dataset_path=None if plan.dataset_path is None else str(plan.dataset_path),
         start_ms=plan.start_ms,
         end_ms=plan.end_ms,
+        rules=None if spec.rules is None else _rules(spec.rules),
     )
+
+
+def _rules(rules: RuleSet) -> dict[str, str]:
+    return {k: v for k, v in msgspec.structs.asdict(rules).items() if v is not None}
 
 
 def _complete(task_id: str, attempt: int, plan: DataPlan, result: JobResult) -> Complete:

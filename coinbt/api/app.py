@@ -20,6 +20,7 @@ from coinbt.api.catalog import Catalog
 from coinbt.api.errors import error_response, handle_error, json_response
 from coinbt.api.guard import RequestGuard
 from coinbt.api.openapi import openapi
+from coinbt.api.rules import RulesApi
 from coinbt.api.stream import MAX_STREAMS, EventStream
 from coinbt.errors import CoinbtError, UnauthorizedError
 from coinbt.runtime import System
@@ -72,6 +73,7 @@ def create_app(
     backtests = Backtests(system)
     stream = EventStream(system, max_streams=max_streams)
     catalog = Catalog(system)
+    rules = RulesApi()
     document = openapi(token_required=token is not None)
 
     async def health(request: Request) -> Response:
@@ -108,6 +110,8 @@ def create_app(
         Route("/backtests/{task_id}/artifacts", backtests.artifacts, methods=["GET"]),
         Route("/events", stream.events, methods=["GET"]),
         Route("/strategies", catalog.strategies, methods=["GET"]),
+        Route("/functions", rules.functions, methods=["GET"]),
+        Route("/rules/validate", rules.validate, methods=["POST"]),
         Route("/datasets", catalog.datasets, methods=["GET"]),
         Route("/datasets", catalog.upload, methods=["POST"]),
         Route("/health", health, methods=["GET"]),

@@ -17,6 +17,22 @@ from coinbt.runtime import System
 __all__ = ("Catalog",)
 
 UPLOAD_LIMIT = 512 * 1024 * 1024
+RULES_ENTRY: dict[str, Any] = {
+    "name": "rules",
+    "description": (
+        'Your own conditions: give "rules": {"entry": ..., "exit": ...} (optionally '
+        '"short_entry", "short_exit"), expressions over open, high, low, close, volume, your '
+        '"params" (numbers) and the functions of GET /functions; for example "entry": '
+        '"cross_above(sma(close, fast), sma(close, slow))". Check one with POST /rules/validate.'
+    ),
+    "params": {
+        "type": "object",
+        "title": "rules",
+        "description": "any numeric parameters the rules name",
+        "additionalProperties": {"type": "number"},
+    },
+    "source": "rules",
+}
 
 
 def _iso_ms(ms: int) -> str:
@@ -42,16 +58,31 @@ class Catalog:
         self.system = system
 
     async def strategies(self, request: Request) -> Response:
+        """Builtin, plugin and rules strategies, each with ``"source"`` (DESIGN.md section 10)."""
         from coinbt.engine import STRATEGIES
+        from coinbt.engine.plugins import plugins
 
-        return json_response(
+        listed: list[dict[str, Any]] = [
             {
-                "strategies": [
-                    {"name": s.name, "description": s.description, "params": s.schema()}
-                    for s in STRATEGIES.values()
-                ]
+                "name": s.name,
+                "description": s.description,
+                "params": s.schema(),
+                "source": "builtin",
             }
-        )
+            for s in STRATEGIES.values()
+        ]
+        for s in plugins().values():
+            listed.append(
+                {
+                    "name": s.name,
+                    "description": s.description,
+                    "params": s.schema(),
+                    "source": "plugin",
+                    "provenance": dict(s.provenance),
+                }
+            )
+        listed.append(RULES_ENTRY)
+        return json_response({"strategies": listed})
 
     async def datasets(self, request: Request) -> Response:
         listing = await self.system.catalog.listing()

@@ -23,9 +23,13 @@ __all__ = (
     "EventOut",
     "EventPage",
     "FillsOut",
+    "FunctionOut",
+    "FunctionsOut",
     "HealthOut",
     "PositionOut",
     "PositionsOut",
+    "RuleErrorOut",
+    "RulesCheckOut",
     "StrategiesOut",
     "StrategyOut",
     "TaskOut",
@@ -141,6 +145,40 @@ class StrategyOut(msgspec.Struct):
     name: str
     description: str
     params: dict[str, Any]
+    source: Literal["builtin", "plugin", "rules"] = "builtin"
+    provenance: dict[str, Any] | None = None
+
+
+class FunctionOut(msgspec.Struct):
+    """One function rules may call: its arguments with defaults and ranges (``maximum`` "bars"
+    for windows), the bar columns it reads, and its output."""
+
+    name: str
+    signature: str
+    source: Literal["coinbt", "talib"]
+    inputs: list[str]
+    params: list[dict[str, Any]]
+    outputs: list[str]
+    returns: str
+    description: str
+
+
+class FunctionsOut(msgspec.Struct):
+    functions: list[FunctionOut]
+    columns: list[str]
+    limits: dict[str, int]
+
+
+class RuleErrorOut(msgspec.Struct):
+    field: str
+    message: str
+    column: int | None = None
+
+
+class RulesCheckOut(msgspec.Struct):
+    valid: bool
+    errors: list[RuleErrorOut]
+    params: dict[str, Any] | None
 
 
 class StrategiesOut(msgspec.Struct):

@@ -8,6 +8,7 @@ import msgspec
 
 from coinbt import __version__
 from coinbt.api import models
+from coinbt.api.rules import RulesCheckIn
 from coinbt.events import TaskSpec
 
 __all__ = ("openapi",)
@@ -57,6 +58,9 @@ def openapi(*, token_required: bool) -> dict[str, Any]:
         models.EquityOut,
         models.ArtifactsOut,
         models.StrategiesOut,
+        models.FunctionsOut,
+        models.RulesCheckOut,
+        RulesCheckIn,
         models.DatasetsOut,
         models.DatasetOut,
         models.HealthOut,
@@ -66,7 +70,9 @@ def openapi(*, token_required: bool) -> dict[str, Any]:
     from coinbt.engine import STRATEGIES
 
     strategy = components["TaskSpec"]["properties"]["strategy"]
-    strategy["enum"] = sorted(STRATEGIES)
+    from coinbt.engine.plugins import plugins
+
+    strategy["enum"] = sorted([*STRATEGIES, *plugins(), "rules"])
     strategy["description"] = "see GET /strategies for each one's parameters"
     ok_task = {"description": "the task", "content": _json("TaskOut")}
     not_found = _error("no task with this id")
@@ -271,6 +277,24 @@ def openapi(*, token_required: bool) -> dict[str, Any]:
             "get": _op(
                 "Strategies and their parameter schemas",
                 {"200": {"description": "strategies", "content": _json("StrategiesOut")}},
+            )
+        },
+        "/functions": {
+            "get": _op(
+                "The functions rules may call, with their arguments and outputs",
+                {"200": {"description": "the catalogue", "content": _json("FunctionsOut")}},
+            )
+        },
+        "/rules/validate": {
+            "post": _op(
+                "Check a rule set without submitting it (problems are a 200 with errors)",
+                {
+                    "200": {"description": "the verdict", "content": _json("RulesCheckOut")},
+                    "400": _error("malformed JSON"),
+                    "413": _error("the body is too large"),
+                    "422": _error("the body is not a rules check; details name the field"),
+                },
+                requestBody={"required": True, "content": _json("RulesCheckIn")},
             )
         },
         "/datasets": {

@@ -33,7 +33,7 @@ def run(spec: BacktestSpec, bars: Bars, progress: Progress | None = None) -> Bac
     :class:`~coinbt.errors.RunCancelledError`) stops the run and propagates.
     """
     valid = validate_spec(spec, len(bars))
-    return execute(valid, bars, IndicatorCache(bars.close, bars.high, bars.low), progress)
+    return execute(valid, bars, IndicatorCache.of(bars), progress)
 
 
 def execute(

@@ -16,6 +16,7 @@ does not change when later inputs do).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,6 +32,9 @@ __all__ = (
     "sma",
     "wilder_rsi",
 )
+
+if TYPE_CHECKING:
+    from coinbt.engine.data import Bars
 
 FloatArray = NDArray[np.float64]
 
@@ -238,10 +242,13 @@ class IndicatorCache:
     parameter grid, so every distinct window is computed a single time.
     """
 
-    def __init__(self, close: FloatArray, high: FloatArray, low: FloatArray) -> None:
+    def __init__(
+        self, close: FloatArray, high: FloatArray, low: FloatArray, *, bars: Bars | None = None
+    ) -> None:
         self.close = close
         self.high = high
         self.low = low
+        self.bars = bars  # the rest of the columns, for rules and plugins (None: not given)
         self._memo: dict[tuple[str, int], tuple[FloatArray, ...]] = {}
 
     def _get(
@@ -251,6 +258,11 @@ class IndicatorCache:
         if found is None:
             found = self._memo[key] = make()
         return found
+
+    @classmethod
+    def of(cls, bars: Bars) -> IndicatorCache:
+        """The cache of ``bars`` (every column reachable through ``.bars``)."""
+        return cls(bars.close, bars.high, bars.low, bars=bars)
 
     def sma(self, window: int) -> FloatArray:
         return self._get(("sma", window), lambda: (rolling_mean(self.close, window),))[0]

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from coinbt.engine._params import Number
-from coinbt.engine.strategies import STRATEGIES, Strategy
+from coinbt.engine.rules.strategy import RULES_STRATEGY, rules_strategy
+from coinbt.engine.strategies import Strategy, find_strategy, strategy_names
 from coinbt.errors import FieldError, SpecError
 
 __all__ = ("FILL_MODES", "BacktestSpec", "FillMode", "ValidSpec", "validate_spec")
@@ -33,9 +34,10 @@ class BacktestSpec:
     fee_bps: float = 10.0
     slippage_bps: float = 0.0
     fill: str = "next_open"
+    rules: Mapping[str, str] | None = None  # with strategy="rules": entry, exit[, short_*]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "strategy": self.strategy,
             "params": dict(self.params),
             "cash": self.cash,
@@ -43,6 +45,9 @@ class BacktestSpec:
             "slippage_bps": self.slippage_bps,
             "fill": self.fill,
         }
+        if self.rules is not None:
+            out["rules"] = dict(self.rules)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,13 +83,21 @@ def validate_spec(spec: BacktestSpec, n_bars: int | None = None) -> ValidSpec:
     longest window (the error names that parameter, e.g. ``params.slow``).
     """
     errors: list[FieldError] = []
-    strategy = STRATEGIES.get(spec.strategy) if isinstance(spec.strategy, str) else None
+    strategy = find_strategy(spec.strategy)
     params: dict[str, Number] = {}
+    if spec.strategy == RULES_STRATEGY:
+        try:
+            strategy = rules_strategy(spec.rules, spec.params, n_bars)
+        except SpecError as e:
+            errors.extend(e.errors)
+    elif spec.rules is not None:
+        errors.append(FieldError("rules", 'rules go with "strategy": "rules"'))
     if strategy is None:
-        known = ", ".join(STRATEGIES)
-        errors.append(
-            FieldError("strategy", f"unknown strategy {spec.strategy!r} (known: {known})")
-        )
+        if spec.strategy != RULES_STRATEGY:
+            known = ", ".join([*strategy_names(), RULES_STRATEGY])
+            errors.append(
+                FieldError("strategy", f"unknown strategy {spec.strategy!r} (known: {known})")
+            )
     else:
         params, param_errors = strategy.check(spec.params)
         errors.extend(param_errors)
@@ -101,7 +114,7 @@ def validate_spec(spec: BacktestSpec, n_bars: int | None = None) -> ValidSpec:
         rates.append(0.0 if bps is None else bps / _MAX_BPS)
     if spec.fill not in FILL_MODES:
         errors.append(FieldError("fill", f"must be next_open or close, got {spec.fill!r}"))
-    if strategy is not None and not errors and n_bars is not None:
+    if strategy is not None and not errors and n_bars is not None:  # (rules: checked above)
         needed, param = strategy.lookback_fn(params)
         if n_bars < needed:
             where = f"params.{param}" if param else "data"

@@ -24,9 +24,10 @@ from numpy.typing import NDArray
 from coinbt.engine._params import Number, Param, ParamError
 from coinbt.engine.data import Bars
 from coinbt.engine.indicators import IndicatorCache
+from coinbt.engine.signals import Signals
 from coinbt.errors import FieldError, SpecError
 
-__all__ = ("STRATEGIES", "TIE_RTOL", "Param", "Strategy")
+__all__ = ("STRATEGIES", "TIE_RTOL", "Param", "Strategy", "find_strategy", "strategy_names")
 
 TIE_RTOL = 1e-10
 """Relative tolerance under which two computed quantities count as equal (see the module doc)."""
@@ -51,6 +52,11 @@ class Strategy:
     signal_fn: SignalFn = field(repr=False)
     lookback_fn: Callable[[Params], tuple[int, str | None]] = field(repr=False)
     rules_fn: Callable[[Params], list[FieldError]] = field(default=_no_rules, repr=False)
+    source: str = "builtin"  # "builtin", "plugin" or "rules" (DESIGN.md section 10)
+    provenance: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    signals_fn: Callable[[IndicatorCache, Params], Signals] | None = field(
+        default=None, repr=False
+    )  # all four signals (the short ones optional); None: signal_fn's two, no short signals
 
     def defaults(self) -> dict[str, Number]:
         return {p.name: p.default for p in self.params}
@@ -112,9 +118,17 @@ class Strategy:
         cache = bars if isinstance(bars, IndicatorCache) else _cache(bars)
         return self.signal_fn(cache, self.validate(params))
 
+    def all_signals(self, cache: IndicatorCache, params: Params) -> Signals:
+        """Every signal for validated ``params``: entries and exits, and the short signals where
+        the strategy has them (None otherwise)."""
+        if self.signals_fn is not None:
+            return self.signals_fn(cache, params)
+        entries, exits = self.signal_fn(cache, params)
+        return Signals(entries, exits)
+
 
 def _cache(bars: Bars) -> IndicatorCache:
-    return IndicatorCache(bars.close, bars.high, bars.low)
+    return IndicatorCache.of(bars)
 
 
 # --- comparisons ------------------------------------------------------------------------------
@@ -372,11 +386,30 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in _STRATEGY_LIST}
 """Every strategy by name."""
 
 
+def find_strategy(name: object) -> Strategy | None:
+    """The builtin or plugin strategy called ``name`` (plugins: ``coinbt.engine.plugins``)."""
+    if not isinstance(name, str):
+        return None
+    found = STRATEGIES.get(name)
+    if found is None:
+        from coinbt.engine.plugins import plugins
+
+        found = plugins().get(name)
+    return found
+
+
+def strategy_names() -> list[str]:
+    """The builtin strategies' names, then the plugins'."""
+    from coinbt.engine.plugins import plugins
+
+    return [*STRATEGIES, *plugins()]
+
+
 def strategy_named(name: object, field_name: str = "strategy") -> Strategy:
     """The strategy called ``name``, or :class:`SpecError` listing the known ones."""
-    found = STRATEGIES.get(name) if isinstance(name, str) else None
+    found = find_strategy(name)
     if found is None:
-        known = ", ".join(STRATEGIES)
+        known = ", ".join(strategy_names())
         raise SpecError(f"unknown strategy {name!r} (known: {known})", field=field_name)
     return found
 

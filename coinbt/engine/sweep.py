@@ -132,7 +132,8 @@ def sweep(
     """
     strat = strategy if isinstance(strategy, Strategy) else strategy_named(strategy)
     values = grid_values(strat, grid)
-    base = BacktestSpec(strat.name, {}, cash, fee_bps, slippage_bps, fill)
+    rules = strat.provenance.get("rules")  # a rules strategy: its text goes into each spec
+    base = BacktestSpec(strat.name, strat.defaults(), cash, fee_bps, slippage_bps, fill, rules)
     costs = validate_spec(base)
     names = tuple(p.name for p in strat.params)
     if sort_by not in METRIC_NAMES and sort_by not in names:
@@ -142,7 +143,7 @@ def sweep(
         )
     keys = list(values)
     combos = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values.values())]
-    cache = IndicatorCache(bars.close, bars.high, bars.low)
+    cache = IndicatorCache.of(bars)
     rows: list[dict[str, Any]] = []
     reasons: dict[str, int] = {}
     for i, combo in enumerate(combos):
@@ -154,7 +155,7 @@ def sweep(
             reason = skip_reason(errors[0])
             reasons[reason] = reasons.get(reason, 0) + 1
         else:
-            spec = BacktestSpec(strat.name, params, cash, fee_bps, slippage_bps, fill)
+            spec = BacktestSpec(strat.name, params, cash, fee_bps, slippage_bps, fill, rules)
             valid = ValidSpec(
                 strat, params, costs.cash, costs.fee_rate, costs.slippage_rate, costs.fill, spec
             )

@@ -10,7 +10,15 @@ from coinbt.events.codec import (
     register_upcaster,
 )
 from coinbt.events.envelope import StoredEvent
-from coinbt.events.spec import DataSpec, FillMode, ParamValue, SyntheticSpec, TaskSpec
+from coinbt.events.spec import (
+    DataSpec,
+    FillMode,
+    ParamValue,
+    RuleSet,
+    StrategySource,
+    SyntheticSpec,
+    TaskSpec,
+)
 from coinbt.events.types import (
     EVENT_TYPES,
     TERMINAL_TYPES,
@@ -41,8 +49,10 @@ __all__ = (
     "ParamValue",
     "PositionSummary",
     "Queued",
+    "RuleSet",
     "Started",
     "StoredEvent",
+    "StrategySource",
     "SyntheticSpec",
     "TaskEvent",
     "TaskSpec",

@@ -13,7 +13,15 @@ from typing import Annotated, Literal
 
 import msgspec
 
-__all__ = ("DataSpec", "FillMode", "ParamValue", "SyntheticSpec", "TaskSpec")
+__all__ = (
+    "DataSpec",
+    "FillMode",
+    "ParamValue",
+    "RuleSet",
+    "StrategySource",
+    "SyntheticSpec",
+    "TaskSpec",
+)
 
 FillMode = Literal["next_open", "close"]
 ParamValue = bool | int | float | str
@@ -38,8 +46,32 @@ class DataSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     synthetic: SyntheticSpec | None = None
 
 
+class RuleSet(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A ``"strategy": "rules"`` strategy: conditions over the bars (docs/strategies.md)."""
+
+    entry: str
+    exit: str
+    short_entry: str | None = None
+    short_exit: str | None = None
+
+
+class StrategySource(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Which code produced a result, recorded by the server at submission (never taken from
+    the client): ``builtin`` (with the coinbt version), ``plugin`` (its module, the sha256 of
+    the module's source and its package version) or ``rules`` (the text is ``spec.rules``)."""
+
+    kind: str
+    version: str | None = None
+    module: str | None = None
+    sha256: str | None = None
+
+
 class TaskSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One backtest: strategy and parameters, data, costs and limits."""
+    """One backtest: strategy and parameters, data, costs and limits.
+
+    ``rules`` goes with ``"strategy": "rules"``. ``source`` is filled in by the server when the
+    task is queued (a value sent by a client is replaced), as are the parameters' defaults.
+    """
 
     strategy: str
     data: DataSpec
@@ -49,3 +81,5 @@ class TaskSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     slippage_bps: Annotated[float, msgspec.Meta(ge=0, lt=10_000)] = 0.0
     fill: FillMode = "next_open"
     timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    rules: RuleSet | None = None
+    source: StrategySource | None = None

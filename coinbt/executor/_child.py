@@ -89,6 +89,7 @@ def execute(job: Job, progress: Any = None) -> JobResult:
         fee_bps=job.fee_bps,
         slippage_bps=job.slippage_bps,
         fill=job.fill,
+        rules=job.rules,
     )
     result = run(spec, bars, progress=progress)
     out = Path(job.out_dir)  # files are named <out_dir>-equity.npy etc.: no directory per job

@@ -30,6 +30,7 @@ class Job(msgspec.Struct, frozen=True):
     dataset_path: str | None = None
     start_ms: int | None = None
     end_ms: int | None = None
+    rules: dict[str, str] | None = None  # with strategy "rules": entry, exit[, short_*]
 
 
 class ProducedArtifact(msgspec.Struct, frozen=True):
