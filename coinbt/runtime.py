@@ -180,14 +180,18 @@ class System:
             raise SpecError(f"a batch holds 1 to {MAX_BATCH:,} specs, got {len(specs):,}", field="")
         errors: list[FieldError] = []
         bars: list[int | None] = []
+        specs = list(specs)
         for index, spec in enumerate(specs):
             try:
                 plan = await validate(spec, self.catalog, max_bars=self.config.max_bars)
             except SpecError as e:
-                errors.extend(FieldError(indexed(index, f.field), f.message) for f in e.errors)
+                errors.extend(
+                    FieldError(indexed(index, f.field), f.message, f.column) for f in e.errors
+                )
                 bars.append(None)
             else:
                 bars.append(plan.bars)
+                specs[index] = msgspec.structs.replace(spec, params=plan.params, source=plan.source)
         if errors:
             raise SpecError(errors)
         submitted: list[Submitted] = await self.task_manager.ask(

@@ -210,7 +210,9 @@ async def test_functions_and_strategies_list_what_rules_can_use(open_system: Ope
         )
         assert ok.json()["valid"] is True
         assert set(ok.json()["params"]["properties"]) == {"fast", "slow"}
-        bad = await http.post("/rules/validate", content=b"{nope")
+        bad = await http.post(
+            "/rules/validate", content=b"{nope", headers={"content-type": "application/json"}
+        )
         assert bad.status_code == 400
         wrong = await http.post("/rules/validate", json={"rules": "x"})
         assert wrong.status_code == 422
