@@ -217,3 +217,17 @@ async def test_functions_and_strategies_list_what_rules_can_use(open_system: Ope
         wrong = await http.post("/rules/validate", json={"rules": "x"})
         assert wrong.status_code == 422
         assert wrong.json()["error"]["details"][0]["field"] == "rules"
+
+
+async def test_a_retry_without_params_is_the_same_task(open_system: OpenSystem) -> None:
+    """The log records the defaults; a retry of the same spec under its key still matches."""
+    async with open_system(workers=0) as system, http_client("asgi", system) as http:
+        body = msgspec.to_builtins(tiny(params={}))
+        headers = {"Idempotency-Key": "k1"}
+        first = await http.post("/backtests", json=body, headers=headers)
+        again = await http.post("/backtests", json=body, headers=headers)
+        assert first.status_code == 202
+        assert again.status_code == 202
+        assert again.json()["task_id"] == first.json()["task_id"]
+        other = await http.post("/backtests", json={**body, "cash": 5.0}, headers=headers)
+        assert other.status_code == 422
