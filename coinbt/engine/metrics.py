@@ -9,7 +9,14 @@ from numpy.typing import NDArray
 
 from coinbt.engine.simulate import Simulation
 
-__all__ = ("METRIC_NAMES", "YEAR_MS", "Metrics", "compute_metrics", "periods_per_year")
+__all__ = (
+    "METRIC_NAMES",
+    "YEAR_MS",
+    "Metrics",
+    "compute_metrics",
+    "metrics_of",
+    "periods_per_year",
+)
 
 YEAR_MS = 365 * 86_400_000
 """A year for annualization: crypto trades every day."""
@@ -62,7 +69,33 @@ def _returns_through_zero(path: FloatArray) -> FloatArray:
 
 def compute_metrics(sim: Simulation, cash: float, interval_ms: int) -> Metrics:
     """Every metric in :data:`METRIC_NAMES`: floats or ints, None where undefined (never NaN)."""
-    equity = sim.equity
+    closed = len(sim.growth)
+    trade_returns = sim.growth - 1.0
+    pnl = sim.entry_cash[:closed] * trade_returns
+    return metrics_of(
+        sim.equity,
+        cash,
+        interval_ms,
+        num_trades=(len(sim.side) + 1) // 2,
+        trade_pnl=pnl,
+        trade_returns=trade_returns,
+        held_bars=sim.held_bars,
+        fees=sim.fee,
+    )
+
+
+def metrics_of(
+    equity: FloatArray,
+    cash: float,
+    interval_ms: int,
+    *,
+    num_trades: int,
+    trade_pnl: FloatArray,
+    trade_returns: FloatArray,
+    held_bars: int,
+    fees: FloatArray,
+) -> Metrics:
+    """The metrics of an equity curve and its closed trades' PnL and returns (any model)."""
     n = len(equity)
     final = float(equity[-1])
     path = np.concatenate(((cash,), equity))  # the starting cash, then every bar's equity
@@ -90,11 +123,10 @@ def compute_metrics(sim: Simulation, cash: float, interval_ms: int) -> Metrics:
         except OverflowError:
             cagr = None
 
-    closed = len(sim.growth)
+    closed = len(trade_returns)
     win_rate = profit_factor = avg_trade = best = worst = None
     if closed:
-        trade_returns = sim.growth - 1.0
-        pnl = sim.entry_cash[:closed] * trade_returns
+        pnl = trade_pnl
         gains = float(_sum(np.maximum(pnl, 0.0)))
         losses = -float(_sum(np.minimum(pnl, 0.0)))
         win_rate = int(np.count_nonzero(pnl > 0.0)) / closed
@@ -112,13 +144,13 @@ def compute_metrics(sim: Simulation, cash: float, interval_ms: int) -> Metrics:
         "sortino": _finite(mean / down_dev * root) if root and down_dev > 0 else None,
         "max_drawdown": max_drawdown,
         "calmar": _finite(cagr / max_drawdown) if cagr is not None and max_drawdown > 0 else None,
-        "num_trades": (len(sim.side) + 1) // 2,
+        "num_trades": num_trades,
         "closed_trades": closed,
         "win_rate": win_rate,
         "profit_factor": profit_factor,
         "avg_trade_return": avg_trade,
         "best_trade": best,
         "worst_trade": worst,
-        "exposure": sim.held_bars / n,
-        "fees_paid": float(_sum(sim.fee)),
+        "exposure": held_bars / n,
+        "fees_paid": float(_sum(fees)),
     }

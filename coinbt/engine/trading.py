@@ -1,0 +1,636 @@
+"""The execution model for shorts, stops, sizing and portfolios (DESIGN.md section 5b).
+
+A loop over trades, not bars: for each position, the bar it ends on is found with numpy over the
+remaining bars (the next exit signal with a bisection, the first bar that reaches a stop with a
+blocked scan), so the Python work grows with the number of fills. Several assets share one cash
+account: their events are taken in bar order, on each bar the closing fills (exits, covers,
+stops) before the opening ones (entries, reversals), each group in asset order.
+
+Each asset's fill *bars* follow from its own signals and stops; only the quantities depend on
+the shared cash (and a buy that cash cannot pay for at all is rejected, which the loop handles
+as it comes).
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_left
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ("MIN_UNITS", "AssetSignals", "Book", "Trading", "trade")
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
+
+MIN_UNITS = 1e-8
+"""Orders for fewer units than this are rejected."""
+
+SIGNAL, STOP_LOSS, TAKE_PROFIT, TRAILING_STOP = 0, 1, 2, 3  # indexes into result.REASONS
+LONG, SHORT = 1, -1
+_NEVER = 1 << 62
+
+
+@dataclass(frozen=True, slots=True)
+class Trading:
+    """The options of one run (validated): rates as fractions, stops None when off."""
+
+    cash: float
+    fee_rate: float
+    slippage_rate: float
+    fill: str
+    direction: str
+    sl_stop: float | None
+    tp_stop: float | None
+    sl_trail: bool
+    size: float | None
+    size_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class AssetSignals:
+    """One asset's bars and its strategy's signals (at the bar they are computed on)."""
+
+    open: FloatArray
+    high: FloatArray
+    low: FloatArray
+    close: FloatArray
+    entries: BoolArray
+    exits: BoolArray
+    short_entries: BoolArray | None = None
+    short_exits: BoolArray | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Book:
+    """What the model produced: fills in time order (closing before opening on a bar) and the
+    portfolio's equity curve."""
+
+    bar: IntArray
+    side: NDArray[np.int8]
+    qty: FloatArray
+    price: FloatArray
+    fee: FloatArray
+    reason: NDArray[np.int8]
+    asset: NDArray[np.int16]
+    equity: FloatArray
+    final_cash: float
+    final_qty: tuple[float, ...]
+    held_bars: int  # bars that closed with any position open
+    opened: int  # positions opened (a reversal opens one)
+
+
+class _Asset:
+    """One asset's fill-bar candidates and its stop search."""
+
+    def __init__(self, s: AssetSignals, t: Trading) -> None:
+        n = len(s.close)
+        self.n = n
+        self.open, self.high, self.low = s.open, s.high, s.low
+        self.close_mode = t.fill == "close"
+        le, lx = s.entries, s.exits
+        se = s.exits if s.short_entries is None else s.short_entries
+        sx = s.entries if s.short_exits is None else s.short_exits
+        if not self.close_mode:  # a signal at bar t fills at bar t+1's open
+            le, lx, se, sx = (_shift(a) for a in (le, lx, se, sx))
+        self.base = s.close if self.close_mode else s.open
+        d = t.direction
+        if d == "long":
+            open_long = le & ~lx
+            exit_long = lx & ~le
+            open_short = exit_short = np.zeros(n, dtype=np.bool_)
+            rev_long = rev_short = open_short
+        elif d == "short":
+            open_short = se & ~sx
+            exit_short = sx & ~se
+            open_long = exit_long = np.zeros(n, dtype=np.bool_)
+            rev_long = rev_short = open_long
+        else:
+            open_long = le & ~se
+            open_short = se & ~le
+            rev_long, rev_short = open_short, open_long  # reversal out of long / out of short
+            exit_long = (lx & ~le) | open_short
+            exit_short = (sx & ~se) | open_long
+        long_bars, short_bars = np.flatnonzero(open_long), np.flatnonzero(open_short)
+        merged = np.concatenate((long_bars, short_bars))
+        sides = np.concatenate(
+            (np.full(len(long_bars), LONG, np.int8), np.full(len(short_bars), SHORT, np.int8))
+        )
+        order = np.argsort(merged, kind="stable")
+        self.open_bars: list[int] = merged[order].tolist()
+        self.open_sides: list[int] = sides[order].tolist()
+        exit_long_bars, exit_short_bars = np.flatnonzero(exit_long), np.flatnonzero(exit_short)
+        self.exits = {LONG: exit_long_bars.tolist(), SHORT: exit_short_bars.tolist()}
+        self.reverses = {LONG: rev_long, SHORT: rev_short}
+        self.sl, self.tp, self.trail = t.sl_stop, t.tp_stop, t.sl_trail
+        self.stops = self.sl is not None or self.tp is not None
+        self.slip = t.slippage_rate
+        self.known: dict[int, dict[int, tuple[int, int, float, bool]]] = {
+            LONG: self._precompute(LONG, long_bars, exit_long_bars),
+            SHORT: self._precompute(SHORT, short_bars, exit_short_bars),
+        }
+
+    def next_open(self, start: int) -> tuple[int, int]:
+        """The first bar >= ``start`` with an opening signal, and its side (_NEVER if none)."""
+        i = bisect_left(self.open_bars, start)
+        if i < len(self.open_bars):
+            return self.open_bars[i], self.open_sides[i]
+        return _NEVER, 0
+
+    def _precompute(
+        self, side: int, opens: IntArray, exits: IntArray
+    ) -> dict[int, tuple[int, int, float, bool]]:
+        """The exit events of the positions the signals alone would open (an open that follows
+        an exit, or the first), all at once; others are searched when the loop meets them."""
+        if len(opens) == 0:
+            return {}
+        n = self.n
+        count = np.searchsorted(exits, opens)  # exits before each open
+        primary = np.ones(len(opens), dtype=np.bool_)
+        primary[1:] = count[1:] > count[:-1]
+        opens, count = opens[primary], count[primary]
+        has_exit = count < len(exits)
+        x = np.full(len(opens), _NEVER, dtype=np.int64)
+        x[has_exit] = exits[count[has_exit]]
+        end = np.minimum(x + 1 if self.close_mode else x, n)
+        base = self.base[opens]
+        price = base * (1.0 + self.slip) if side == LONG else base * (1.0 - self.slip)
+        bar = np.full(len(opens), -1, dtype=np.int64)
+        reason = np.zeros(len(opens), dtype=np.int8)
+        fill = np.full(len(opens), np.nan)
+        if self.stops:
+            bar, reason, fill = self._stops_batch(side, opens + 1, end, price)
+        stopped = bar >= 0
+        rev = np.zeros(len(opens), dtype=np.bool_)
+        rev[has_exit] = self.reverses[side][x[has_exit]]
+        ev_bar = np.where(stopped, bar, x)
+        rev &= ~stopped
+        return dict(
+            zip(
+                opens.tolist(),
+                zip(
+                    ev_bar.tolist(),
+                    reason.tolist(),
+                    fill.tolist(),
+                    rev.tolist(),
+                    strict=True,
+                ),
+                strict=True,
+            )
+        )
+
+    def _stops_batch(
+        self, side: int, starts: IntArray, ends: IntArray, prices: FloatArray
+    ) -> tuple[IntArray, NDArray[np.int8], FloatArray]:
+        """For each row, the first bar in [start, end) at which a stop fires (-1: none), the
+        reason and the fill price: a blocked scan of all rows at once."""
+        n, m = self.n, len(starts)
+        low, high = self.low, self.high
+        sl, tp, trail = self.sl, self.tp, self.trail
+        k = np.nan if sl is None else (1.0 - sl if side == LONG else 1.0 + sl)
+        fixed = prices * k
+        tp_level = np.full(m, np.nan)
+        if tp is not None:
+            tp_level = prices * (1.0 + tp) if side == LONG else prices * (1.0 - tp)
+        out_bar = np.full(m, -1, dtype=np.int64)
+        out_level = fixed.copy()
+        peak = prices.copy()
+        a = starts.copy()
+        rows = np.flatnonzero(starts < ends)
+        width = 8
+        while len(rows):
+            idx = a[rows, None] + np.arange(width)
+            valid = idx < ends[rows, None]
+            np.minimum(idx, n - 1, out=idx)
+            lo, hi = low[idx], high[idx]
+            level: FloatArray
+            run: FloatArray | None = None
+            if sl is not None:
+                if trail:
+                    acc = np.maximum if side == LONG else np.minimum
+                    run = acc.accumulate(hi if side == LONG else lo, axis=1)
+                    ref = np.empty_like(run)
+                    ref[:, 0] = peak[rows]
+                    acc(run[:, :-1], peak[rows, None], out=ref[:, 1:])
+                    level = ref * k
+                else:
+                    level = fixed[rows, None]
+                hit = lo <= level if side == LONG else hi >= level
+                if tp is not None:
+                    hit |= (
+                        hi >= tp_level[rows, None] if side == LONG else lo <= tp_level[rows, None]
+                    )
+            else:
+                hit = hi >= tp_level[rows, None] if side == LONG else lo <= tp_level[rows, None]
+            hit &= valid
+            j = hit.argmax(axis=1)
+            got = hit[np.arange(len(rows)), j]
+            found = rows[got]
+            out_bar[found] = a[found] + j[got]
+            if trail and run is not None:
+                out_level[found] = level[got, j[got]]
+                acc = np.maximum if side == LONG else np.minimum
+                peak[rows] = acc(peak[rows], run[:, -1])
+            done = got | ~valid[:, -1]
+            a[rows] += width
+            rows = rows[~done]
+            width = min(width * 2, 1024)
+        reason = np.zeros(m, dtype=np.int8)
+        fill = np.full(m, np.nan)
+        hit_rows = np.flatnonzero(out_bar >= 0)
+        for r, t in zip(hit_rows.tolist(), out_bar[hit_rows].tolist(), strict=True):
+            reason[r], fill[r] = self._classify(side, t, float(out_level[r]), float(tp_level[r]))
+        return out_bar, reason, fill
+
+    def exit_event(
+        self, side: int, entry: int, price: float, start: int
+    ) -> tuple[int, int, float, bool]:
+        """How a position opened at bar ``entry`` for ``price`` ends, looking from bar ``start``:
+        ``(bar, reason, stop price or nan, reversal)``; bar _NEVER if it stays open."""
+        if start == entry + 1:
+            known = self.known[side].get(entry)
+            if known is not None:
+                return known
+        bars = self.exits[side]
+        i = bisect_left(bars, start)
+        x = bars[i] if i < len(bars) else _NEVER
+        if self.stops:
+            end = self.n if x == _NEVER else min(self.n, x + 1 if self.close_mode else x)
+            found = self._first_stop(side, entry, price, start, end)
+            if found is not None:
+                return found[0], found[1], found[2], False
+        if x == _NEVER:
+            return _NEVER, SIGNAL, float("nan"), False
+        return x, SIGNAL, float("nan"), bool(self.reverses[side][x])
+
+    def _first_stop(
+        self, side: int, entry: int, price: float, start: int, end: int
+    ) -> tuple[int, int, float] | None:
+        """The first bar in [start, end) at which a stop fires: (bar, reason, fill price)."""
+        if start >= end:
+            return None
+        low, high = self.low, self.high
+        sl, tp, trail = self.sl, self.tp, self.trail
+        tp_level = np.nan
+        if tp is not None:
+            tp_level = price * (1.0 + tp) if side == LONG else price * (1.0 - tp)
+        k = np.nan if sl is None else (1.0 - sl if side == LONG else 1.0 + sl)
+        peak = price
+        if trail and start > entry + 1:  # resuming (after a partial cover): the extreme so far
+            seen = high[entry + 1 : start] if side == LONG else low[entry + 1 : start]
+            peak = max(price, float(seen.max())) if side == LONG else min(price, float(seen.min()))
+        a, width = start, 32
+        while a < end:
+            b = min(end, a + width)
+            lo, hi = low[a:b], high[a:b]
+            level: FloatArray | float = np.nan
+            if sl is not None:
+                if trail and side == LONG:
+                    run = np.maximum.accumulate(hi)
+                    ref = np.empty(b - a)
+                    ref[0] = peak
+                    np.maximum(run[:-1], peak, out=ref[1:])
+                    peak = max(peak, float(run[-1]))
+                    level = ref * k
+                elif trail:
+                    run = np.minimum.accumulate(lo)
+                    ref = np.empty(b - a)
+                    ref[0] = peak
+                    np.minimum(run[:-1], peak, out=ref[1:])
+                    peak = min(peak, float(run[-1]))
+                    level = ref * k
+                else:
+                    level = price * k
+                hit = lo <= level if side == LONG else hi >= level
+                if tp is not None:
+                    hit |= hi >= tp_level if side == LONG else lo <= tp_level
+            else:
+                hit = hi >= tp_level if side == LONG else lo <= tp_level
+            j = int(hit.argmax())
+            if hit[j]:
+                t = a + j
+                sl_at = float(level[j]) if isinstance(level, np.ndarray) else float(level)
+                return (t, *self._classify(side, t, sl_at, tp_level))
+            a, width = b, min(width * 4, 1 << 16)
+        return None
+
+    def _classify(self, side: int, t: int, sl_at: float, tp_at: float) -> tuple[int, float]:
+        """Which stop fires at bar t and at what price (DESIGN.md 5b, step 2: first match)."""
+        o = float(self.open[t])
+        sl_reason = TRAILING_STOP if self.trail else STOP_LOSS
+        has_sl, has_tp = self.sl is not None, self.tp is not None
+        if side == LONG:
+            if has_sl and o <= sl_at:
+                return sl_reason, o
+            if has_tp and o >= tp_at:
+                return TAKE_PROFIT, o
+            if has_sl and float(self.low[t]) <= sl_at:
+                return sl_reason, sl_at
+            return TAKE_PROFIT, tp_at
+        if has_sl and o >= sl_at:
+            return sl_reason, o
+        if has_tp and o <= tp_at:
+            return TAKE_PROFIT, o
+        if has_sl and float(self.high[t]) >= sl_at:
+            return sl_reason, sl_at
+        return TAKE_PROFIT, tp_at
+
+
+def _shift(a: BoolArray) -> BoolArray:
+    out = np.zeros(len(a), dtype=np.bool_)
+    out[1:] = a[:-1]
+    return out
+
+
+class _Position:
+    __slots__ = ("entry", "event", "price", "qty", "side", "start")
+
+    def __init__(self) -> None:
+        self.qty = 0.0  # signed
+        self.side = 0
+        self.entry = 0
+        self.price = 0.0
+        self.start = 0  # flat: search opens from here
+        self.event: tuple[int, int, float, bool] = (_NEVER, SIGNAL, np.nan, False)
+
+
+def trade(assets: list[AssetSignals], t: Trading) -> Book:
+    """Run the model over one or several aligned assets sharing ``t.cash`` (see the module doc)."""
+    models = [_Asset(s, t) for s in assets]
+    n = models[0].n
+    k = len(models)
+    fee, slip = t.fee_rate, t.slippage_rate
+    size, size_type = t.size, t.size_type
+    cash = t.cash
+    pos = [_Position() for _ in models]
+    f_bar: list[int] = []
+    f_side: list[int] = []
+    f_qty: list[float] = []
+    f_price: list[float] = []
+    f_fee: list[float] = []
+    f_reason: list[int] = []
+    f_asset: list[int] = []
+    f_cash: list[float] = []
+    f_pos: list[float] = []
+    opened = 0
+    stuck = False  # one asset, short, no cash to cover: nothing can fill any more
+
+    def next_bar(a: int) -> int:
+        p = pos[a]
+        if p.side == 0:
+            bar, _ = models[a].next_open(p.start)
+            return bar
+        return p.event[0]
+
+    def open_qty(side: int, cash_now: float, price: float, equity: float) -> tuple[float, bool]:
+        """Units to open and whether they spend all the cash (a buy that shrank)."""
+        if size_type == "all":
+            q = cash_now / (price * (1.0 + fee))
+        elif size_type == "percent":
+            assert size is not None
+            q = size * cash_now / (price * (1.0 + fee))
+        elif size_type == "value":
+            assert size is not None
+            q = size / price
+        elif size_type == "amount":
+            assert size is not None
+            q = size
+        else:
+            assert size is not None
+            q = size * equity / price
+        if side == LONG:
+            if size_type == "all":
+                return q, True
+            if q * price * (1.0 + fee) > cash_now:
+                return cash_now / (price * (1.0 + fee)), True
+        return q, False
+
+    def marks_equity(bar: int) -> float:
+        total = cash
+        for j, m in enumerate(models):
+            if pos[j].qty != 0.0:
+                total += pos[j].qty * float(m.base[bar])
+        return total
+
+    def record(a: int, bar: int, side: int, q: float, price: float, reason: int) -> float:
+        f = q * price * fee
+        f_bar.append(bar)
+        f_side.append(side)
+        f_qty.append(q)
+        f_price.append(price)
+        f_fee.append(f)
+        f_reason.append(reason)
+        f_asset.append(a)
+        return f
+
+    def after_fill(a: int) -> None:
+        f_cash.append(cash)
+        f_pos.append(pos[a].qty)
+
+    def set_open(a: int, side: int, bar: int, price: float, q: float) -> None:
+        p = pos[a]
+        p.side, p.entry, p.price = side, bar, price
+        p.qty = side * q
+        p.event = models[a].exit_event(side, bar, price, bar + 1)
+
+    def set_flat(a: int, bar: int) -> None:
+        p = pos[a]
+        p.side, p.qty, p.start = 0, 0.0, bar + 1
+        p.event = (_NEVER, SIGNAL, np.nan, False)
+
+    def close(a: int, bar: int, reason: int, stop_price: float) -> None:
+        nonlocal cash, stuck
+        p = pos[a]
+        m = models[a]
+        if reason == SIGNAL:
+            base = float(m.base[bar])
+            price = base * (1.0 - slip) if p.side == LONG else base * (1.0 + slip)
+        else:
+            price = stop_price
+        q = abs(p.qty)
+        if p.side == LONG:
+            f = record(a, bar, -1, q, price, reason)
+            cash = cash + q * price - f
+            set_flat(a, bar)
+        else:
+            cost = q * price * (1.0 + fee)
+            if cost > cash:  # cover only what the cash pays for
+                part = cash / (price * (1.0 + fee))
+                if part >= MIN_UNITS:
+                    record(a, bar, 1, part, price, reason)
+                    cash = 0.0
+                    p.qty += part
+                    after_fill(a)
+                if k == 1 and cash == 0.0:
+                    stuck = True  # nothing can pay for a buy any more
+                else:
+                    p.event = m.exit_event(p.side, p.entry, p.price, bar + 1)
+                return
+            f = record(a, bar, 1, q, price, reason)
+            cash = cash - q * price - f
+            set_flat(a, bar)
+        after_fill(a)
+
+    def reverse(a: int, bar: int) -> None:
+        nonlocal cash, stuck, opened
+        p = pos[a]
+        m = models[a]
+        base = float(m.base[bar])
+        q_old = abs(p.qty)
+        equity = marks_equity(bar)
+        if p.side == LONG:  # sell the long and open a short in one fill
+            price = base * (1.0 - slip)
+            after_close = cash + q_old * price - q_old * price * fee
+            q_new, _ = open_qty(SHORT, after_close, price, equity)
+            if q_new < MIN_UNITS:
+                q_new = 0.0
+            total = q_old + q_new
+            f = record(a, bar, -1, total, price, SIGNAL)
+            cash = cash + total * price - f
+        else:  # cover the short and open a long
+            price = base * (1.0 + slip)
+            cover = q_old * price * (1.0 + fee)
+            if cover > cash:
+                close(a, bar, SIGNAL, price)  # a partial cover, as a plain exit would
+                return
+            after_close = cash - cover
+            q_new, spent_all = open_qty(LONG, after_close, price, equity)
+            if q_new < MIN_UNITS:
+                q_new, spent_all = 0.0, False
+            total = q_old + q_new
+            f = record(a, bar, 1, total, price, SIGNAL)
+            cash = 0.0 if spent_all else cash - total * price - f
+        if q_new > 0.0:
+            opened += 1
+            set_open(a, -p.side, bar, price, q_new)
+        else:
+            set_flat(a, bar)
+        after_fill(a)
+
+    def enter(a: int, bar: int, side: int) -> None:
+        nonlocal cash, opened
+        m = models[a]
+        base = float(m.base[bar])
+        price = base * (1.0 + slip) if side == LONG else base * (1.0 - slip)
+        equity = marks_equity(bar)
+        q, spent_all = open_qty(side, cash, price, equity)
+        if not q >= MIN_UNITS:  # rejected (also when there is no cash at all)
+            pos[a].start = bar + 1
+            return
+        f = record(a, bar, side, q, price, SIGNAL)
+        if side == LONG:
+            cash = 0.0 if spent_all else cash - q * price - f
+        else:
+            cash = cash + q * price - f
+        opened += 1
+        set_open(a, side, bar, price, q)
+        after_fill(a)
+
+    def step(a: int, bar: int, opening: bool) -> None:
+        p = pos[a]
+        if p.side == 0:
+            if opening:
+                at, side = models[a].next_open(p.start)
+                if at == bar:
+                    enter(a, bar, side)
+            return
+        ev_bar, reason, stop_price, rev = p.event
+        if ev_bar != bar:
+            return
+        if rev and reason == SIGNAL:
+            if opening:
+                reverse(a, bar)
+        elif not opening:
+            close(a, bar, reason, stop_price)
+
+    if k == 1:
+        while not stuck:
+            bar = next_bar(0)
+            if bar >= n:
+                break
+            step(0, bar, opening=False)
+            step(0, bar, opening=True)
+    else:
+        queue = [(next_bar(a), a) for a in range(k)]
+        heapq.heapify(queue)
+        while queue and queue[0][0] < n:
+            bar = queue[0][0]
+            due = []
+            while queue and queue[0][0] == bar:
+                due.append(heapq.heappop(queue)[1])
+            due.sort()
+            for a in due:
+                step(a, bar, opening=False)
+            for a in due:
+                step(a, bar, opening=True)
+            for a in due:
+                heapq.heappush(queue, (next_bar(a), a))
+    return _book(
+        assets,
+        t.cash,
+        f_bar,
+        f_side,
+        f_qty,
+        f_price,
+        f_fee,
+        f_reason,
+        f_asset,
+        f_cash,
+        f_pos,
+        opened,
+    )
+
+
+def _book(
+    assets: list[AssetSignals],
+    cash0: float,
+    f_bar: list[int],
+    f_side: list[int],
+    f_qty: list[float],
+    f_price: list[float],
+    f_fee: list[float],
+    f_reason: list[int],
+    f_asset: list[int],
+    f_cash: list[float],
+    f_pos: list[float],
+    opened: int,
+) -> Book:
+    n = len(assets[0].close)
+    bar = np.array(f_bar, dtype=np.int64)
+    asset = np.array(f_asset, dtype=np.int16)
+    # cash after each fill, held from that bar to the next fill's bar
+    bounds = np.concatenate(((0,), bar, (n,)))
+    lengths = np.diff(bounds)
+    seg_cash = np.concatenate(((cash0,), np.array(f_cash, dtype=np.float64)))
+    equity = seg_cash.repeat(lengths)
+    held = np.zeros(n, dtype=np.bool_)
+    pos_after = np.array(f_pos, dtype=np.float64)
+    final_qty = []
+    for a, s in enumerate(assets):
+        mine = np.flatnonzero(asset == a)
+        if len(mine) == 0:
+            final_qty.append(0.0)
+            continue
+        b = np.concatenate(((0,), bar[mine], (n,)))
+        seg_qty = np.concatenate(((0.0,), pos_after[mine]))
+        qty = seg_qty.repeat(np.diff(b))
+        equity += qty * s.close
+        held |= qty != 0.0
+        final_qty.append(float(seg_qty[-1]))
+    return Book(
+        bar=bar,
+        side=np.array(f_side, dtype=np.int8),
+        qty=np.array(f_qty, dtype=np.float64),
+        price=np.array(f_price, dtype=np.float64),
+        fee=np.array(f_fee, dtype=np.float64),
+        reason=np.array(f_reason, dtype=np.int8),
+        asset=asset,
+        equity=equity,
+        final_cash=float(seg_cash[-1]),
+        final_qty=tuple(final_qty),
+        held_bars=int(np.count_nonzero(held)),
+        opened=opened,
+    )
