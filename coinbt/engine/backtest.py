@@ -58,13 +58,13 @@ def execute(
     """Run a validated spec with a (possibly shared) indicator cache: ``run`` and ``sweep``
     both come here, so a sweep's rows equal single runs.
     """
-    signals = _unpack(valid.strategy.signal_fn(cache, valid.params))
-    if not valid.plain or signals.short_entries is not None:
+    if not valid.plain:  # shorts, stops or sizing: the short signals matter too
+        signals = _unpack(valid.strategy.all_signals(cache, valid.params))
         result = _traded(valid, ("",), [bars], [signals])
         if progress is not None:
             progress(1.0)
         return result
-    entries, exits = signals.entries, signals.exits
+    entries, exits = valid.strategy.signal_fn(cache, valid.params)
     long_run = len(bars) > CHUNK_BARS
     if progress is not None and long_run:
         progress(_SIGNALS_DONE)
@@ -124,7 +124,7 @@ def execute_portfolio(
     signals = []
     for b in bars:
         cache = IndicatorCache(b.close, b.high, b.low)
-        signals.append(_unpack(valid.strategy.signal_fn(cache, valid.params)))
+        signals.append(_unpack(valid.strategy.all_signals(cache, valid.params)))
     result = _traded(valid, symbols, bars, signals)
     if progress is not None:
         progress(1.0)
