@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coinbt.errors import DataError, SpecError
@@ -37,6 +38,10 @@ examples:
   coinbt backtest --synthetic 100000:1 --strategy sma_cross -p fast=10 -p slow=30
   coinbt backtest --data BTCUSDT-1m.csv --strategy rsi_reversion -p period=14 -p lower=25 --json
   coinbt backtest --synthetic 5000 --interval 1h --strategy buy_and_hold --fill close
+  coinbt backtest --synthetic 100000 -p fast=10 -p slow=30 \
+      --entry "cross_above(sma(close, fast), sma(close, slow)) and rsi(close, 14) < 70" \
+      --exit "cross_below(sma(close, fast), sma(close, slow))"
+  coinbt backtest --synthetic 100000 --strategy-file my_strategy.py -p window=20
 
 Data: --data reads a CSV with the header timestamp,open,high,low,close,volume (ISO-8601 or epoch
 s/ms timestamps) or a Binance kline CSV; --synthetic BARS[:SEED] generates a deterministic
@@ -55,6 +60,9 @@ examples:
       --workers 2
   coinbt sweep --synthetic 1000000 --strategy sma_cross -g fast=5:50:5 -g slow=20:200:20 \\
       --dask tcp://scheduler:8786
+  coinbt sweep --synthetic 100000 -g fast=5:20:5 -g slow=30:90:30 -p level=70 \\
+      --entry "cross_above(sma(close, fast), sma(close, slow)) and rsi(close, 14) < level" \\
+      --exit "cross_below(sma(close, fast), sma(close, slow))"
 
 A grid value is a range START:STOP[:STEP] (STOP included, STEP 1 by default) or a comma list.
 Parameters not in the grid keep their defaults. Combinations that break a rule (such as
@@ -114,6 +122,14 @@ def register(subparsers: Any) -> None:
     )
     _add_common(sweep)
     sweep.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="rules only: a parameter that stays fixed (repeatable)",
+    )
+    sweep.add_argument(
         "-g",
         "--grid",
         action="append",
@@ -158,9 +174,25 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--strategy",
-        required=True,
+        default=None,
         metavar="NAME",
-        help=f"strategy: {', '.join(STRATEGY_NAMES)}",
+        help=f"strategy: {', '.join(STRATEGY_NAMES)}, rules (with --entry/--exit) or a plugin",
+    )
+    rules = parser.add_argument_group("rules (docs/strategies.md; implies --strategy rules)")
+    for flag, what in (
+        ("--entry", "enter long when this condition holds"),
+        ("--exit", "leave when this condition holds"),
+        ("--short-entry", "bearish entry condition (optional)"),
+        ("--short-exit", "bearish exit condition (optional)"),
+    ):
+        rules.add_argument(flag, default=None, metavar="RULE", help=what)
+    parser.add_argument(
+        "--strategy-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="load plugin strategies from this Python file (--strategy picks one if it has "
+        "several)",
     )
     parser.add_argument("--cash", type=float, default=10_000.0, help="starting cash (10000)")
     parser.add_argument(
@@ -354,12 +386,62 @@ def _describe_data(data: dict[str, Any], bars: int) -> str:
     return f"{bars:,} bars from {data['csv']}"
 
 
+_RULE_FLAGS = ("entry", "exit", "short_entry", "short_exit")
+
+
+def _rules(args: argparse.Namespace) -> dict[str, str] | None:
+    given = {k: getattr(args, k) for k in _RULE_FLAGS if getattr(args, k) is not None}
+    return given or None
+
+
+def _strategy_name(args: argparse.Namespace) -> str:
+    """The strategy to run: ``rules`` with --entry/--exit, a --strategy-file's plugin, or
+    --strategy; ``SpecError`` naming the option otherwise."""
+    rules = _rules(args)
+    if args.strategy_file is not None:
+        from coinbt.engine.plugins import load_file, register
+
+        try:
+            found = load_file(args.strategy_file)
+        except FileNotFoundError:
+            raise SpecError("no such file", field="--strategy-file") from None
+        except Exception as e:
+            raise SpecError(
+                f"cannot load {args.strategy_file}: {type(e).__name__}: {e}",
+                field="--strategy-file",
+            ) from None
+        if not found:
+            raise SpecError("defines no strategy (see docs/strategies.md)", field="--strategy-file")
+        for strategy in found:
+            register(strategy)
+        if args.strategy is None:
+            if len(found) > 1:
+                names = ", ".join(s.name for s in found)
+                raise SpecError(f"the file has several strategies ({names})", field="--strategy")
+            return found[0].name
+    if rules is not None:
+        if args.strategy not in (None, "rules"):
+            raise SpecError("--entry/--exit go with --strategy rules", field="--strategy")
+        return "rules"
+    if args.strategy is None:
+        raise SpecError(
+            "give --strategy NAME, --entry/--exit rules or --strategy-file", field="--strategy"
+        )
+    return str(args.strategy)
+
+
 def _run_backtest(args: argparse.Namespace) -> int:
     from coinbt import engine
 
     params = _params(args.param)
     spec = engine.BacktestSpec(
-        args.strategy, params, args.cash, args.fee_bps, args.slippage_bps, args.fill
+        _strategy_name(args),
+        params,
+        args.cash,
+        args.fee_bps,
+        args.slippage_bps,
+        args.fill,
+        _rules(args),
     )
     engine.validate_spec(spec)  # report bad parameters before loading data
     bars, data = _load_data(args)
@@ -401,6 +483,16 @@ def _run_sweep(args: argparse.Namespace) -> int:
     from coinbt.cli._progress import ProgressLine
 
     grid = _grid(args.grid)
+    args.strategy = _strategy_name(args)
+    strategy: Any = args.strategy
+    fixed = _params(args.param)
+    if args.strategy == "rules":  # the grid's first values and -p are the rules' parameters
+        from coinbt.engine.rules import rules_strategy
+
+        base = {k: v[0] for k, v in grid.items() if k not in fixed}
+        strategy = rules_strategy(_rules(args), {**base, **fixed})
+    elif fixed:
+        raise SpecError("fixed parameters go in the grid: -g KEY=VALUE", field="-p")
     with ProgressLine(f"sweeping {args.strategy}") as line:
         if args.workers is not None or args.dask is not None or args.chunks is not None:
             result, data, size = _split_sweep(args, grid, line.fraction)
@@ -408,7 +500,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
             bars, data = _load_data(args)
             size = len(bars)
             result = engine.sweep(
-                args.strategy,
+                strategy,
                 grid,
                 bars,
                 cash=args.cash,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,15 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="the backup interval (default: $COINBT_BACKUP_EVERY; needs --backup-to)",
     )
+    serve.add_argument(
+        "--strategies",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="load plugin strategies from the *.py modules in DIR (repeatable; added to "
+        "$COINBT_STRATEGY_PATH, which the worker processes inherit; docs/strategies.md)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
 
@@ -166,6 +176,7 @@ def _serve(args: argparse.Namespace) -> int:
             "periodic backups need both --backup-to URL and --backup-every SECONDS",
             field="--backup-every" if args.backup_every is None else "--backup-to",
         )
+    _load_strategies(args.strategies)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -198,6 +209,33 @@ def _serve(args: argparse.Namespace) -> int:
     )
     anyio.run(lambda: serve(config, options, on_ready=ready_message))
     return 0
+
+
+def _load_strategies(directories: list[Path]) -> None:
+    """Put ``--strategies`` directories on ``COINBT_STRATEGY_PATH`` (this process and the worker
+    processes it starts read it) and load every plugin now: one that cannot load stops the
+    start with exit 2, naming its file."""
+    from coinbt.engine.plugins import PATH_VARIABLE, plugin_errors, plugins, reset_plugins
+    from coinbt.errors import InvalidRequestError
+
+    for directory in directories:
+        if not directory.is_dir():
+            raise InvalidRequestError(f"{directory} is not a directory", field="--strategies")
+    if directories:
+        paths = [str(d.resolve()) for d in directories]
+        old = os.environ.get(PATH_VARIABLE)
+        os.environ[PATH_VARIABLE] = os.pathsep.join([*paths, *([old] if old else [])])
+    reset_plugins()
+    found = plugins()
+    errors = plugin_errors()
+    if errors:
+        first = errors[0]
+        raise InvalidRequestError(
+            f"cannot load a plugin strategy from {first.origin}: {first.message}",
+            field="--strategies",
+        )
+    if found:
+        print(f"coinbt: plugin strategies: {', '.join(sorted(found))}", file=sys.stderr)
 
 
 def _executor(url: str, workers: int | None) -> tuple[Any, int | None]:

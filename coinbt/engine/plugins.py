@@ -262,7 +262,10 @@ def plugin_errors() -> list[PluginLoadError]:
     return list(_errors)
 
 
-def reset_plugins() -> None:
-    """Forget the loaded plugins (the next :func:`plugins` call looks again)."""
+def reset_plugins(*, registered: bool = False) -> None:
+    """Forget the loaded plugins (the next :func:`plugins` call looks again); with
+    ``registered``, also those given to :func:`register`."""
     global _loaded
     _loaded = None
+    if registered:
+        _registered.clear()
