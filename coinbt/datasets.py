@@ -1,9 +1,13 @@
-"""The dataset catalogue: imported market data, stored as immutable binary files.
+"""The dataset catalogue: imported market data, stored as immutable, versioned binary files.
 
-A dataset is imported once from CSV (``coinbt data import`` or ``POST /datasets``), validated by
-the engine's parser, written as ``datasets/<name>.npz`` under the data directory and registered in
-the ``datasets`` table with its row count, time range, interval and sha256. Names are never reused:
-past backtests refer to datasets by name, so a dataset never changes once imported.
+A dataset is imported from CSV (``coinbt data import`` or ``POST /datasets``), from an exchange
+archive (``coinbt data fetch``) or derived (``coinbt data resample``), validated by the engine's
+parser, written as ``datasets/<name>.npz`` under the data directory and registered in the
+``datasets`` table with its row count, time range, interval, gaps, sha256 and provenance (its
+input files and their sha256). A version never changes: an update (``--update``) adds the next
+version (``datasets/<name>@v2.npz``) with the newer bars appended, and a task records the version
+it used. A name is never reused; an operator can retire it (hidden from listings and new tasks,
+kept for the tasks that used it). docs/data.md.
 
 :class:`Catalog` is the interface; :class:`DatasetCatalog` keeps the table in the SQLite file,
 ``coinbt.datasets_pg.PgDatasetCatalog`` in PostgreSQL (then the data directory must be shared by
@@ -14,37 +18,66 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import sqlite3
-import tempfile
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import msgspec
 
 from coinbt.clock import Clock, SystemClock, to_epoch_us
-from coinbt.errors import DatabaseError, DatasetExistsError, DatasetNotFoundError, SpecError
+from coinbt.data.gaps import GapReport
+from coinbt.errors import (
+    DatabaseError,
+    DataError,
+    DatasetExistsError,
+    DatasetNotFoundError,
+    SpecError,
+)
 from coinbt.store.migrations import connect_sync
 
+if TYPE_CHECKING:
+    from coinbt.data.spool import Spool
+    from coinbt.engine import Bars
+
 __all__ = (
+    "COLUMNS",
     "Catalog",
+    "CatalogBase",
     "DatasetCatalog",
     "DatasetInfo",
     "Listing",
     "SkippedRow",
+    "SourceFile",
     "check_import",
     "check_name",
-    "prepare_import",
+    "decode_rows",
+    "iso_ms",
+    "relative_path",
+    "stored_values",
 )
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # used with fullmatch: no "\n" after it
 _log = logging.getLogger(__name__)
-_COLUMNS = "name, symbol, path, rows, start_ms, end_ms, interval_ms, sha256, source, created_at"
+COLUMNS = (
+    "name, symbol, path, rows, start_ms, end_ms, interval_ms, sha256, source, created_at, "
+    "version, provenance, gaps, retired_at"
+)
+
+
+class SourceFile(msgspec.Struct, frozen=True):
+    """One input of a dataset: a file name (or archive URL) and the sha256 of its bytes."""
+
+    file: str
+    sha256: str
 
 
 class DatasetInfo(msgspec.Struct, frozen=True):
+    """One version of a dataset. Versions never change; an update adds the next version."""
+
     name: str
     symbol: str
     path: str  # relative to the data directory
@@ -52,9 +85,13 @@ class DatasetInfo(msgspec.Struct, frozen=True):
     start_ms: int
     end_ms: int
     interval_ms: int
-    sha256: str
+    sha256: str  # of the bars file
     source: str
     created_at: int  # epoch microseconds
+    version: int = 1
+    provenance: list[SourceFile] = []
+    gaps: GapReport = GapReport()
+    retired_at: int | None = None  # epoch microseconds; retired names take no new tasks
 
 
 class SkippedRow(msgspec.Struct, frozen=True):
@@ -80,6 +117,9 @@ def decode_rows(rows: list[Any]) -> Listing:
         values = tuple(row)
         try:
             fields = dict(zip(DatasetInfo.__struct_fields__, values, strict=True))
+            for key in ("provenance", "gaps"):
+                if isinstance(fields[key], (str, bytes)):
+                    fields[key] = msgspec.json.decode(fields[key])
             info = msgspec.convert(fields, DatasetInfo)
             if not _NAME.fullmatch(info.name):
                 raise ValueError("the name is not a valid dataset name")
@@ -92,25 +132,13 @@ def decode_rows(rows: list[Any]) -> Listing:
                 raise ValueError(f"{info.rows} rows, interval {info.interval_ms} ms")
             if not 0 <= info.created_at < MAX_TIMESTAMP_MS * 1000:
                 raise ValueError(f"created_at {info.created_at} is out of range")
-        except (msgspec.ValidationError, ValueError, TypeError) as e:
+        except (msgspec.DecodeError, ValueError, TypeError) as e:
             name = values[0] if values and isinstance(values[0], str) else repr(values[:1])
             skipped.append(SkippedRow(name=name, reason=str(e)))
             _log.warning("dataset record %r skipped: %s", name, e)
             continue
         good.append(info)
     return Listing(good, skipped)
-
-
-def one_record(name: str, rows: list[Any]) -> DatasetInfo:
-    """The record of ``name`` among ``rows``; ``DatasetNotFoundError`` if none or unreadable."""
-    listing = decode_rows(rows)
-    if listing.datasets:
-        return listing.datasets[0]
-    if listing.skipped:
-        raise DatasetNotFoundError(
-            name, reason=f"its record is unreadable: {listing.skipped[0].reason}"
-        )
-    raise DatasetNotFoundError(name)
 
 
 def check_name(name: str) -> str:
@@ -135,24 +163,63 @@ class Catalog(Protocol):
 
     def path_of(self, info: DatasetInfo) -> Path: ...
 
-    async def get(self, name: str) -> DatasetInfo:
-        """The dataset called ``name``; ``DatasetNotFoundError`` if there is none."""
+    async def get(
+        self, name: str, version: int | None = None, *, include_retired: bool = False
+    ) -> DatasetInfo:
+        """Version ``version`` of ``name`` (default: the latest). ``DatasetNotFoundError`` if
+        there is none, or the name is retired and ``include_retired`` is false."""
+        ...
+
+    async def versions(self, name: str) -> list[DatasetInfo]:
+        """Every version of ``name``, oldest first (retired ones too)."""
         ...
 
     async def all(self) -> list[DatasetInfo]:
-        """Every dataset, by name (records that cannot be read are left out)."""
+        """The latest version of every dataset not retired, by name (unreadable records left
+        out)."""
         ...
 
-    async def listing(self) -> Listing:
-        """Every dataset, by name, and the stored records that had to be skipped."""
+    async def listing(self, *, include_retired: bool = False) -> Listing:
+        """The latest version of every dataset, by name, and the records that were skipped."""
+        ...
+
+    async def import_stream(
+        self,
+        name: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        symbol: str | None = None,
+        source: str = "upload",
+        update: bool = False,
+        strict: bool = False,
+    ) -> DatasetInfo:
+        """Parse CSV as it arrives, store it, register it (see :class:`CatalogBase`)."""
         ...
 
     async def import_bytes(
-        self, name: str, data: bytes, *, symbol: str | None = None, source: str = "upload"
-    ) -> DatasetInfo:
-        """Parse and validate CSV ``data``, store it, register it. Raises ``DataError`` (with the
-        row) for bad data, ``SpecError`` for a bad name, ``DatasetExistsError`` if taken."""
-        ...
+        self,
+        name: str,
+        data: bytes,
+        *,
+        symbol: str | None = None,
+        source: str = "upload",
+        update: bool = False,
+        strict: bool = False,
+    ) -> DatasetInfo: ...
+
+    async def import_bars(
+        self,
+        name: str,
+        bars: Iterable[Bars],
+        *,
+        symbol: str | None = None,
+        source: str,
+        provenance: list[SourceFile],
+        update: bool = False,
+        strict: bool = False,
+    ) -> DatasetInfo: ...
+
+    async def retire(self, name: str) -> DatasetInfo: ...
 
 
 def check_import(name: str, symbol: str | None) -> None:
@@ -162,41 +229,255 @@ def check_import(name: str, symbol: str | None) -> None:
         raise SpecError(f"invalid symbol {symbol!r}", field="symbol")
 
 
-def prepare_import(
-    data_dir: Path, clock: Clock, name: str, data: bytes, symbol: str | None, source: str
-) -> tuple[DatasetInfo, Path, Path]:
-    """Check and parse an import and write its file beside its final place (blocking work).
-    Returns the record, the written file and where it goes once the record is committed."""
-    from coinbt.engine import parse_csv, save_bars
+def relative_path(name: str, version: int) -> str:
+    """Where version ``version`` of ``name`` lives under the data directory ('@' is never in a
+    name, so no two (name, version) pairs share a file)."""
+    return f"datasets/{name}.npz" if version == 1 else f"datasets/{name}@v{version}.npz"
 
-    check_import(name, symbol)
-    bars = parse_csv(data)
-    relative = f"datasets/{name}.npz"
-    target = data_dir / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # A name of its own: another process (on another host, with a shared data directory) may
-    # be importing the same name right now; the database decides which one is recorded.
-    fd, staged_name = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.", suffix=".partial")
-    staged = Path(staged_name)
-    with os.fdopen(fd, "wb") as f:
-        save_bars(f, bars)
-    digest = hashlib.sha256(staged.read_bytes()).hexdigest()
-    info = DatasetInfo(
-        name=name,
-        symbol=symbol or default_symbol(name),
-        path=relative,
-        rows=len(bars),
-        start_ms=int(bars.ts[0]),
-        end_ms=int(bars.ts[-1]),
-        interval_ms=int(bars.interval_ms),
-        sha256=digest,
-        source=source,
-        created_at=to_epoch_us(clock.now()),
+
+def _latest_per_name(listing: Listing, include_retired: bool) -> Listing:
+    latest: dict[str, DatasetInfo] = {}
+    for info in listing.datasets:
+        if info.name not in latest or info.version > latest[info.name].version:
+            latest[info.name] = info
+    shown = [i for _, i in sorted(latest.items()) if include_retired or i.retired_at is None]
+    return Listing(shown, listing.skipped)
+
+
+def iso_ms(ms: int) -> str:
+    """Epoch milliseconds as ISO-8601 UTC (``2024-01-01T00:00:00Z``)."""
+    text = datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+    return text.replace(".000Z", "Z")
+
+
+def _gap_message(gaps: GapReport, interval_ms: int) -> str:
+    return (
+        f"{gaps.count} gap(s), {gaps.missing} missing bar(s) at interval {interval_ms} ms; the "
+        f"largest is {gaps.largest_ms // 1000} s after {iso_ms(gaps.at_ms)}"
     )
-    return info, staged, target
 
 
-class DatasetCatalog:
+class CatalogBase:
+    """What every catalogue does, over three storage hooks a backend provides: ``_rows`` (the
+    stored records of one name, or of all), ``_insert`` (record a version and move its file into
+    place in one transaction) and ``_set_retired``.
+
+    An import parses CSV a chunk at a time (:class:`coinbt.engine.csvstream.CsvChunks`) into
+    column files (:class:`coinbt.data.spool.Spool`), so memory stays at about one chunk; the bars
+    file is written beside its final place and moved there when its record commits. A new name is
+    version 1; ``update=True`` appends the bars newer than the latest version's last bar as the
+    next version (nothing new: the latest version is returned unchanged). ``strict=True`` refuses
+    data with gaps (spacings longer than the interval).
+    """
+
+    data_dir: Path
+    _clock: Clock
+
+    async def _rows(self, name: str | None) -> list[Any]:
+        raise NotImplementedError
+
+    async def _insert(self, info: DatasetInfo, staged: Path, target: Path) -> None:
+        raise NotImplementedError
+
+    async def _set_retired(self, name: str, at_us: int) -> None:
+        raise NotImplementedError
+
+    def path_of(self, info: DatasetInfo) -> Path:
+        return self.data_dir / info.path
+
+    async def versions(self, name: str) -> list[DatasetInfo]:
+        listing = decode_rows(await self._rows(name))
+        if not listing.datasets:
+            if listing.skipped:
+                reason = f"its record is unreadable: {listing.skipped[0].reason}"
+                raise DatasetNotFoundError(name, reason=reason)
+            raise DatasetNotFoundError(name)
+        return sorted(listing.datasets, key=lambda i: i.version)
+
+    async def get(
+        self, name: str, version: int | None = None, *, include_retired: bool = False
+    ) -> DatasetInfo:
+        versions = await self.versions(name)
+        retired_at = versions[-1].retired_at
+        if retired_at is not None and not include_retired:
+            raise DatasetNotFoundError(
+                name,
+                reason=f"retired at {iso_ms(retired_at // 1000)}: kept for the tasks that used "
+                "it, closed to new ones",
+            )
+        if version is None:
+            return versions[-1]
+        for info in versions:
+            if info.version == version:
+                return info
+        raise DatasetNotFoundError(name, version)
+
+    async def listing(self, *, include_retired: bool = False) -> Listing:
+        return _latest_per_name(decode_rows(await self._rows(None)), include_retired)
+
+    async def all(self) -> list[DatasetInfo]:
+        return (await self.listing()).datasets
+
+    async def retire(self, name: str) -> DatasetInfo:
+        """Retire ``name`` (every version): hidden from listings and new tasks, kept on disk and
+        in the database for the tasks that used it. Retiring twice changes nothing."""
+        latest = (await self.versions(name))[-1]
+        if latest.retired_at is not None:
+            return latest
+        at = to_epoch_us(self._clock.now())
+        await self._set_retired(name, at)
+        return msgspec.structs.replace(latest, retired_at=at)
+
+    async def import_bytes(
+        self,
+        name: str,
+        data: bytes,
+        *,
+        symbol: str | None = None,
+        source: str = "upload",
+        update: bool = False,
+        strict: bool = False,
+    ) -> DatasetInfo:
+        async def one() -> AsyncIterator[bytes]:
+            yield data
+
+        return await self.import_stream(
+            name, one(), symbol=symbol, source=source, update=update, strict=strict
+        )
+
+    async def import_stream(
+        self,
+        name: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        symbol: str | None = None,
+        source: str = "upload",
+        update: bool = False,
+        strict: bool = False,
+    ) -> DatasetInfo:
+        from coinbt.engine.csvstream import CsvChunks
+
+        check_import(name, symbol)
+        previous = await self._previous(name, update)
+        parser = CsvChunks()
+        digest = hashlib.sha256()
+        with await self._spool(name, previous) as spool:
+
+            def feed(data: bytes) -> None:
+                digest.update(data)
+                spool.add(parser.feed(data))
+
+            async for data in chunks:
+                await anyio.to_thread.run_sync(feed, data)
+            await anyio.to_thread.run_sync(lambda: spool.add(parser.finish()))
+            provenance = [SourceFile(file=source, sha256=digest.hexdigest())]
+            return await self._register(name, spool, previous, symbol, source, provenance, strict)
+
+    async def import_bars(
+        self,
+        name: str,
+        bars: Iterable[Bars],
+        *,
+        symbol: str | None = None,
+        source: str,
+        provenance: list[SourceFile],
+        update: bool = False,
+        strict: bool = False,
+    ) -> DatasetInfo:
+        """Register bars already parsed (a download, a resample), given where they came from."""
+        check_import(name, symbol)
+        previous = await self._previous(name, update)
+        with await self._spool(name, previous) as spool:
+
+            def add_all() -> None:
+                for piece in bars:
+                    spool.add(piece)
+
+            await anyio.to_thread.run_sync(add_all)
+            return await self._register(name, spool, previous, symbol, source, provenance, strict)
+
+    async def _previous(self, name: str, update: bool) -> DatasetInfo | None:
+        try:
+            versions = await self.versions(name)
+        except DatasetNotFoundError as e:
+            if update and e.version is None:
+                raise
+            return None
+        if not update:
+            raise DatasetExistsError(name)
+        if versions[-1].retired_at is not None:
+            raise SpecError(f"dataset {name!r} is retired: it takes no new versions", field="name")
+        return versions[-1]
+
+    async def _spool(self, name: str, previous: DatasetInfo | None) -> Spool:
+        from coinbt.data.spool import Spool
+        from coinbt.engine import load_bars
+
+        def open_spool() -> Spool:
+            spool = Spool(self.data_dir / "datasets", name)
+            if previous is not None:
+                try:
+                    spool.add(load_bars(self.path_of(previous)))
+                except BaseException:
+                    spool.close()
+                    raise
+                spool.after_ms = previous.end_ms
+            return spool
+
+        return await anyio.to_thread.run_sync(open_spool)
+
+    async def _register(
+        self,
+        name: str,
+        spool: Spool,
+        previous: DatasetInfo | None,
+        symbol: str | None,
+        source: str,
+        provenance: list[SourceFile],
+        strict: bool,
+    ) -> DatasetInfo:
+        if previous is not None and spool.rows == previous.rows:
+            return previous  # nothing newer than the latest version
+        folder = self.data_dir / "datasets"
+        interval = previous.interval_ms if previous is not None else None
+        staged = await anyio.to_thread.run_sync(spool.write, folder, name, interval)
+        try:
+            if strict and staged.gaps.count:
+                raise DataError(
+                    "refused (--strict): " + _gap_message(staged.gaps, staged.interval_ms)
+                )
+            version = 1 if previous is None else previous.version + 1
+            relative = relative_path(name, version)
+            info = DatasetInfo(
+                name=name,
+                symbol=symbol or (previous.symbol if previous else default_symbol(name)),
+                path=relative,
+                rows=staged.rows,
+                start_ms=staged.start_ms,
+                end_ms=staged.end_ms,
+                interval_ms=staged.interval_ms,
+                sha256=staged.sha256,
+                source=source,
+                created_at=to_epoch_us(self._clock.now()),
+                version=version,
+                provenance=[*(previous.provenance if previous else []), *provenance],
+                gaps=staged.gaps,
+            )
+            await self._insert(info, staged.path, self.data_dir / relative)
+        finally:
+            await anyio.Path(staged.path).unlink(missing_ok=True)
+        return info
+
+
+def stored_values(info: DatasetInfo) -> tuple[Any, ...]:
+    """``info`` as the row of the ``datasets`` table (``COLUMNS`` order; JSON for the lists)."""
+    values = list(msgspec.structs.astuple(info))
+    values[11] = msgspec.json.encode(info.provenance).decode()
+    values[12] = msgspec.json.encode(info.gaps).decode()
+    return tuple(values)
+
+
+class DatasetCatalog(CatalogBase):
     """Imported datasets of one SQLite database. Blocking work runs on worker threads."""
 
     def __init__(self, db: Path, data_dir: Path, clock: Clock | None = None) -> None:
@@ -204,24 +485,14 @@ class DatasetCatalog:
         self.data_dir = data_dir
         self._clock = clock or SystemClock()
 
-    def path_of(self, info: DatasetInfo) -> Path:
-        return self.data_dir / info.path
-
-    async def get(self, name: str) -> DatasetInfo:
-        return await anyio.to_thread.run_sync(self.get_sync, name)
-
-    def get_sync(self, name: str) -> DatasetInfo:
-        rows = self._query(f"SELECT {_COLUMNS} FROM datasets WHERE name = ?", (name,))
-        return one_record(name, rows)
-
-    async def all(self) -> list[DatasetInfo]:
-        return (await self.listing()).datasets
-
-    async def listing(self) -> Listing:
-        rows = await anyio.to_thread.run_sync(
-            self._query, f"SELECT {_COLUMNS} FROM datasets ORDER BY name", ()
-        )
-        return decode_rows(rows)
+    async def _rows(self, name: str | None) -> list[Any]:
+        params: tuple[object, ...] = ()
+        if name is None:
+            sql = f"SELECT {COLUMNS} FROM datasets ORDER BY name, version"
+        else:
+            sql = f"SELECT {COLUMNS} FROM datasets WHERE name = ? ORDER BY version"
+            params = (name,)
+        return await anyio.to_thread.run_sync(self._query, sql, params)
 
     def _query(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
         conn = connect_sync(self.db, readonly=True)
@@ -232,47 +503,44 @@ class DatasetCatalog:
         finally:
             conn.close()
 
-    async def import_bytes(
-        self, name: str, data: bytes, *, symbol: str | None = None, source: str = "upload"
-    ) -> DatasetInfo:
-        return await anyio.to_thread.run_sync(
-            lambda: self.import_sync(name, data, symbol=symbol, source=source)
-        )
+    async def _insert(self, info: DatasetInfo, staged: Path, target: Path) -> None:
+        await anyio.to_thread.run_sync(self._insert_sync, info, staged, target)
 
-    def import_sync(
-        self, name: str, data: bytes, *, symbol: str | None = None, source: str = "upload"
-    ) -> DatasetInfo:
-        """Parse and validate CSV ``data``, store it, register it. Raises ``DataError`` (with the
-        row) for bad data, ``SpecError`` for a bad name, ``DatasetExistsError`` if taken."""
-        check_import(name, symbol)
-        if self._exists(name):
-            raise DatasetExistsError(name)
-        info, staged, target = prepare_import(
-            self.data_dir, self._clock, name, data, symbol, source
-        )
+    def _insert_sync(self, info: DatasetInfo, staged: Path, target: Path) -> None:
+        marks = ", ".join("?" * len(COLUMNS.split(",")))
         conn = connect_sync(self.db)
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.execute(
-                    f"INSERT INTO datasets ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    msgspec.structs.astuple(info),
+                    f"INSERT INTO datasets ({COLUMNS}) VALUES ({marks})", stored_values(info)
                 )
                 staged.replace(target)
                 conn.execute("COMMIT")
             except sqlite3.IntegrityError as e:
                 conn.execute("ROLLBACK")
-                raise DatasetExistsError(name) from e
+                raise DatasetExistsError(info.name) from e
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as e:
-            raise DatabaseError(f"registering dataset {name!r} failed: {e}") from e
+            raise DatabaseError(f"registering dataset {info.name!r} failed: {e}") from e
         finally:
             conn.close()
-            staged.unlink(missing_ok=True)
-        return info
 
-    def _exists(self, name: str) -> bool:
-        return bool(self._query("SELECT 1 FROM datasets WHERE name = ?", (name,)))
+    async def _set_retired(self, name: str, at_us: int) -> None:
+        def update() -> None:
+            conn = connect_sync(self.db)
+            try:
+                with conn:
+                    conn.execute(
+                        "UPDATE datasets SET retired_at = ? WHERE name = ? AND retired_at IS NULL",
+                        (at_us, name),
+                    )
+            except sqlite3.Error as e:
+                raise DatabaseError(f"retiring dataset {name!r} failed: {e}") from e
+            finally:
+                conn.close()
+
+        await anyio.to_thread.run_sync(update)

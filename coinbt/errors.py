@@ -332,6 +332,16 @@ class InvalidRequestError(CoinbtError, ValueError):
         super().__init__(f"{field}: {message}" if field else message)
 
 
+class TooManyUploadsError(CoinbtError):
+    """As many dataset uploads as the server takes at once are in progress; retry later."""
+
+    code = "too_many_uploads"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"{limit} dataset uploads are in progress (the limit); retry later")
+
+
 class UnauthorizedError(CoinbtError):
     """A missing or wrong API token."""
 

@@ -58,7 +58,7 @@ from coinbt.projections.live import LiveProgress
 from coinbt.projections.live_pg import ProgressRelay
 from coinbt.projections.positions import PositionView
 from coinbt.projections.status import TaskView
-from coinbt.specs import DEFAULT_MAX_BARS, validate
+from coinbt.specs import DEFAULT_MAX_BARS, DataPlan, validate
 from coinbt.store.base import EventStore
 from coinbt.store.instances import worker_id
 
@@ -110,6 +110,23 @@ class Config:
         return Path("coinbt-data") if is_dsn(self.db) else Path(self.db).parent
 
 
+def _recorded(spec: TaskSpec, plan: DataPlan) -> TaskSpec:
+    """``spec`` as ``Queued`` records it: parameters with defaults, the strategy's source, and
+    the dataset version resolved (docs/data.md, "Versions")."""
+    spec = msgspec.structs.replace(spec, params=plan.params, source=plan.source)
+    if spec.data.dataset is not None and spec.data.version is None:
+        data = msgspec.structs.replace(spec.data, version=plan.dataset_version)
+        spec = msgspec.structs.replace(spec, data=data)
+    return spec
+
+
+def _comparable(spec: TaskSpec, with_version: bool) -> TaskSpec:
+    spec = msgspec.structs.replace(spec, source=None)
+    if not with_version:
+        spec = msgspec.structs.replace(spec, data=msgspec.structs.replace(spec.data, version=None))
+    return spec
+
+
 class System:
     """The facade over the actors and read models (see the module docstring)."""
 
@@ -157,11 +174,13 @@ class System:
         else:
             existing = None
         plan = await validate(spec, self.catalog, max_bars=self.config.max_bars)
-        # Queued records the parameters that run (defaults filled in) and the strategy's source
-        spec = msgspec.structs.replace(spec, params=plan.params, source=plan.source)
+        # Queued records the parameters that run (defaults filled in), the strategy's source and
+        # the dataset version it uses (a later update must not change its data).
+        chose_version = spec.data.version is not None
+        spec = _recorded(spec, plan)
         if existing is not None:
             assert idempotency_key is not None
-            await self._same_spec(existing, spec, idempotency_key)
+            await self._same_spec(existing, spec, idempotency_key, chose_version)
             return await self.task(existing)
         submitted: Submitted = await self.task_manager.ask(
             lambda reply: SubmitTask(spec, idempotency_key, reply, bars=plan.bars),
@@ -169,7 +188,7 @@ class System:
         )
         if submitted.existing:
             assert idempotency_key is not None
-            await self._same_spec(submitted.task_id, spec, idempotency_key)
+            await self._same_spec(submitted.task_id, spec, idempotency_key, chose_version)
             await self.projector.wait_for(await self.store.last_position())
         else:
             await self.projector.wait_for(submitted.position)
@@ -194,7 +213,7 @@ class System:
                 bars.append(None)
             else:
                 bars.append(plan.bars)
-                specs[index] = msgspec.structs.replace(spec, params=plan.params, source=plan.source)
+                specs[index] = _recorded(spec, plan)
         if errors:
             raise SpecError(errors)
         submitted: list[Submitted] = await self.task_manager.ask(
@@ -203,16 +222,18 @@ class System:
         await self.projector.wait_for(max(s.position for s in submitted))
         return [await self.task(s.task_id) for s in submitted]
 
-    async def _same_spec(self, task_id: str, spec: TaskSpec, key: str) -> None:
+    async def _same_spec(
+        self, task_id: str, spec: TaskSpec, key: str, chose_version: bool = True
+    ) -> None:
         """``IdempotencyKeyReusedError`` unless the key's task was queued with ``spec`` (its
-        first ``Queued`` in the log says, whichever process appended it)."""
+        first ``Queued`` in the log says, whichever process appended it). Unless the submitter
+        chose the dataset version, the one recorded is not compared (an update in between does
+        not make a retry another request)."""
         first = await self.store.read_stream(task_id, limit=1)
         if not first or not isinstance(first[0].event, Queued):
             raise IdempotencyKeyReusedError(key, task_id)
         recorded = first[0].event.spec  # the source may name another coinbt version: not compared
-        if msgspec.structs.replace(recorded, source=None) != msgspec.structs.replace(
-            spec, source=None
-        ):
+        if _comparable(recorded, chose_version) != _comparable(spec, chose_version):
             raise IdempotencyKeyReusedError(key, task_id)
 
     async def cancel(self, task_id: str, reason: str = "cancelled by user") -> TaskView:

@@ -47,6 +47,7 @@ class DataPlan:
     end_ms: int | None = None
     params: dict[str, ParamValue] = field(default_factory=dict)  # defaults filled in
     source: StrategySource | None = None
+    dataset_version: int | None = None  # the version resolved (recorded in Queued)
 
 
 _json_decoder = msgspec.json.Decoder(TaskSpec)
@@ -151,12 +152,20 @@ def source_of(strategy: Any) -> StrategySource:
     return StrategySource(kind=strategy.source, version=__version__)
 
 
-async def resolve(spec: TaskSpec, catalog: Catalog, *, max_bars: int) -> DataPlan:
-    """The data a spec names: synthetic parameters, or a dataset file and its time range."""
+async def resolve(
+    spec: TaskSpec, catalog: Catalog, *, max_bars: int, recorded: bool = False
+) -> DataPlan:
+    """The data a spec names: synthetic parameters, or a dataset file and its time range.
+
+    ``recorded``: the spec is a recorded task's (a worker running it), not a new submission: a
+    retired dataset still serves it, and no ``version`` means version 1 (recorded before
+    versions existed)."""
     data = spec.data
     if (data.dataset is None) == (data.synthetic is None):
         raise SpecError("give exactly one of 'dataset' and 'synthetic'", field="data")
     if data.synthetic is not None:
+        if data.version is not None:
+            raise SpecError("version applies to datasets, not to synthetic data", field="data")
         if data.start is not None or data.end is not None:
             raise SpecError("start/end apply to datasets, not to synthetic data", field="data")
         synthetic = data.synthetic
@@ -170,10 +179,12 @@ async def resolve(spec: TaskSpec, catalog: Catalog, *, max_bars: int) -> DataPla
             raise SpecError(str(e), field="data.synthetic.interval") from e
         return DataPlan(symbol=SYNTHETIC_SYMBOL, bars=synthetic.bars)
     assert data.dataset is not None
+    version = 1 if recorded and data.version is None else data.version
     try:
-        info = await catalog.get(data.dataset)
+        info = await catalog.get(data.dataset, version, include_retired=recorded)
     except DatasetNotFoundError as e:
-        raise SpecError(str(e), field="data.dataset") from e
+        field = "data.version" if e.version is not None else "data.dataset"
+        raise SpecError(str(e), field=field) from e
     start_ms = None if data.start is None else int(data.start.timestamp() * 1000)
     end_ms = None if data.end is None else int(data.end.timestamp() * 1000)
     if start_ms is not None and end_ms is not None and start_ms >= end_ms:
@@ -191,6 +202,7 @@ async def resolve(spec: TaskSpec, catalog: Catalog, *, max_bars: int) -> DataPla
         dataset_path=catalog.path_of(info),
         start_ms=start_ms,
         end_ms=end_ms,
+        dataset_version=info.version,
     )
 
 

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from coinbt.api._params import read_body
 from coinbt.api.errors import json_response
-from coinbt.datasets import DatasetInfo, check_name
-from coinbt.errors import InvalidRequestError
+from coinbt.datasets import DatasetInfo, check_name, iso_ms
+from coinbt.errors import InvalidRequestError, PayloadTooLargeError, TooManyUploadsError
 from coinbt.runtime import System
 
 __all__ = ("Catalog",)
 
 UPLOAD_LIMIT = 512 * 1024 * 1024
+MAX_UPLOADS = 2  # uploads parsed at once; more get 429 (each holds about one 4 MB chunk)
 RULES_ENTRY: dict[str, Any] = {
     "name": "rules",
     "description": (
@@ -35,27 +37,28 @@ RULES_ENTRY: dict[str, Any] = {
 }
 
 
-def _iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
-
-
 def dataset_json(info: DatasetInfo) -> dict[str, Any]:
     return {
         "name": info.name,
+        "version": info.version,
         "symbol": info.symbol,
         "rows": info.rows,
-        "start": _iso_ms(info.start_ms),
-        "end": _iso_ms(info.end_ms),
+        "start": iso_ms(info.start_ms),
+        "end": iso_ms(info.end_ms),
         "interval_ms": info.interval_ms,
+        "gaps": msgspec.to_builtins(info.gaps),
         "sha256": info.sha256,
         "source": info.source,
-        "created_at": _iso_ms(info.created_at // 1000),
+        "provenance": msgspec.to_builtins(info.provenance),
+        "created_at": iso_ms(info.created_at // 1000),
     }
 
 
 class Catalog:
-    def __init__(self, system: System) -> None:
+    def __init__(self, system: System, max_uploads: int = MAX_UPLOADS) -> None:
         self.system = system
+        self._uploads = anyio.Semaphore(max_uploads)
+        self._max_uploads = max_uploads
 
     async def strategies(self, request: Request) -> Response:
         """Builtin, plugin and rules strategies, each with ``"source"`` (DESIGN.md section 10)."""
@@ -105,15 +108,48 @@ class Catalog:
         )
 
     async def upload(self, request: Request) -> Response:
-        """``POST /datasets?name=BTCUSDT-1m[&symbol=BTCUSDT]`` with the CSV as the body."""
+        """``POST /datasets?name=BTCUSDT-1m[&symbol=BTCUSDT][&update=1][&strict=1]`` with the
+        CSV as the body, parsed as it arrives: the first bad row answers 422 at once, memory stays
+        at about one chunk, and at most ``MAX_UPLOADS`` run at once (429 beyond)."""
         name = request.query_params.get("name")
         if not name:
             raise InvalidRequestError("give the dataset's name: ?name=...", field="name")
         check_name(name)
-        body = await read_body(request, UPLOAD_LIMIT)
-        if not body.strip():
-            raise InvalidRequestError("the body must be the CSV file", code="empty_body")
-        info = await self.system.catalog.import_bytes(
-            name, body, symbol=request.query_params.get("symbol") or None, source="upload"
-        )
+        flags = {key: _flag(request, key) for key in ("update", "strict")}
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > UPLOAD_LIMIT:
+            raise PayloadTooLargeError(UPLOAD_LIMIT)
+        try:
+            self._uploads.acquire_nowait()
+        except anyio.WouldBlock:
+            raise TooManyUploadsError(self._max_uploads) from None
+        try:
+            info = await self.system.catalog.import_stream(
+                name,
+                _limited(request),
+                symbol=request.query_params.get("symbol") or None,
+                source="upload",
+                **flags,
+            )
+        finally:
+            self._uploads.release()
         return json_response(dataset_json(info), 201)
+
+
+def _flag(request: Request, key: str) -> bool:
+    raw = request.query_params.get(key, "")
+    if raw not in ("", "0", "1", "true", "false"):
+        raise InvalidRequestError(f"must be 1 or 0, got {raw!r}", field=key)
+    return raw in ("1", "true")
+
+
+async def _limited(request: Request) -> AsyncIterator[bytes]:
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > UPLOAD_LIMIT:
+            raise PayloadTooLargeError(UPLOAD_LIMIT)
+        if chunk:
+            yield chunk
+    if size == 0:
+        raise InvalidRequestError("the body must be the CSV file", code="empty_body")

@@ -40,6 +40,7 @@ from coinbt.errors import (
     SpecError,
     TaskNotFoundError,
     TooManyStreamsError,
+    TooManyUploadsError,
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
@@ -66,6 +67,7 @@ STATUS: dict[type[CoinbtError], int] = {
     DataError: 422,
     QueueFullError: 429,
     MailboxFullError: 429,
+    TooManyUploadsError: 429,
     ArtifactIntegrityError: 500,
     ArtifactBucketNotFoundError: 502,  # the object store is misconfigured: the operator's to fix
     ArtifactCredentialsError: 502,

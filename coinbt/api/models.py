@@ -185,6 +185,18 @@ class StrategiesOut(msgspec.Struct):
     strategies: list[StrategyOut]
 
 
+class GapsOut(msgspec.Struct):
+    count: int  # spacings longer than the interval
+    missing: int  # bars missing in all of them
+    largest_ms: int
+    at_ms: int  # the bar before the largest gap
+
+
+class SourceFileOut(msgspec.Struct):
+    file: str
+    sha256: str
+
+
 class DatasetOut(msgspec.Struct):
     name: str
     symbol: str
@@ -195,6 +207,9 @@ class DatasetOut(msgspec.Struct):
     sha256: str
     source: str
     created_at: str
+    version: int = 1
+    gaps: GapsOut | None = None
+    provenance: list[SourceFileOut] = []
 
 
 class SkippedDatasetOut(msgspec.Struct):

@@ -21,6 +21,7 @@ __all__ = ("COMMAND_MODULES", "build_parser", "main")
 COMMAND_MODULES: tuple[str, ...] = (
     "coinbt.cli.backtest",
     "coinbt.cli.serve",
+    "coinbt.cli.data",
     "coinbt.cli.client",
     "coinbt.cli.log",
     "coinbt.cli.storage",

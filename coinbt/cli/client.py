@@ -17,7 +17,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from coinbt.errors import CoinbtError
 
@@ -63,6 +63,21 @@ class ApiClient:
             with urllib.request.urlopen(
                 self._request(method, path, data, headers), timeout=self.timeout
             ) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as e:
+            raise ClientError(_describe(e)) from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise ClientError(f"cannot reach coinbt at {self.url}: {reason}") from None
+
+    def upload(self, path: str, body: BinaryIO, size: int, content_type: str) -> Any:
+        """POST a file, streamed from ``body`` (``size`` bytes); the decoded JSON answer."""
+        request = self._request(
+            "POST", path, headers={"Content-Type": content_type, "Content-Length": str(size)}
+        )
+        request.data = body
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as e:
             raise ClientError(_describe(e)) from None

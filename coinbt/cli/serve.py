@@ -1,4 +1,4 @@
-"""``coinbt serve`` and ``coinbt data import|list``."""
+"""``coinbt serve`` (``coinbt data`` is in ``coinbt.cli.data``)."""
 
 from __future__ import annotations
 
@@ -105,36 +105,6 @@ def register(subparsers: Any) -> None:
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
-
-    data = subparsers.add_parser(
-        "data",
-        help="import and list market datasets",
-        description="Datasets are imported once from CSV and never change.",
-    )
-    actions = data.add_subparsers(metavar="ACTION", required=True)
-    imp = actions.add_parser(
-        "import",
-        help="import a CSV file as a named dataset",
-        description=(
-            "Import market data from a CSV file. Accepted: a header "
-            "'timestamp,open,high,low,close,volume' (timestamps ISO-8601 UTC or epoch ms or s), "
-            "or a Binance kline CSV (no header, 12 columns). Every row is checked: sorted unique "
-            "timestamps, positive prices, high >= low; an error names the row."
-        ),
-        epilog="example: coinbt data import BTCUSDT-1m.csv --name BTCUSDT-1m",
-    )
-    imp.add_argument("csv", type=Path, metavar="CSV", help="the file to import")
-    imp.add_argument("--name", required=True, help="the dataset's name, e.g. BTCUSDT-1m")
-    imp.add_argument("--symbol", help="its symbol (default: the name up to the first '-')")
-    add_db_argument(imp)
-    add_data_dir_argument(imp)
-    imp.add_argument("--json", action="store_true", help="print one JSON object")
-    imp.set_defaults(func=_data_import)
-    lst = actions.add_parser("list", help="list imported datasets")
-    add_db_argument(lst)
-    add_data_dir_argument(lst)
-    lst.add_argument("--json", action="store_true", help="print a JSON list")
-    lst.set_defaults(func=_data_list)
 
 
 def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
@@ -261,73 +231,3 @@ def _executor(url: str, workers: int | None) -> tuple[Any, int | None]:
     except ValueError as e:
         raise InvalidRequestError(str(e), field="--executor") from None
     return factory, workers if workers is not None else count
-
-
-def _data_dir(args: argparse.Namespace) -> Path:
-    from coinbt.dburl import is_dsn
-
-    if args.data_dir is not None:
-        return Path(args.data_dir)
-    return Path("coinbt-data") if is_dsn(args.db) else Path(args.db).parent
-
-
-async def _with_catalog(args: argparse.Namespace, use: Any) -> Any:
-    """Run ``await use(catalog)`` on the catalogue of ``--db`` (migrated first)."""
-    from coinbt.dburl import is_dsn
-
-    data_dir = _data_dir(args)
-    if not is_dsn(args.db):
-        import anyio
-
-        from coinbt.datasets import DatasetCatalog
-        from coinbt.store.migrations import apply_migrations
-
-        await anyio.to_thread.run_sync(apply_migrations, args.db)
-        return await use(DatasetCatalog(Path(args.db), data_dir))
-    from coinbt.backend import open_postgres_catalog
-
-    async with open_postgres_catalog(args.db, data_dir) as catalog:
-        return await use(catalog)
-
-
-def _data_import(args: argparse.Namespace) -> int:
-    import json
-
-    import anyio
-    import msgspec
-
-    from coinbt.errors import DataError
-
-    if not args.csv.is_file():
-        raise DataError(f"no file at {args.csv}")
-    data = args.csv.read_bytes()
-
-    async def use(catalog: Any) -> Any:
-        return await catalog.import_bytes(args.name, data, symbol=args.symbol, source=args.csv.name)
-
-    info = anyio.run(_with_catalog, args, use)
-    if args.json:
-        print(json.dumps(msgspec.to_builtins(info)))
-    else:
-        print(f"imported {info.name} ({info.symbol}): {info.rows:,} bars, sha256 {info.sha256}")
-    return 0
-
-
-def _data_list(args: argparse.Namespace) -> int:
-    import json
-
-    import anyio
-    import msgspec
-
-    async def use(catalog: Any) -> Any:
-        return await catalog.all()
-
-    infos = anyio.run(_with_catalog, args, use)
-    if args.json:
-        print(json.dumps([msgspec.to_builtins(i) for i in infos]))
-        return 0
-    if not infos:
-        print("no datasets yet: coinbt data import FILE.csv --name NAME")
-    for i in infos:
-        print(f"{i.name:<24} {i.symbol:<12} {i.rows:>10,} bars  every {i.interval_ms // 1000}s")
-    return 0

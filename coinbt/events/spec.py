@@ -38,12 +38,16 @@ class SyntheticSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omi
 
 
 class DataSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Either an imported ``dataset`` (optional ``start``/``end``) or a ``synthetic`` series."""
+    """Either an imported ``dataset`` (optional ``version``, ``start``/``end``) or a
+    ``synthetic`` series. A submission without ``version`` is recorded with the dataset's latest
+    version at that moment (``Queued`` says which); tasks recorded before versions existed have
+    none, which means version 1 (the only one there was)."""
 
     dataset: str | None = None
     start: AwareDatetime | None = None
     end: AwareDatetime | None = None
     synthetic: SyntheticSpec | None = None
+    version: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] | None = None
 
 
 class RuleSet(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):

@@ -194,6 +194,19 @@ MIGRATIONS: tuple[PgMigration, ...] = (
         );
         """,
     ),
+    PgMigration(
+        3,
+        "dataset versions",
+        """
+        -- As SQLite's migration 5: immutable versions of a name, provenance, gaps, retirement.
+        ALTER TABLE datasets ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE datasets ADD COLUMN provenance TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE datasets ADD COLUMN gaps TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE datasets ADD COLUMN retired_at BIGINT;
+        ALTER TABLE datasets DROP CONSTRAINT datasets_pkey;
+        ALTER TABLE datasets ADD PRIMARY KEY (name, version);
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

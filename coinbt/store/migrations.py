@@ -130,6 +130,38 @@ MIGRATIONS: tuple[Migration, ...] = (
         INSERT INTO artifact_backfill (id, upto) SELECT 1, COALESCE(MAX(position), 0) FROM events;
         """,
     ),
+    Migration(
+        5,
+        "dataset versions",
+        """
+        -- A dataset is a name with immutable versions: an update appends newer bars as the next
+        -- version, and tasks record the version they used. Existing datasets become version 1.
+        CREATE TABLE dataset_versions (
+            name         TEXT    NOT NULL,
+            version      INTEGER NOT NULL,
+            symbol       TEXT    NOT NULL,
+            path         TEXT    NOT NULL,       -- the .npz file, relative to the data directory
+            rows         INTEGER NOT NULL,
+            start_ms     INTEGER NOT NULL,
+            end_ms       INTEGER NOT NULL,
+            interval_ms  INTEGER NOT NULL,
+            sha256       TEXT    NOT NULL,       -- of the .npz file
+            source       TEXT    NOT NULL,       -- the imported file's name
+            created_at   INTEGER NOT NULL,
+            provenance   TEXT    NOT NULL DEFAULT '[]',  -- JSON [{"file", "sha256"}] of the inputs
+            gaps         TEXT    NOT NULL DEFAULT '{}',  -- JSON {"count", "largest_ms", "at_ms"}
+            retired_at   INTEGER,                -- set on every version when the name is retired
+            PRIMARY KEY (name, version)
+        );
+        INSERT INTO dataset_versions (name, version, symbol, path, rows, start_ms, end_ms,
+                                      interval_ms, sha256, source, created_at)
+            SELECT name, 1, symbol, path, rows, start_ms, end_ms, interval_ms, sha256, source,
+                   created_at
+            FROM datasets;
+        DROP TABLE datasets;
+        ALTER TABLE dataset_versions RENAME TO datasets;
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -28,6 +28,7 @@ from coinbt.errors import (
 from coinbt.events import Cancelled
 from coinbt.store import PostgresEventStore, migrate_postgres, open_postgres_store
 from coinbt.store._batch import AppendRequest, plan_batch
+from coinbt.store._pgschema import LATEST as PG_LATEST
 from tests.factories import cancelled, completed, filled, queued, started
 
 ROOT = Path(__file__).parents[2]
@@ -351,7 +352,7 @@ async def test_migrations_apply_once_and_are_required(pg_dsn: str, clock: Manual
     with pytest.raises(DatabaseError, match="coinbt migrate"):
         async with open_postgres_store(pg_dsn, clock=clock, migrate=False):
             pass
-    assert await migrate_postgres(pg_dsn) == [1, 2]
+    assert await migrate_postgres(pg_dsn) == list(range(1, PG_LATEST + 1))
     assert await migrate_postgres(pg_dsn) == []
     async with open_postgres_store(pg_dsn, clock=clock, migrate=False) as store:
         assert await store.last_position() == 0
