@@ -152,9 +152,7 @@ class Worker(Actor[Abort]):
         with anyio.CancelScope() as scope:
             self._current, self._scope = (task_id, claim.attempt), scope
             try:
-                plan = await resolve(
-                    spec, self._catalog, max_bars=self._max_bars, recorded=True
-                )
+                plan = await resolve(spec, self._catalog, max_bars=self._max_bars, recorded=True)
                 job = _job(claim, plan, out)
             except CoinbtError as e:  # e.g. the dataset vanished since the submission
                 outcome = Fail(str(e), e.code)
