@@ -10,7 +10,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -74,7 +74,7 @@ def create_app(
     stream = EventStream(system, max_streams=max_streams)
     catalog = Catalog(system)
     rules = RulesApi()
-    document = openapi(token_required=token is not None)
+    document = openapi(token_required=token is not None, max_bars=system.config.max_bars)
 
     async def health(request: Request) -> Response:
         return json_response(
@@ -152,7 +152,17 @@ async def _not_allowed(request: Request, exc: Exception) -> Response:
             "details": None,
         }
     }
-    return json_response(body, 405)
+    return json_response(body, 405, headers={"Allow": ", ".join(_allowed_methods(request))})
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route takes on this path (RFC 9110: a 405 carries ``Allow``)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
 
 
 def _storage_metrics(system: System) -> list[str]:

@@ -10,6 +10,7 @@ from coinbt import __version__
 from coinbt.api import models
 from coinbt.api.rules import RulesCheckIn
 from coinbt.events import TaskSpec
+from coinbt.specs import DEFAULT_MAX_BARS
 
 __all__ = ("openapi",)
 
@@ -40,14 +41,89 @@ _TASK_ID = {
     "required": True,
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},
 }
-_INT = {"type": "integer", "minimum": 0}
+_INT = {"type": "integer", "minimum": 0, "maximum": 2**62}  # as _params.int_param
+_DATASET_NAME = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# A bar interval (a positive length of at most 366 days is checked by the server: 422).
+_INTERVAL = r"^\s*[0-9]{1,15}\s*(ms|s|m|h|d|w)\s*$"
+_DATE_TIME = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]}
+
+
+def _exact_spec(components: dict[str, Any], max_bars: int) -> None:
+    """Make ``TaskSpec`` say what the server takes: one branch per strategy (its own parameter
+    schema, as GET /strategies serves it), ``data`` as exactly one of a dataset and a synthetic
+    series, and the bounds the server checks. Rules JSON Schema cannot state are in the
+    descriptions and answered 422: ``fast < slow`` (and the like), windows beyond the data, an
+    unknown dataset, an empty time range, an interval of zero or over 366 days."""
+    from coinbt.engine import STRATEGIES
+    from coinbt.engine.plugins import plugins
+    from coinbt.specs import MAX_TIMEOUT_S
+
+    spec = components.pop("TaskSpec")
+    properties = dict(spec["properties"])
+    properties["timeout_s"] = {**properties["timeout_s"], "maximum": MAX_TIMEOUT_S}
+    branches = []
+
+    def branch(name: str, changes: dict[str, Any], required: tuple[str, ...] = ()) -> None:
+        key = f"TaskSpec_{name}"
+        components[key] = {
+            "title": f"TaskSpec ({name})",
+            "type": "object",
+            "properties": {**properties, "strategy": {"const": name}, **changes},
+            "required": ["strategy", "data", *required],
+            "additionalProperties": False,
+        }
+        branches.append({"$ref": _REF.format(name=key)})
+
+    strategies = {**STRATEGIES, **plugins()}
+    for name in sorted(strategies):
+        params = dict(strategies[name].schema())
+        params.pop("title", None)
+        branch(name, {"params": {**params, "default": {}}, "rules": {"type": "null"}})
+    if "rules" in properties:  # conditions over the bars, checked by the server (422)
+        branch("rules", {"rules": properties["rules"]["anyOf"][0]}, required=("rules",))
+    components["TaskSpec"] = {
+        "title": "TaskSpec",
+        "description": spec.get("description", "") + " One branch per strategy.",
+        "oneOf": branches,
+    }
+    components["DataSpec"] = {
+        "title": "DataSpec",
+        "description": components["DataSpec"].get("description", ""),
+        "oneOf": [
+            {
+                "type": "object",
+                "properties": {
+                    "dataset": {"type": "string", "pattern": _DATASET_NAME},
+                    "start": _DATE_TIME,
+                    "end": _DATE_TIME,
+                    "synthetic": {"type": "null"},
+                },
+                "required": ["dataset"],
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
+                "properties": {
+                    "synthetic": {"$ref": _REF.format(name="SyntheticSpec")},
+                    "dataset": {"type": "null"},
+                    "start": {"type": "null"},
+                    "end": {"type": "null"},
+                },
+                "required": ["synthetic"],
+                "additionalProperties": False,
+            },
+        ],
+    }
+    synthetic = components["SyntheticSpec"]["properties"]
+    synthetic["bars"] = {**synthetic["bars"], "maximum": max_bars}
+    synthetic["interval"] = {**synthetic["interval"], "pattern": _INTERVAL}
 
 
 def _op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"summary": summary, "responses": responses, **extra}
 
 
-def openapi(*, token_required: bool) -> dict[str, Any]:
+def openapi(*, token_required: bool, max_bars: int = DEFAULT_MAX_BARS) -> dict[str, Any]:
     types = [
         TaskSpec,
         models.TaskOut,
@@ -67,13 +143,7 @@ def openapi(*, token_required: bool) -> dict[str, Any]:
         models.ErrorOut,
     ]
     _, components = msgspec.json.schema_components(types, ref_template=_REF)
-    from coinbt.engine import STRATEGIES
-
-    strategy = components["TaskSpec"]["properties"]["strategy"]
-    from coinbt.engine.plugins import plugins
-
-    strategy["enum"] = sorted([*STRATEGIES, *plugins(), "rules"])
-    strategy["description"] = "see GET /strategies for each one's parameters"
+    _exact_spec(components, max_bars)
     ok_task = {"description": "the task", "content": _json("TaskOut")}
     not_found = _error("no task with this id")
     bad = _error("a malformed request (the error names the parameter)")
@@ -97,6 +167,8 @@ def openapi(*, token_required: bool) -> dict[str, Any]:
                                                     "items": {"$ref": _REF.format(name="TaskOut")},
                                                 }
                                             },
+                                            "required": ["tasks"],
+                                            "additionalProperties": False,
                                         },
                                     ]
                                 }
@@ -152,7 +224,11 @@ def openapi(*, token_required: bool) -> dict[str, Any]:
                         {"type": "integer", "minimum": 1, "maximum": 500},
                         "page size (default 50)",
                     ),
-                    _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+                    _query(
+                        "cursor",
+                        {"type": "string", "pattern": "^(c[0-9]{1,18})?$"},
+                        "next_cursor of the previous page (empty: the first page)",
+                    ),
                 ],
             ),
         },
@@ -318,14 +394,14 @@ def openapi(*, token_required: bool) -> dict[str, Any]:
                         "required": True,
                         "schema": {
                             "type": "string",
-                            "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                            "pattern": _DATASET_NAME,
                         },
                     },
                     _query("symbol", {"type": "string"}, "default: the name's first part"),
                 ],
                 requestBody={
                     "required": True,
-                    "content": {"text/csv": {"schema": {"type": "string"}}},
+                    "content": {"text/csv": {"schema": {"type": "string", "minLength": 1}}},
                 },
             ),
         },
@@ -348,6 +424,7 @@ def openapi(*, token_required: bool) -> dict[str, Any]:
             )
         },
     }
+    _link_tasks(task_paths)
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -366,3 +443,32 @@ def openapi(*, token_required: bool) -> dict[str, Any]:
                 if operation.get("security") != []:
                     operation["responses"]["401"] = _error("missing or wrong token")
     return document
+
+
+_OPERATION_IDS = {
+    ("/backtests", "post"): "submitBacktest",
+    ("/backtests", "get"): "listBacktests",
+    ("/backtests/{task_id}", "get"): "getBacktest",
+    ("/backtests/{task_id}", "delete"): "cancelBacktest",
+    ("/backtests/{task_id}/events", "get"): "getBacktestEvents",
+    ("/backtests/{task_id}/positions", "get"): "getBacktestPositions",
+    ("/backtests/{task_id}/fills", "get"): "getBacktestFills",
+    ("/backtests/{task_id}/equity", "get"): "getBacktestEquity",
+    ("/backtests/{task_id}/artifacts", "get"): "getBacktestArtifacts",
+}
+
+
+def _link_tasks(paths: dict[str, Any]) -> None:
+    """operationIds, and OpenAPI links from a submitted task (202) to every operation on it, so
+    a client (or schemathesis's stateful phase) can follow ``task_id`` from the answer."""
+    for (path, method), operation_id in _OPERATION_IDS.items():
+        paths[path][method]["operationId"] = operation_id
+    links = {
+        operation_id[len("get") :] if operation_id.startswith("get") else "Cancel": {
+            "operationId": operation_id,
+            "parameters": {"task_id": "$response.body#/task_id"},
+        }
+        for (path, _), operation_id in _OPERATION_IDS.items()
+        if path.startswith("/backtests/{task_id}")
+    }
+    paths["/backtests"]["post"]["responses"]["202"]["links"] = links

@@ -345,3 +345,22 @@ async def test_a_non_ascii_last_event_id_is_a_400(open_system: OpenSystem, value
         response = await http.get("/events", headers=[(b"Last-Event-ID", value)])
         assert response.status_code == 400, response.text
         assert response.json()["error"]["details"][0]["field"] == "Last-Event-ID"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        pytest.param("PUT", "/backtests", "GET, HEAD, POST", id="backtests"),
+        pytest.param("TRACE", "/backtests/abc", "DELETE, GET, HEAD", id="task"),
+        pytest.param("POST", "/health", "GET, HEAD", id="health"),
+        pytest.param("DELETE", "/datasets", "GET, HEAD, POST", id="datasets"),
+    ],
+)
+async def test_every_405_says_which_methods_are_allowed(
+    open_system: OpenSystem, method: str, path: str, allow: str
+) -> None:
+    async with open_system(workers=0) as system, http_client("asgi", system) as http:
+        response = await http.request(method, path)
+        assert response.status_code == 405
+        assert response.headers["allow"] == allow  # RFC 9110 section 15.5.6
+        assert response.json()["error"]["code"] == "method_not_allowed"

@@ -1,82 +1,143 @@
-"""A bounded fuzz pass over the OpenAPI schema against a real `coinbt serve`: no 5xx, and every
-response conforms to the documented schema."""
+"""schemathesis against the app, in-process: every phase (examples, coverage, fuzzing, stateful
+through the schema's links) and every check but ``use_after_free`` (DELETE cancels a task, and
+a cancelled task stays readable by contract), a bounded number of examples; any finding fails.
+
+The service runs inside the app's ASGI lifespan, which schemathesis starts on its own event loop
+(as a server would), so the requests and the actors share one loop. Workers run the tasks the
+stateful phase submits, so it reaches completed tasks' fills, equity and positions.
+"""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
-from schemathesis.checks import not_a_server_error, response_schema_conformance
+from schemathesis.config import SchemathesisConfig
+from schemathesis.engine import Status, events, from_schema
+from schemathesis.python.asgi import HOST, shutdown_lifespans
+
+from coinbt.api import create_app
+from coinbt.clock import ManualClock, SequentialIds
+from coinbt.runtime import Config, System, open_system
+
+MAX_BARS = 2_000  # every generated backtest is small: the run stays bounded
+# positive_data_acceptance's default expectation for a schema-valid request.
+ACCEPTED = ["2xx", "3xx", 401, 403, 404, 409, 429, "5xx"]
+
+
+class ServiceInLifespan:
+    """The coinbt app; its lifespan opens the service (the System) and closes it."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.app: Any = None
+        self.system: System | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        async with AsyncExitStack() as stack:
+            self.system = await stack.enter_async_context(open_system(self.config))
+            self.app = create_app(self.system, allowed_hosts=[HOST])
+            await send({"type": "lifespan.startup.complete"})
+            message = await receive()
+            assert message["type"] == "lifespan.shutdown"
+        await send({"type": "lifespan.shutdown.complete"})
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "coinbt",
-            "serve",
-            "--db",
-            str(tmp_path / "f.db"),
-            "--port",
-            "0",
-            "--workers",
-            "0",
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+def service(tmp_path: Path) -> Iterator[ServiceInLifespan]:
+    config = Config(
+        db=tmp_path / "fuzz.db",
+        workers=1,
+        max_bars=MAX_BARS,
+        clock=ManualClock(tick=timedelta(milliseconds=1)),
+        ids=SequentialIds("fz"),
+        shutdown_grace_s=0.0,
     )
-    assert child.stdout is not None
+    service = ServiceInLifespan(config)
     try:
-        line = child.stdout.readline()
-        assert "coinbt is serving on" in line, child.stderr.read() if child.stderr else line
-        yield line.split()[4].rstrip("/")
+        yield service
     finally:
-        child.terminate()
-        _, err = child.communicate(timeout=60)
-    assert child.returncode == 0, err
-    assert "Traceback" not in err, err
+        shutdown_lifespans()
 
 
-def test_fuzzing_the_schema_finds_no_server_error(server: str) -> None:
-    schema = schemathesis.openapi.from_url(f"{server}/openapi.json")
-    failures: list[Any] = []
-    operations = 0
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        operations += 1
-        label = operation.label
+def _findings(stream: Any) -> tuple[list[str], dict[str, int]]:
+    """Every failed check and engine error, and how often each (phase, operation, status) was
+    answered."""
+    findings: list[str] = []
+    calls: dict[str, int] = {}
+    for event in stream:
+        if isinstance(event, events.ScenarioFinished | events.FuzzScenarioFinished):
+            recorder = event.recorder
+            phase = getattr(event, "phase", "fuzzing")
+            for case_id, checks in recorder.checks.items():
+                case = recorder.cases[case_id].value
+                label = f"{case.method.upper()} {case.path}"
+                response = recorder.find_response(case_id=case_id)
+                status = None if response is None else response.status_code
+                key = f"{phase} {label} {status}"
+                calls[key] = calls.get(key, 0) + 1
+                for check in checks:
+                    if check.status == Status.FAILURE and check.failure_info is not None:
+                        failure = check.failure_info.failure
+                        findings.append(
+                            f"{failure.code} {check.name} {event.phase}: {label} "
+                            f"{failure.title}: {failure.message[:300]}\n"
+                            f"{check.failure_info.code_sample[:600]}"
+                        )
+        elif isinstance(event, events.NonFatalError | events.FatalError):
+            findings.append(f"error: {event!r}"[:800])
+    return findings, calls
 
-        @settings(
-            max_examples=20,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            phases=[Phase.explicit, Phase.generate],
-            suppress_health_check=list(HealthCheck),
-        )
-        @given(case=operation.as_strategy())
-        def check(case: Any) -> None:
-            if case.path == "/events" and "text/event-stream" in str(case.headers or ""):
-                return  # an endless stream: tested in test_service.py
-            response = case.call(base_url=server, timeout=30)
-            try:
-                case.validate_response(
-                    response, checks=(not_a_server_error, response_schema_conformance)
-                )
-            except Exception as e:  # collect them all, then fail once with every one listed
-                failures.append((label, response.status_code, str(e)[:500]))  # noqa: B023
 
-        check()
-    assert operations >= 14
-    assert failures == []
+def test_schemathesis_finds_nothing_in_any_phase(service: ServiceInLifespan) -> None:
+    config = SchemathesisConfig.from_dict(
+        {
+            "seed": 1,
+            "generation": {"max-examples": 8, "deterministic": True, "mode": "all"},
+            "phases": {
+                "examples": {"enabled": True},
+                "coverage": {"enabled": True},
+                "fuzzing": {"enabled": True},
+                "stateful": {"enabled": True, "max-steps": 20},
+            },
+            "checks": {"enabled": True, "use_after_free": {"enabled": False}},
+            "operations": [
+                {
+                    # What JSON Schema cannot say, answered 422 as the schema describes: a spec
+                    # with fast >= slow (and the like), an unknown dataset, an empty range; a
+                    # CSV body whose rows do not parse.
+                    "include-name": name,
+                    "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, 422]}},
+                }
+                for name in ("POST /backtests", "POST /datasets")
+            ]
+            + [
+                {
+                    # A completed or failed task cannot be cancelled: 400 naming its status
+                    # (DESIGN section 3), whatever the request looks like.
+                    "include-name": "DELETE /backtests/{task_id}",
+                    "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, 400]}},
+                }
+            ],
+            "max-stream-events": 5,
+            "request-timeout": 30,
+        }
+    )
+    schema = schemathesis.openapi.from_asgi("/openapi.json", service, config=config)
+    findings, calls = _findings(from_schema(schema).execute())
+    assert findings == [], "\n\n".join(findings)
+    # The stateful phase followed the links to real tasks, and the workers ran some of them.
+    reached = {key for key in calls if key.startswith("stateful ") and key.endswith(" 200")}
+    assert "stateful GET /backtests/{task_id} 200" in reached, sorted(calls)
+    assert "stateful GET /backtests/{task_id}/positions 200" in reached, sorted(calls)
+    assert "stateful DELETE /backtests/{task_id} 200" in reached, sorted(calls)
