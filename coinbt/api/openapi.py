@@ -144,6 +144,9 @@ def openapi(*, token_required: bool, max_bars: int = DEFAULT_MAX_BARS) -> dict[s
     ]
     _, components = msgspec.json.schema_components(types, ref_template=_REF)
     _exact_spec(components, max_bars)
+    check = components.get("RulesCheckIn", {}).get("properties", {})
+    if "bars" in check:  # a positive number of bars, or none (the server answers 400)
+        check["bars"] = {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}]}
     ok_task = {"description": "the task", "content": _json("TaskOut")}
     not_found = _error("no task with this id")
     bad = _error("a malformed request (the error names the parameter)")
