@@ -8,7 +8,7 @@ Every function is causal: its value at bar ``i`` depends on bars ``<= i`` only
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -63,6 +63,7 @@ class Context:
         self.cache = cache
         self.columns = columns
         self.n = n
+        self.memo: dict[tuple[object, ...], object] = {}  # one evaluation's shared intermediates
 
     def column(self, name: str) -> FloatArray:
         return self.columns[name]
@@ -138,35 +139,48 @@ def below(a: Value, b: Value) -> Value:
     return (a - b) < -TIE_RTOL * np.abs(b)
 
 
-def _defined(ctx: Context, *xs: Value) -> BoolArray:
-    ok = np.ones(ctx.n, dtype=np.bool_)
-    for x in xs:
-        if isinstance(x, np.ndarray):
-            ok &= ~np.isnan(x)
-        elif np.isnan(x):
-            ok[:] = False
-    return ok
+def _cross_states(ctx: Context, x: Value, y: Value) -> tuple[BoolArray, BoolArray, BoolArray]:
+    """``x`` above ``y``, below it (the tie rule), and both defined: computed once per pair,
+    so cross_above and cross_below of the same two series share the work (as sma_cross does)."""
+    key = ("cross", id(x), id(y))
+    found = ctx.memo.get(key)
+    if found is None:
+        diff = np.subtract(x, y)  # a new array: negated in place below
+        if not isinstance(diff, np.ndarray) or diff.shape != (ctx.n,):
+            diff = np.full(ctx.n, diff, dtype=np.float64)
+        tol = np.abs(y)
+        if isinstance(tol, np.ndarray):
+            tol *= TIE_RTOL  # the same operations, in the same order, as strategies._crosses
+        else:
+            tol = tol * TIE_RTOL
+        up = diff > tol
+        defined = diff == diff  # NaN where either is undefined
+        np.negative(diff, out=diff)
+        down = diff > tol
+        # x and y are kept in the entry: alive, their ids cannot be reused by other objects
+        found = ctx.memo[key] = (up, down, defined, x, y)
+    up, down, defined = found[:3]  # type: ignore[index]
+    return up, down, defined
 
 
-def _became(ctx: Context, state: BoolArray, ok: BoolArray) -> BoolArray:
-    """True at ``i`` where ``state`` holds at ``i`` but not at ``i-1``, both bars defined."""
+def _became(ctx: Context, state: BoolArray, defined: BoolArray) -> BoolArray:
+    """True at ``i`` where ``state`` holds at ``i`` (so both are defined there) but not at
+    ``i-1``, both defined at ``i-1``."""
     out = np.zeros(ctx.n, dtype=np.bool_)
     if ctx.n > 1:
         np.greater(state[1:], state[:-1], out=out[1:])
-        out[1:] &= ok[1:] & ok[:-1]
+        out[1:] &= defined[:-1]
     return out
 
 
 def _cross_above(ctx: Context, a: Sequence[Value]) -> Value:
-    x, y = a
-    state = np.broadcast_to(above(x, y), (ctx.n,))
-    return _became(ctx, state, _defined(ctx, x, y))
+    up, _, defined = _cross_states(ctx, a[0], a[1])
+    return _became(ctx, up, defined)
 
 
 def _cross_below(ctx: Context, a: Sequence[Value]) -> Value:
-    x, y = a
-    state = np.broadcast_to(below(x, y), (ctx.n,))
-    return _became(ctx, state, _defined(ctx, x, y))
+    _, down, defined = _cross_states(ctx, a[0], a[1])
+    return _became(ctx, down, defined)
 
 
 def _rising(ctx: Context, a: Sequence[Value]) -> Value:
@@ -481,13 +495,16 @@ _CATALOGUE: dict[str, Function] | None = None
 
 
 def catalogue() -> dict[str, Function]:
-    """Every function by name: coinbt's first, then TA-Lib's under names that are free."""
+    """Every function by name: coinbt's own, then TA-Lib's (``ta_<name>`` where coinbt's own
+    has the name: ``ta_ema`` is TA-Lib's EMA, ``ema`` the engine's)."""
     global _CATALOGUE
     if _CATALOGUE is None:
         from coinbt.engine.rules._talib import talib_functions
 
         found = {f.name: f for f in _core()}
         for f in talib_functions():
+            if f.name in found:  # coinbt's own keeps the name; TA-Lib's stays reachable
+                f = replace(f, name=f"ta_{f.name}")
             found.setdefault(f.name, f)
         _CATALOGUE = found
     return _CATALOGUE
