@@ -6,6 +6,7 @@ import { ApiError, get, json, randomKey } from "./api.js";
 import { clear, h, uid } from "./dom.js";
 import { FieldProblem, field, numberInput, paramField, valueOf } from "./fields.js";
 import * as f from "./format.js";
+import { rulesEditor } from "./rules.js";
 
 const INTERVALS = ["1m", "5m", "15m", "30m", "1h", "4h", "1d"];
 
@@ -22,6 +23,10 @@ export function submitForm({ onSubmitted }) {
     paramsBox,
     h("p", { class: "field-error", dataset: { errorFor: "params" }, hidden: true }),
   );
+
+  const rules = rulesEditor({
+    bars: () => (synthRadio.checked ? Number(form.querySelector('[data-field="data.synthetic.bars"]').value) : undefined),
+  });
 
   const kindName = uid("data-kind");
   const synthRadio = h("input", {
@@ -157,6 +162,7 @@ export function submitForm({ onSubmitted }) {
     field({ label: "Strategy", path: "strategy", input: strategy }),
     about,
     paramsSet,
+    rules.element,
     dataSet,
     costs,
     h("div", { class: "submit-actions" }, formErrors, submit, status),
@@ -172,6 +178,8 @@ export function submitForm({ onSubmitted }) {
     );
     if (!Object.keys(props).length)
       paramsBox.append(h("p", { class: "muted" }, "This strategy has no parameters."));
+    rules.setVisible(chosen?.source === "rules");
+    paramsSet.hidden = chosen?.source === "rules";
     about.hidden = !chosen?.description;
     about.querySelector("p").textContent = chosen?.description || "";
   }
@@ -239,6 +247,7 @@ export function submitForm({ onSubmitted }) {
 
   /** Show each error next to its field, or its nearest visible group, or above the button. */
   function showErrors(errors) {
+    if (!rules.element.hidden) errors = rules.showErrors(errors); // rule errors carry a column
     const loose = [];
     for (const { field: path, message } of errors) {
       let target = null;
@@ -297,6 +306,7 @@ export function submitForm({ onSubmitted }) {
       }
     }
     const spec = { strategy: strategy.value, params, data };
+    if (!rules.element.hidden) Object.assign(spec, rules.read());
     for (const key of ["cash", "fee_bps", "slippage_bps", "fill", "timeout_s"]) {
       const v = value(key);
       if (v !== undefined) spec[key] = v;
