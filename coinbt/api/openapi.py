@@ -86,28 +86,27 @@ def _exact_spec(components: dict[str, Any], max_bars: int) -> None:
         "description": spec.get("description", "") + " One branch per strategy.",
         "oneOf": branches,
     }
+    data = components["DataSpec"]
+    of_dataset = {  # everything but the synthetic series (start, end, version, ...)
+        **{k: v for k, v in data["properties"].items() if k != "synthetic"},
+        "dataset": {"type": "string", "pattern": _DATASET_NAME},
+        "synthetic": {"type": "null"},
+    }
     components["DataSpec"] = {
         "title": "DataSpec",
-        "description": components["DataSpec"].get("description", ""),
+        "description": data.get("description", ""),
         "oneOf": [
             {
                 "type": "object",
-                "properties": {
-                    "dataset": {"type": "string", "pattern": _DATASET_NAME},
-                    "start": _DATE_TIME,
-                    "end": _DATE_TIME,
-                    "synthetic": {"type": "null"},
-                },
+                "properties": of_dataset,
                 "required": ["dataset"],
                 "additionalProperties": False,
             },
             {
                 "type": "object",
                 "properties": {
+                    **{k: {"type": "null"} for k in of_dataset},
                     "synthetic": {"$ref": _REF.format(name="SyntheticSpec")},
-                    "dataset": {"type": "null"},
-                    "start": {"type": "null"},
-                    "end": {"type": "null"},
                 },
                 "required": ["synthetic"],
                 "additionalProperties": False,
