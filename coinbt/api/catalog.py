@@ -18,7 +18,7 @@ from coinbt.runtime import System
 __all__ = ("Catalog",)
 
 UPLOAD_LIMIT = 512 * 1024 * 1024
-MAX_UPLOADS = 2  # uploads parsed at once; more get 429 (each holds about one 4 MB chunk)
+MAX_UPLOADS = 2  # uploads parsed at once; more get 429 (each holds about one 1 MB chunk)
 RULES_ENTRY: dict[str, Any] = {
     "name": "rules",
     "description": (

@@ -1,7 +1,8 @@
 """Staging an import on disk a chunk at a time: column files, then one ``.npz`` bars file.
 
-Memory stays at about one chunk while bars arrive; writing the final file streams the columns
-from memory-mapped files, and its sha256 is computed a block at a time.
+Memory stays at about one chunk while bars arrive (the interval and the gaps come from a
+histogram of the spacings between bars, not from every timestamp); writing the final file streams
+the columns from memory-mapped files a block at a time, and its sha256 is computed the same way.
 """
 
 from __future__ import annotations
@@ -10,21 +11,24 @@ import hashlib
 import os
 import shutil
 import tempfile
+import zipfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from coinbt.data.gaps import GapReport, gap_report
-from coinbt.engine import Bars, save_bars
-from coinbt.engine.data import infer_interval_ms
+from coinbt.data.gaps import GapReport
+from coinbt.engine import Bars
+from coinbt.engine.data import BARS_FORMAT_VERSION
 from coinbt.errors import DataError
 
 __all__ = ("Spool", "Staged", "sha256_of")
 
 _KEYS = ("ts", "open", "high", "low", "close", "volume")
+_BLOCK_ROWS = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,24 @@ def sha256_of(path: Path, block: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _write_npz(out: IO[bytes], columns: dict[str, NDArray[Any]], interval_ms: int) -> None:
+    """What :func:`coinbt.engine.save_bars` writes, a block at a time from the (memory-mapped)
+    columns: numpy's own writer buffers 16 MB per array."""
+    extra = {
+        "interval_ms": np.array(interval_ms, dtype=np.int64),
+        "format_version": np.array(BARS_FORMAT_VERSION, dtype=np.int64),
+    }
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for key, array in {**columns, **extra}.items():
+            with archive.open(f"{key}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array_header_1_0(
+                    f, np.lib.format.header_data_from_array_1_0(array)
+                )
+                flat = array.reshape(-1)
+                for lo in range(0, max(len(flat), 1), _BLOCK_ROWS):
+                    f.write(flat[lo : lo + _BLOCK_ROWS].tobytes())
+
+
 class Spool:
     """Bars appended in time order (each chunk after the last), kept in column files under
     ``directory``; bars at or before ``after_ms`` are dropped (an update keeps only newer ones).
@@ -61,6 +83,10 @@ class Spool:
         self.rows = 0
         self.first_ms: int | None = None
         self.last_ms: int | None = None
+        # Spacings between consecutive bars as a histogram (a few distinct values in real data),
+        # and the first largest: the interval and the gaps without holding every timestamp.
+        self._spacings: Counter[int] = Counter()
+        self._largest = (0, 0)  # (spacing, timestamp of the bar before it)
 
     def add(self, bars: Bars | None) -> int:
         """Append ``bars`` (those after ``after_ms``); returns how many were kept."""
@@ -79,10 +105,55 @@ class Spool:
             )
         for f, column in zip(self._files, bars.to_arrays().values(), strict=True):
             column[start:].tofile(f)
+        self._count_spacings(bars.ts[start:])
         self.rows += len(bars) - start
         self.first_ms = first if self.first_ms is None else self.first_ms
         self.last_ms = int(bars.ts[-1])
         return len(bars) - start
+
+    def _count_spacings(self, ts: NDArray[np.int64]) -> None:
+        if self.last_ms is not None:
+            ts = np.concatenate(([self.last_ms], ts))
+        if len(ts) < 2:
+            return
+        spacing = np.diff(ts)
+        values, counts = np.unique(spacing, return_counts=True)
+        self._spacings.update(dict(zip(values.tolist(), counts.tolist(), strict=True)))
+        i = int(spacing.argmax())
+        if int(spacing[i]) > self._largest[0]:
+            self._largest = (int(spacing[i]), int(ts[i]))
+
+    def interval_ms(self) -> int:
+        """The median spacing, as :func:`coinbt.engine.data.infer_interval_ms` computes it."""
+        total = sum(self._spacings.values())
+        if total == 0:
+            return 0
+        ordered = sorted(self._spacings.items())
+
+        def nth(k: int) -> int:
+            seen = 0
+            for value, count in ordered:
+                seen += count
+                if k < seen:
+                    return value
+            raise AssertionError("unreachable")
+
+        if total % 2:
+            return nth(total // 2)
+        return int((nth(total // 2 - 1) + nth(total // 2)) / 2)
+
+    def gaps(self, interval_ms: int) -> GapReport:
+        if interval_ms <= 0:
+            return GapReport()
+        holes = {s: c for s, c in self._spacings.items() if s > interval_ms}
+        if not holes:
+            return GapReport()
+        return GapReport(
+            count=sum(holes.values()),
+            missing=sum((s - 1) // interval_ms * c for s, c in holes.items()),
+            largest_ms=self._largest[0],
+            at_ms=self._largest[1],
+        )
 
     def write(self, directory: Path, prefix: str, interval_ms: int | None = None) -> Staged:
         """Write the bars file (a new file in ``directory``); ``DataError`` if there are none."""
@@ -94,14 +165,12 @@ class Spool:
         columns: list[NDArray[np.float64]] = [
             np.memmap(self._dir / k, np.float64, "r", shape=(self.rows,)) for k in _KEYS[1:]
         ]
-        interval = infer_interval_ms(ts) if interval_ms is None else interval_ms
-        o, h, lo, c, v = columns
-        bars = Bars._trusted(ts, o, h, lo, c, v, interval_ms=interval)
+        interval = self.interval_ms() if interval_ms is None else interval_ms
         fd, name = tempfile.mkstemp(dir=directory, prefix=f".{prefix}.", suffix=".partial")
         path = Path(name)
         try:
             with os.fdopen(fd, "wb") as out:
-                save_bars(out, bars)
+                _write_npz(out, dict(zip(_KEYS, [ts, *columns], strict=True)), interval)
             return Staged(
                 path=path,
                 rows=self.rows,
@@ -109,13 +178,13 @@ class Spool:
                 end_ms=int(ts[-1]),
                 interval_ms=interval,
                 sha256=sha256_of(path),
-                gaps=gap_report(np.asarray(ts), interval),
+                gaps=self.gaps(interval),
             )
         except BaseException:
             path.unlink(missing_ok=True)
             raise
         finally:
-            del bars, ts, columns
+            del ts, columns
 
     def close(self) -> None:
         for f in self._files:

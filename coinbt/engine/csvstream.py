@@ -14,7 +14,7 @@ from coinbt.errors import DataError
 
 __all__ = ("CsvChunks",)
 
-DEFAULT_CHUNK_BYTES = 4 << 20
+DEFAULT_CHUNK_BYTES = 1 << 20
 MAX_LINE_BYTES = 16 << 20
 
 

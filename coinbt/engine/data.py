@@ -34,6 +34,7 @@ PRICE_COLUMNS = ("open", "high", "low", "close")
 MIN_TIMESTAMP_MS = -2_208_988_800_000
 MAX_TIMESTAMP_MS = 7_258_118_400_000
 _FORMAT_VERSION = 1
+BARS_FORMAT_VERSION = _FORMAT_VERSION  # of the .npz files save_bars writes
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _INTERVAL_RE = re.compile(r"\s*([0-9]{1,15})\s*(ms|s|m|h|d|w)\s*")  # fullmatch; ASCII digits
 MAX_INTERVAL_MS = 366 * 86_400_000  # a year: any longer bar is a mistake, and overflows int64

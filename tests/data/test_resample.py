@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -110,3 +111,39 @@ def test_gap_report_and_largest_gaps() -> None:
         (int(ts[2]), int(ts[3]), 2),
     ]
     assert gap_report(ts[:3], MINUTE).count == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(bars=minute_bars(), pieces=st.integers(1, 5))
+def test_the_spool_finds_the_interval_and_gaps_of_the_whole_series(
+    bars: engine.Bars, pieces: int, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from coinbt.data.spool import Spool
+    from coinbt.engine.data import infer_interval_ms
+
+    folder = tmp_path_factory.mktemp("spool")
+    with Spool(folder, "x") as spool:
+        bounds = np.linspace(0, len(bars), pieces + 1).astype(int).tolist()
+        for lo, hi in itertools.pairwise(bounds):
+            piece = (
+                engine.Bars(
+                    bars.ts[lo:hi],
+                    bars.open[lo:hi],
+                    bars.high[lo:hi],
+                    bars.low[lo:hi],
+                    bars.close[lo:hi],
+                    bars.volume[lo:hi],
+                    interval_ms=MINUTE,
+                )
+                if hi > lo
+                else None
+            )
+            spool.add(piece)
+        interval = infer_interval_ms(bars.ts)
+        assert spool.interval_ms() == interval
+        assert spool.gaps(interval) == gap_report(bars.ts, interval)
+        staged = spool.write(folder, "x")
+    loaded = engine.load_bars(staged.path)
+    assert np.array_equal(loaded.ts, bars.ts)
+    assert np.array_equal(loaded.close, bars.close)
+    assert loaded.interval_ms == interval
