@@ -48,6 +48,12 @@ class DataPlan:
     params: dict[str, ParamValue] = field(default_factory=dict)  # defaults filled in
     source: StrategySource | None = None
     dataset_version: int | None = None  # the version resolved (recorded in Queued)
+    assets: tuple[tuple[str, Path], ...] = ()  # a portfolio of datasets: (symbol, file) each
+    symbols: tuple[str, ...] = ()  # a portfolio's asset names, in asset order
+
+    @property
+    def n_assets(self) -> int:
+        return max(1, len(self.symbols))
 
 
 _json_decoder = msgspec.json.Decoder(TaskSpec)
@@ -110,7 +116,11 @@ async def validate(spec: TaskSpec, catalog: Catalog, *, max_bars: int) -> DataPl
         errors.extend(e.errors)
     engine_spec = engine_spec_of(spec)
     try:
-        valid = validate_spec(engine_spec, None if plan is None else plan.bars)
+        valid = validate_spec(
+            engine_spec,
+            None if plan is None else plan.bars,
+            n_assets=_n_assets(spec) if plan is None else plan.n_assets,
+        )
     except SpecError as e:
         errors.extend(e.errors)
     if errors:
@@ -134,7 +144,20 @@ def engine_spec_of(spec: TaskSpec) -> Any:
         slippage_bps=spec.slippage_bps,
         fill=spec.fill,
         rules=rules,
+        direction=spec.direction,
+        sl_stop=spec.sl_stop,
+        tp_stop=spec.tp_stop,
+        sl_trail=spec.sl_trail,
+        size=spec.size,
+        size_type=spec.size_type,
     )
+
+
+def _n_assets(spec: TaskSpec) -> int:
+    data = spec.data
+    if data.datasets is not None:
+        return max(1, len(data.datasets))
+    return data.synthetic.symbols if data.synthetic is not None else 1
 
 
 def source_of(strategy: Any) -> StrategySource:
@@ -161,8 +184,15 @@ async def resolve(
     retired dataset still serves it, and no ``version`` means version 1 (recorded before
     versions existed)."""
     data = spec.data
-    if (data.dataset is None) == (data.synthetic is None):
-        raise SpecError("give exactly one of 'dataset' and 'synthetic'", field="data")
+    given = [data.dataset is not None, data.datasets is not None, data.synthetic is not None]
+    if sum(given) != 1:
+        raise SpecError("give exactly one of 'dataset', 'datasets' and 'synthetic'", field="data")
+    if data.datasets is not None:
+        if data.version is not None:
+            raise SpecError("version applies to one dataset, not to datasets", field="data")
+        return await _resolve_portfolio(
+            data.datasets, data.start, data.end, catalog, max_bars, recorded
+        )
     if data.synthetic is not None:
         if data.version is not None:
             raise SpecError("version applies to datasets, not to synthetic data", field="data")
@@ -177,6 +207,15 @@ async def resolve(
             parse_interval(synthetic.interval)
         except (DataError, SpecError, ValueError) as e:
             raise SpecError(str(e), field="data.synthetic.interval") from e
+        if synthetic.bars * synthetic.symbols > max_bars:
+            raise SpecError(
+                f"at most {max_bars:,} bars in all ({synthetic.symbols} symbols x "
+                f"{synthetic.bars:,} bars)",
+                field="data.synthetic.symbols",
+            )
+        if synthetic.symbols > 1:
+            names = tuple(f"{SYNTHETIC_SYMBOL}{i + 1}" for i in range(synthetic.symbols))
+            return DataPlan(symbol=names[0], bars=synthetic.bars, symbols=names)
         return DataPlan(symbol=SYNTHETIC_SYMBOL, bars=synthetic.bars)
     assert data.dataset is not None
     version = 1 if recorded and data.version is None else data.version
@@ -203,6 +242,69 @@ async def resolve(
         start_ms=start_ms,
         end_ms=end_ms,
         dataset_version=info.version,
+    )
+
+
+def _range(start: Any, end: Any) -> tuple[int | None, int | None]:
+    start_ms = None if start is None else int(start.timestamp() * 1000)
+    end_ms = None if end is None else int(end.timestamp() * 1000)
+    if start_ms is not None and end_ms is not None and start_ms >= end_ms:
+        raise SpecError("start must be before end", field="data.start")
+    return start_ms, end_ms
+
+
+async def _resolve_portfolio(
+    names: list[str], start: Any, end: Any, catalog: Catalog, max_bars: int, recorded: bool
+) -> DataPlan:
+    """Several datasets: each must exist, and their bars must align on timestamps over the
+    range they all cover (the engine's rule, checked here so a bad portfolio is a 422)."""
+    if not names:
+        raise SpecError("name at least one dataset", field="data.datasets")
+    errors: list[FieldError] = []
+    infos = []
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            errors.append(FieldError(f"data.datasets[{i}]", f"{name!r} is named twice"))
+            continue
+        try:
+            infos.append(await catalog.get(name, include_retired=recorded))
+        except DatasetNotFoundError as e:
+            errors.append(FieldError(f"data.datasets[{i}]", str(e)))
+    if errors:
+        raise SpecError(errors)
+    start_ms, end_ms = _range(start, end)
+    symbols = [info.symbol for info in infos]
+    if len(set(symbols)) < len(symbols):  # two datasets of one symbol: name them by dataset
+        symbols = [info.name for info in infos]
+    paths = [catalog.path_of(info) for info in infos]
+    import anyio
+
+    def aligned() -> int:
+        from coinbt.engine import load_bars
+        from coinbt.engine.portfolio import align
+
+        assets = {}
+        for i, (symbol, path) in enumerate(zip(symbols, paths, strict=True)):
+            try:
+                assets[symbol] = load_bars(path).slice(start_ms, end_ms)
+            except CoinbtError as e:
+                raise SpecError(
+                    f"dataset {names[i]!r} has no bars between the given start and end ({e})",
+                    field=f"data.datasets[{i}]",
+                ) from None
+        return len(align(assets)[1][0])
+
+    bars = await anyio.to_thread.run_sync(aligned)
+    if bars * len(infos) > max_bars:
+        raise SpecError(f"at most {max_bars:,} bars in all", field="data.datasets")
+    return DataPlan(
+        symbol=symbols[0],
+        bars=bars,
+        dataset_path=paths[0],
+        start_ms=start_ms,
+        end_ms=end_ms,
+        assets=tuple(zip(symbols, paths, strict=True)),
+        symbols=tuple(symbols),
     )
 
 

@@ -270,6 +270,13 @@ def _job(claim: Claim, plan: DataPlan, out: Path) -> Job:
         start_ms=plan.start_ms,
         end_ms=plan.end_ms,
         rules=None if spec.rules is None else _rules(spec.rules),
+        direction=spec.direction,
+        sl_stop=spec.sl_stop,
+        tp_stop=spec.tp_stop,
+        sl_trail=spec.sl_trail,
+        size=spec.size,
+        size_type=spec.size_type,
+        datasets=[(symbol, str(path)) for symbol, path in plan.assets] or None,
     )
 
 

@@ -166,11 +166,23 @@ def register(subparsers: Any) -> None:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     data = parser.add_mutually_exclusive_group(required=True)
-    data.add_argument("--data", metavar="CSV", help="OHLCV CSV file (header or Binance kline)")
+    data.add_argument(
+        "--data",
+        metavar="CSV",
+        action="append",
+        help="OHLCV CSV file (header or Binance kline); repeat it for a portfolio",
+    )
     data.add_argument(
         "--synthetic",
         metavar="BARS[:SEED]",
         help="a deterministic synthetic series of BARS bars (seed 1 unless given)",
+    )
+    parser.add_argument(
+        "--symbols",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --synthetic: a portfolio of N synthetic assets (seeds SEED..SEED+N-1)",
     )
     parser.add_argument(
         "--strategy",
@@ -206,6 +218,44 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         choices=("next_open", "close"),
         default="next_open",
         help="fill a signal at the next bar's open (default) or at its bar's close",
+    )
+    trading = parser.add_argument_group("direction, stops and sizing (docs/engine.md)")
+    trading.add_argument(
+        "--direction",
+        default="long",
+        metavar="long|short|both",
+        help="trade long (default), short, or both ways (a reversal is one fill)",
+    )
+    trading.add_argument(
+        "--sl-stop",
+        type=float,
+        default=None,
+        metavar="F",
+        help="stop loss at this fraction below (short: above) the entry price, 0 < F < 1",
+    )
+    trading.add_argument(
+        "--tp-stop",
+        type=float,
+        default=None,
+        metavar="F",
+        help="take profit at this fraction above (short: below) the entry price, F > 0",
+    )
+    trading.add_argument(
+        "--trail", action="store_true", help="make --sl-stop a trailing stop (needs --sl-stop)"
+    )
+    trading.add_argument(
+        "--size",
+        type=float,
+        default=None,
+        metavar="X",
+        help="position size, read as --size-type says (not with all)",
+    )
+    trading.add_argument(
+        "--size-type",
+        default="all",
+        metavar="TYPE",
+        help="all (default: all the cash), percent (of cash), value (cash amount), amount "
+        "(units), target_percent (of equity; for portfolios)",
     )
     parser.add_argument(
         "--interval",
@@ -325,15 +375,62 @@ def _load_data(args: argparse.Namespace) -> tuple[Bars, dict[str, Any]]:
         count, seed, interval = _synthetic(args)
         bars = engine.synthetic(count, seed=seed, interval=interval)
         return bars, {"synthetic": {"bars": count, "seed": seed, "interval": interval}}
-    try:
-        bars = engine.load_csv(args.data)
-    except DataError as e:
-        if args.data in str(e):
-            raise
-        raise DataError(f"{args.data}: {e}") from e
+    path = args.data[0]
+    if len(args.data) > 1:
+        raise SpecError("a sweep runs on one asset: give --data once", field="--data")
+    bars = _load_csv(path)
     if args.interval:
         bars = bars.with_interval(engine.parse_interval(args.interval))
-    return bars, {"csv": args.data, "bars": len(bars), "interval_ms": bars.interval_ms}
+    return bars, {"csv": path, "bars": len(bars), "interval_ms": bars.interval_ms}
+
+
+def _load_csv(path: str) -> Bars:
+    from coinbt import engine
+
+    try:
+        return engine.load_csv(path)
+    except DataError as e:
+        if path in str(e):
+            raise
+        raise DataError(f"{path}: {e}") from e
+
+
+def _load_assets(args: argparse.Namespace) -> tuple[Bars | dict[str, Bars], dict[str, Any]]:
+    """One asset, or a portfolio: several --data files or --synthetic with --symbols N."""
+    from coinbt import engine
+
+    if args.symbols < 1:
+        raise SpecError(f"{args.symbols}: must be at least 1", field="--symbols")
+    if args.synthetic is not None and args.symbols > 1:
+        count, seed, interval = _synthetic(args)
+        assets = engine.synthetic_portfolio(count, args.symbols, seed=seed, interval=interval)
+        info = {"bars": count, "seed": seed, "interval": interval, "symbols": args.symbols}
+        return assets, {"synthetic": info}
+    if args.synthetic is None and args.symbols > 1:
+        raise SpecError("--symbols goes with --synthetic; repeat --data instead", field="--symbols")
+    if args.data is None or len(args.data) == 1:
+        return _load_data(args)
+    portfolio: dict[str, Bars] = {}
+    for i, path in enumerate(args.data):
+        name = os.path.splitext(os.path.basename(path))[0] or f"asset{i}"
+        if name in portfolio:
+            raise SpecError(f"{path}: two files named {name!r}", field=f"--data[{i}]")
+        bars = _load_csv(path)
+        if args.interval:
+            bars = bars.with_interval(engine.parse_interval(args.interval))
+        portfolio[name] = bars
+    return portfolio, {"csv": list(args.data)}
+
+
+def _trading_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "direction": args.direction,
+        "sl_stop": args.sl_stop,
+        "tp_stop": args.tp_stop,
+        "sl_trail": args.trail,
+        "size": args.size,
+        "size_type": args.size_type,
+    }
 
 
 # --- output -----------------------------------------------------------------------------------
@@ -382,7 +479,10 @@ def _emit(text: str) -> None:
 def _describe_data(data: dict[str, Any], bars: int) -> str:
     if "synthetic" in data:
         s = data["synthetic"]
-        return f"{bars:,} synthetic {s['interval']} bars (seed {s['seed']})"
+        many = f" x {s['symbols']} assets" if s.get("symbols", 1) > 1 else ""
+        return f"{bars:,} synthetic {s['interval']} bars{many} (seed {s['seed']})"
+    if isinstance(data["csv"], list):
+        return f"{bars:,} aligned bars of {len(data['csv'])} assets ({', '.join(data['csv'])})"
     return f"{bars:,} bars from {data['csv']}"
 
 
@@ -442,40 +542,96 @@ def _run_backtest(args: argparse.Namespace) -> int:
         args.slippage_bps,
         args.fill,
         _rules(args),
+        **_trading_options(args),
     )
-    engine.validate_spec(spec)  # report bad parameters before loading data
-    bars, data = _load_data(args)
+    many = args.symbols > 1 or (args.data is not None and len(args.data) > 1)
+    n_assets = args.symbols if args.synthetic is not None else len(args.data or ())
+    engine.validate_spec(spec, n_assets=max(1, n_assets))  # bad input fails before the data
+    bars, data = _load_assets(args)
     result = engine.run(spec, bars)
+    size = len(result.equity)
+    positions = engine.ledger_of(result).positions if many or not spec_is_plain(spec) else ()
     if args.json:
         out = {"spec": spec.to_dict(), "data": data, **result.to_dict(), "digest": result.digest()}
         out["params"] = result.params
+        if many:
+            out["fills"] = result.fills.to_dicts(result.symbols)
+        if positions:
+            out["positions"] = [
+                {**p.to_dict(), "contribution": (p.realized_pnl + p.unrealized_pnl) / spec.cash}
+                for p in positions
+            ]
         _emit(json.dumps(out, allow_nan=False))
         return 0
     shown = ", ".join(f"{k}={v}" for k, v in result.params.items()) or "no parameters"
     lines = [
-        f"{spec.strategy} ({shown}) on {_describe_data(data, len(bars))}",
+        f"{spec.strategy} ({shown}) on {_describe_data(data, size)}",
         f"cash {args.cash:,.2f}, fee {args.fee_bps:g} bps, slippage {args.slippage_bps:g} bps, "
-        f"fill {args.fill}",
+        f"fill {args.fill}" + _describe_trading(spec),
         "",
         _table(
             ["metric", "value"], [[k, _format_metric(k, v)] for k, v in result.metrics.items()], 1
         ),
     ]
+    if positions:
+        rows = [
+            [
+                p.symbol or "-",
+                f"{p.qty:.6g}",
+                f"{p.realized_pnl:,.2f}",
+                f"{p.unrealized_pnl:,.2f}",
+                f"{p.fees:,.2f}",
+                str(p.trades),
+                f"{(p.realized_pnl + p.unrealized_pnl) / spec.cash * 100:,.2f}%",
+            ]
+            for p in positions
+        ]
+        headers = ["asset", "qty", "realized (net)", "unrealized", "fees", "trades", "contrib."]
+        lines.extend(["", _table(headers, rows, 1)])
     fills = result.fills
+    open_at_end = any(p.qty for p in positions) if positions else bool(result.final_qty)
     lines.append(
-        f"\n{len(fills):,} fills" + (" (a position is open at the end)" if result.final_qty else "")
+        f"\n{len(fills):,} fills" + (" (a position is open at the end)" if open_at_end else "")
     )
     count = max(0, min(args.fills, len(fills)))
     if count:
         fill_rows = [
             [str(f.bar), _time(f.ts), f.side, f"{f.qty:.6g}", f"{f.price:,.4f}", f"{f.fee:,.4f}"]
+            + ([f.reason] if positions else [])
+            + ([result.symbols[f.asset]] if many else [])
             for f in (fills[i] for i in range(count))
         ]
-        lines.append(_table(["bar", "time (UTC)", "side", "qty", "price", "fee"], fill_rows))
+        headers = ["bar", "time (UTC)", "side", "qty", "price", "fee"]
+        headers += (["reason"] if positions else []) + (["asset"] if many else [])
+        lines.append(_table(headers, fill_rows))
         if count < len(fills):
             lines.append(f"... {len(fills) - count:,} more (--fills N shows more, --json all)")
     _emit("\n".join(lines))
     return 0
+
+
+_TRADING_GRID = ("sl_stop", "tp_stop", "size")
+
+
+def spec_is_plain(spec: Any) -> bool:
+    return bool(
+        spec.direction == "long"
+        and spec.sl_stop is None
+        and spec.tp_stop is None
+        and spec.size_type == "all"
+    )
+
+
+def _describe_trading(spec: Any) -> str:
+    if spec_is_plain(spec):
+        return ""
+    parts = [f"direction {spec.direction}"]
+    if spec.sl_stop is not None:
+        parts.append(f"{'trailing ' if spec.sl_trail else ''}stop loss {spec.sl_stop:g}")
+    if spec.tp_stop is not None:
+        parts.append(f"take profit {spec.tp_stop:g}")
+    parts.append(f"size {spec.size_type}" + ("" if spec.size is None else f" {spec.size:g}"))
+    return ", " + ", ".join(parts)
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
@@ -489,12 +645,28 @@ def _run_sweep(args: argparse.Namespace) -> int:
     if args.strategy == "rules":  # the grid's first values and -p are the rules' parameters
         from coinbt.engine.rules import rules_strategy
 
-        base = {k: v[0] for k, v in grid.items() if k not in fixed}
+        base = {k: v[0] for k, v in grid.items() if k not in fixed and k not in _TRADING_GRID}
         strategy = rules_strategy(_rules(args), {**base, **fixed})
     elif fixed:
         raise SpecError("fixed parameters go in the grid: -g KEY=VALUE", field="-p")
+    trading = _trading_options(args)
+    split = args.workers is not None or args.dask is not None or args.chunks is not None
+    if split and (not spec_is_plain(argparse.Namespace(**trading)) or args.trail):
+        raise SpecError(
+            "a split sweep (--workers, --dask, --chunks) runs long, all-in, without stops; "
+            "run shorts, stops and sizing without it",
+            field="--workers",
+        )
+    if split and any(key in grid for key in _TRADING_GRID):
+        raise SpecError(
+            "a split sweep grids strategy parameters only; grid stops and sizes without "
+            "--workers/--dask",
+            field="--workers",
+        )
+    if args.symbols > 1:
+        raise SpecError("a sweep runs on one asset", field="--symbols")
     with ProgressLine(f"sweeping {args.strategy}") as line:
-        if args.workers is not None or args.dask is not None or args.chunks is not None:
+        if split:
             result, data, size = _split_sweep(args, grid, line.fraction)
         else:
             bars, data = _load_data(args)
@@ -510,6 +682,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
                 sort_by=args.sort,
                 descending=not args.ascending,
                 progress=line.fraction,
+                **trading,
             )
     if args.json:
         out = {"data": data, **result.to_dict(args.top)}

@@ -17,6 +17,7 @@ from coinbt.engine.data import Bars, load_bars, parse_interval, save_bars
 from coinbt.engine.ledger import Ledger, PositionSummary, Trades, ledger, ledger_of
 from coinbt.engine.metrics import METRIC_NAMES
 from coinbt.engine.overfit import DeflatedSharpe, deflate_sweep, deflated_sharpe
+from coinbt.engine.portfolio import synthetic_portfolio
 from coinbt.engine.result import BacktestResult, Fill, Fills
 from coinbt.engine.spec import BacktestSpec, ValidSpec, validate_spec
 from coinbt.engine.strategies import STRATEGIES, Strategy
@@ -52,6 +53,7 @@ __all__ = (
     "save_bars",
     "sweep",
     "synthetic",
+    "synthetic_portfolio",
     "validate_spec",
     "walk_forward",
 )

@@ -10,7 +10,7 @@ import numpy as np
 from coinbt.engine.data import Bars
 from coinbt.errors import SpecError
 
-__all__ = ("align",)
+__all__ = ("align", "contributions", "synthetic_portfolio")
 
 
 def _when(ms: int) -> str:
@@ -63,3 +63,24 @@ def align(assets: Mapping[str, Bars] | Sequence[Bars]) -> tuple[tuple[str, ...],
                 field=f"data.datasets[{i}]",
             )
     raise AssertionError("unreachable: unequal timestamps with none missing")
+
+
+def synthetic_portfolio(
+    bars: int, symbols: int, *, seed: int = 1, interval: str = "1m", start_price: float = 100.0
+) -> dict[str, Bars]:
+    """``symbols`` synthetic assets on the same timestamps: asset i (named ``SYNTH<i+1>``) is
+    ``synthetic(bars, seed=seed + i, ...)``."""
+    from coinbt.engine.synthetic import synthetic
+
+    return {
+        f"SYNTH{i + 1}": synthetic(bars, seed=seed + i, interval=interval, start_price=start_price)
+        for i in range(symbols)
+    }
+
+
+def contributions(
+    symbols: Sequence[str], realized: Sequence[float], unrealized: Sequence[float], cash: float
+) -> dict[str, float]:
+    """Each asset's share of the total return: (realized + unrealized PnL) / initial cash; they
+    add up to the portfolio's total return."""
+    return {s: (r + u) / cash for s, r, u in zip(symbols, realized, unrealized, strict=True)}

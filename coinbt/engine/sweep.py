@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -80,6 +82,9 @@ def grid_values(
     values: dict[str, list[Number]] = {}
     for key, options in grid.items():
         param = known.get(key)
+        if param is None and key in TRADING_GRID:
+            values[key] = _trading_values(key, options, errors)
+            continue
         if param is None:
             expected = ", ".join(known) if known else "none"
             errors.append(FieldError(f"grid.{key}", f"unknown parameter (expected: {expected})"))
@@ -102,6 +107,25 @@ def grid_values(
     return values
 
 
+TRADING_GRID = ("sl_stop", "tp_stop", "size")
+"""Spec fields a grid may vary besides the strategy's parameters."""
+
+
+def _trading_values(key: str, options: object, errors: list[FieldError]) -> list[Number]:
+    if isinstance(options, (str, bytes)) or not isinstance(options, Sequence) or not options:
+        errors.append(FieldError(f"grid.{key}", "must be a non-empty list of values"))
+        return []
+    checked: list[Number] = []
+    for i, option in enumerate(options):
+        if isinstance(option, bool) or not isinstance(option, (int, float)):
+            errors.append(FieldError(f"grid.{key}[{i}]", f"must be a number, got {option!r}"))
+        elif not math.isfinite(option) or option <= 0:
+            errors.append(FieldError(f"grid.{key}[{i}]", f"must be positive, got {option!r}"))
+        elif float(option) not in checked:
+            checked.append(float(option))
+    return checked
+
+
 def skip_reason(error: FieldError) -> str:
     """A skip reason without the values, so that equal reasons are counted together."""
     message = re.sub(r"\s*\([^)]*\)", "", error.message.split(", got")[0])
@@ -120,8 +144,18 @@ def sweep(
     sort_by: str = "sharpe",
     descending: bool = True,
     progress: Progress | None = None,
+    direction: str = "long",
+    sl_stop: float | None = None,
+    tp_stop: float | None = None,
+    sl_trail: bool = False,
+    size: float | None = None,
+    size_type: str = "all",
 ) -> SweepResult:
     """Backtest every combination of ``grid`` (parameters not in it keep their defaults).
+
+    Besides the strategy's parameters, a grid may vary ``sl_stop``, ``tp_stop`` and ``size``
+    (the other trading options are fixed for the whole sweep: ``direction`` ... ``size_type``);
+    those columns come after the parameters in each row.
 
     Each distinct indicator (say, each SMA window) is computed once and shared; every combination
     runs through the same code as :func:`~coinbt.engine.run`, so a row equals the single run.
@@ -133,20 +167,40 @@ def sweep(
     strat = strategy if isinstance(strategy, Strategy) else strategy_named(strategy)
     values = grid_values(strat, grid)
     rules = strat.provenance.get("rules")  # a rules strategy: its text goes into each spec
-    base = BacktestSpec(strat.name, strat.defaults(), cash, fee_bps, slippage_bps, fill, rules)
-    costs = validate_spec(base)
-    names = tuple(p.name for p in strat.params)
+    options: dict[str, Any] = {
+        "direction": direction,
+        "sl_stop": sl_stop,
+        "tp_stop": tp_stop,
+        "sl_trail": sl_trail,
+        "size": size,
+        "size_type": size_type,
+    }
+    base = BacktestSpec(
+        strat.name, strat.defaults(), cash, fee_bps, slippage_bps, fill, rules, **options
+    )
+    validate_spec(base)
+    trading_keys = [k for k in values if k in TRADING_GRID]
+    trading_combos = [
+        dict(zip(trading_keys, combo, strict=True))
+        for combo in itertools.product(*(values.pop(k) for k in trading_keys))
+    ]
+    checked = [_valid_options(base, combo) for combo in trading_combos]
+    names = tuple(p.name for p in strat.params) + tuple(trading_keys)
     if sort_by not in METRIC_NAMES and sort_by not in names:
         raise SpecError(
             f"unknown metric or parameter {sort_by!r} (metrics: {', '.join(METRIC_NAMES)})",
             field="sort_by",
         )
     keys = list(values)
-    combos = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values.values())]
+    combos = [
+        (dict(zip(keys, combo, strict=True)), t)
+        for combo in itertools.product(*values.values())
+        for t in range(len(trading_combos))
+    ]
     cache = IndicatorCache.of(bars)
     rows: list[dict[str, Any]] = []
     reasons: dict[str, int] = {}
-    for i, combo in enumerate(combos):
+    for i, (combo, t) in enumerate(combos):
         params, errors = strat.check(combo)
         needed, param = strat.lookback_fn(params) if not errors else (0, None)
         if not errors and len(bars) < needed:
@@ -155,12 +209,10 @@ def sweep(
             reason = skip_reason(errors[0])
             reasons[reason] = reasons.get(reason, 0) + 1
         else:
-            spec = BacktestSpec(strat.name, params, cash, fee_bps, slippage_bps, fill, rules)
-            valid = ValidSpec(
-                strat, params, costs.cash, costs.fee_rate, costs.slippage_rate, costs.fill, spec
-            )
+            spec = dataclasses.replace(checked[t].spec, params=params)
+            valid = dataclasses.replace(checked[t], strategy=strat, params=params, spec=spec)
             result = execute(valid, bars, cache)
-            rows.append({**params, **result.metrics})
+            rows.append({**params, **trading_combos[t], **result.metrics})
         if progress is not None:
             progress((i + 1) / len(combos))
     skipped = len(combos) - len(rows)
@@ -180,3 +232,18 @@ def sweep(
         sort_by=sort_by,
         descending=descending,
     )
+
+
+def _valid_options(base: BacktestSpec, combo: Mapping[str, Number]) -> ValidSpec:
+    """``base`` with one combination of trading grid values, validated; a value that breaks a
+    rule (``sl_stop`` >= 1, a percent ``size`` > 1, ...) is named as ``grid.<key>``."""
+    spec = dataclasses.replace(base, **combo)  # type: ignore[arg-type]
+    try:
+        return validate_spec(spec)
+    except SpecError as e:
+        raise SpecError(
+            [
+                FieldError(f"grid.{x.field}" if x.field in combo else x.field, x.message)
+                for x in e.errors
+            ]
+        ) from e

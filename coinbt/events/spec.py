@@ -24,6 +24,8 @@ __all__ = (
 )
 
 FillMode = Literal["next_open", "close"]
+Direction = Literal["long", "short", "both"]
+SizeType = Literal["all", "percent", "value", "amount", "target_percent"]
 ParamValue = bool | int | float | str
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
@@ -35,19 +37,23 @@ class SyntheticSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omi
     seed: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] = 1
     interval: str = "1m"
     start_price: Annotated[float, msgspec.Meta(gt=0)] = 100.0
+    symbols: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1  # a portfolio: seeds seed..seed+N-1
 
 
 class DataSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Either an imported ``dataset`` (optional ``version``, ``start``/``end``) or a
     ``synthetic`` series. A submission without ``version`` is recorded with the dataset's latest
     version at that moment (``Queued`` says which); tasks recorded before versions existed have
-    none, which means version 1 (the only one there was)."""
+    none, which means version 1 (the only one there was). ``datasets`` names
+    several (a portfolio, each at its latest version; ``start``/``end`` apply to all), and a
+    ``synthetic`` series with ``symbols`` > 1 is a portfolio too."""
 
     dataset: str | None = None
     start: AwareDatetime | None = None
     end: AwareDatetime | None = None
     synthetic: SyntheticSpec | None = None
     version: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] | None = None
+    datasets: list[str] | None = None
 
 
 class RuleSet(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -87,3 +93,9 @@ class TaskSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
     rules: RuleSet | None = None
     source: StrategySource | None = None
+    direction: Direction = "long"
+    sl_stop: Annotated[float, msgspec.Meta(gt=0, lt=1)] | None = None
+    tp_stop: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    sl_trail: bool = False
+    size: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    size_type: SizeType = "all"

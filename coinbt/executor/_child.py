@@ -74,14 +74,9 @@ def execute(job: Job, progress: Any = None) -> JobResult:
     """Run one job in this process (also used directly by tests)."""
     import numpy as np
 
-    from coinbt.engine import BacktestSpec, load_bars, run, synthetic
+    from coinbt.engine import BacktestSpec, run
 
-    if job.synthetic is not None:
-        s = job.synthetic
-        bars = synthetic(s.bars, seed=s.seed, interval=s.interval, start_price=s.start_price)
-    else:
-        assert job.dataset_path is not None
-        bars = load_bars(job.dataset_path).slice(job.start_ms, job.end_ms)
+    assets, bars = _bars_of(job)
     spec = BacktestSpec(
         strategy=job.strategy,
         params=dict(job.params),
@@ -90,8 +85,14 @@ def execute(job: Job, progress: Any = None) -> JobResult:
         slippage_bps=job.slippage_bps,
         fill=job.fill,
         rules=job.rules,
+        direction=job.direction,
+        sl_stop=job.sl_stop,
+        tp_stop=job.tp_stop,
+        sl_trail=job.sl_trail,
+        size=job.size,
+        size_type=job.size_type,
     )
-    result = run(spec, bars, progress=progress)
+    result = run(spec, assets, progress=progress)
     out = Path(job.out_dir)  # files are named <out_dir>-equity.npy etc.: no directory per job
     equity = np.empty(len(bars), dtype=[("ts", "<i8"), ("equity", "<f8")])
     equity["ts"] = bars.ts
@@ -123,6 +124,32 @@ def execute(job: Job, progress: Any = None) -> JobResult:
             "fills": _save(out.with_name(f"{out.name}-fills.npy"), fills),
         },
     )
+
+
+def _bars_of(job: Job) -> tuple[Any, Any]:
+    """What to run on (one asset's bars, or a portfolio: symbol -> bars, aligned) and the bars
+    whose timestamps the equity curve follows."""
+    from coinbt.engine import load_bars, synthetic, synthetic_portfolio
+    from coinbt.engine.portfolio import align
+
+    if job.synthetic is not None:
+        s = job.synthetic
+        if s.symbols > 1:
+            many = synthetic_portfolio(
+                s.bars, s.symbols, seed=s.seed, interval=s.interval, start_price=s.start_price
+            )
+            return many, next(iter(many.values()))
+        bars = synthetic(s.bars, seed=s.seed, interval=s.interval, start_price=s.start_price)
+        return bars, bars
+    if job.datasets:
+        loaded = {
+            symbol: load_bars(path).slice(job.start_ms, job.end_ms) for symbol, path in job.datasets
+        }
+        symbols, aligned = align(loaded)
+        return dict(zip(symbols, aligned, strict=True)), aligned[0]
+    assert job.dataset_path is not None
+    bars = load_bars(job.dataset_path).slice(job.start_ms, job.end_ms)
+    return bars, bars
 
 
 FILL_DTYPE = [

@@ -31,6 +31,13 @@ class Job(msgspec.Struct, frozen=True):
     start_ms: int | None = None
     end_ms: int | None = None
     rules: dict[str, str] | None = None  # with strategy "rules": entry, exit[, short_*]
+    direction: str = "long"
+    sl_stop: float | None = None
+    tp_stop: float | None = None
+    sl_trail: bool = False
+    size: float | None = None
+    size_type: str = "all"
+    datasets: list[tuple[str, str]] | None = None  # a portfolio of datasets: (symbol, file)
 
 
 class ProducedArtifact(msgspec.Struct, frozen=True):
