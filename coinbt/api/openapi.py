@@ -163,7 +163,6 @@ def openapi(*, token_required: bool, max_bars: int = DEFAULT_MAX_BARS) -> dict[s
                                         {"$ref": _REF.format(name="TaskOut")},
                                         {
                                             "type": "object",
-                                            "required": ["tasks"],
                                             "properties": {
                                                 "tasks": {
                                                     "type": "array",
