@@ -51,8 +51,11 @@ def register(subparsers: Any) -> None:
 
     audit = subparsers.add_parser(
         "audit",
-        help="check the hash chain, or print a task's history",
-        description="Audit the event log: 'verify' checks the hash chain, 'show' prints history.",
+        help="check the hash chain, print a task's history, or rerun tasks",
+        description=(
+            "Audit the event log: 'verify' checks the hash chain, 'show' prints history, "
+            "'rerun' re-executes completed tasks and compares their result digests."
+        ),
     )
     audit_commands = audit.add_subparsers(metavar="ACTION", required=True)
     verify = audit_commands.add_parser(
@@ -78,6 +81,37 @@ def register(subparsers: Any) -> None:
     add_db_argument(show)
     show.add_argument("--json", action="store_true", help="print a JSON list of events")
     show.set_defaults(func=_audit_show)
+    rerun = audit_commands.add_parser(
+        "rerun",
+        help="run completed tasks again and compare their result digests",
+        description=(
+            "Re-execute completed tasks from what the log recorded (the spec of their Queued "
+            "event and its data, a dataset at its recorded version or the synthetic series), "
+            "on worker processes as the service runs them, and compare each result digest with "
+            "the one their Completed event recorded. Exit 0 if all match; exit 1 naming each "
+            "mismatch and its first difference. See docs/service.md for what this proves."
+        ),
+        epilog=(
+            "examples: coinbt audit rerun 3f2a... --db coinbt-data/coinbt.db\n"
+            "          coinbt audit rerun --all --db coinbt-data/coinbt.db\n"
+            "          coinbt audit rerun --sample 20 --seed 1 --db coinbt-data/coinbt.db"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rerun.add_argument("task_id", metavar="ID", nargs="?", help="the task id")
+    which = rerun.add_mutually_exclusive_group()
+    which.add_argument("--all", action="store_true", help="every completed task")
+    which.add_argument("--sample", type=int, metavar="N", help="N completed tasks chosen at random")
+    rerun.add_argument("--seed", type=int, default=None, help="the --sample draw's seed")
+    add_db_argument(rerun)
+    rerun.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where the datasets are (default: the database's directory)",
+    )
+    rerun.add_argument("--json", action="store_true", help="print one JSON object")
+    rerun.set_defaults(func=_audit_rerun)
 
     migrate = subparsers.add_parser(
         "migrate",
@@ -248,6 +282,84 @@ def _audit_show(args: argparse.Namespace) -> int:
             f"{e['hash'][:12]}  {data}"
         )
     return 0
+
+
+def _audit_rerun(args: argparse.Namespace) -> int:
+    import anyio
+
+    from coinbt.backend import open_backend
+    from coinbt.errors import CoinbtError, SpecError
+    from coinbt.executor.local import open_local_executor
+    from coinbt.rerun import RerunResult, completed_task_ids, rerun_task, sample
+
+    if (args.task_id is None) == (not args.all and args.sample is None):
+        raise SpecError("give one task ID, or --all, or --sample N", field="ID")
+    if args.sample is not None and args.sample < 1:
+        raise SpecError(f"must be at least 1, got {args.sample}", field="--sample")
+    _require(args.db)
+    data_dir = args.data_dir
+    if data_dir is None:
+        if is_dsn(args.db):
+            raise SpecError("a PostgreSQL database needs --data-dir", field="--data-dir")
+        data_dir = Path(args.db).parent
+
+    async def run() -> list[RerunResult] | CoinbtError:
+        results: list[RerunResult] = []
+        async with (
+            open_backend(args.db, data_dir) as backend,
+            open_local_executor(1) as executor,
+        ):
+            if args.task_id is not None:
+                task_ids = [args.task_id]
+            else:
+                task_ids = await completed_task_ids(backend.store)
+                if args.sample is not None:
+                    task_ids = sample(task_ids, args.sample, args.seed)
+            for task_id in task_ids:
+                try:
+                    result = await rerun_task(backend.store, backend.catalog, executor, task_id)
+                except CoinbtError as e:  # raised below, not wrapped in the executor's group
+                    return e
+                results.append(result)
+                if not args.json:
+                    _print_rerun(result)
+        return results
+
+    outcome = anyio.run(run)
+    if isinstance(outcome, CoinbtError):
+        raise outcome
+    results = outcome
+    mismatches = [r for r in results if not r.ok]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "checked": len(results),
+                    "mismatches": len(mismatches),
+                    "results": [
+                        {
+                            "task_id": r.task_id,
+                            "recorded": r.recorded,
+                            "rerun": r.rerun,
+                            "difference": r.difference,
+                        }
+                        for r in results
+                    ],
+                }
+            )
+        )
+    elif mismatches:
+        print(f"{len(mismatches)} of {len(results)} reruns differ from the recorded result")
+    else:
+        print(f"ok: {len(results)} tasks rerun; every result digest matches the recorded one")
+    return 1 if mismatches else 0
+
+
+def _print_rerun(result: Any) -> None:
+    if result.ok:
+        print(f"ok        {result.task_id}  {result.recorded[:16]}")
+    else:
+        print(f"MISMATCH  {result.task_id}: {result.difference}")
 
 
 def _migrate(args: argparse.Namespace) -> int:
