@@ -129,7 +129,7 @@ def _details(error: CoinbtError) -> Any:
 def error_response(error: CoinbtError) -> Response:
     status = _status(error)
     headers = {}
-    retry = getattr(error, "retry_after_s", 1.0 if status == 429 else None)
+    retry = getattr(error, "retry_after_s", 1.0 if status in (429, 503) else None)
     if status in (429, 503) and retry is not None:
         headers["Retry-After"] = str(max(1, round(retry)))
     if status == 401:
