@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -81,3 +83,9 @@ def test_the_catalogue_holds_the_design_list_and_talib() -> None:
     assert design <= names
     talib = {n for n, f in catalogue().items() if f.source == "talib"}
     assert {"kama", "bbands_upperband", "cdlengulfing", "mfi", "natr"} <= talib
+
+
+def test_the_docs_list_every_function() -> None:
+    docs = (Path(__file__).parents[3] / "docs" / "strategies.md").read_text()
+    missing = [f.signature for f in catalogue().values() if f"`{f.signature}`" not in docs]
+    assert missing == []
