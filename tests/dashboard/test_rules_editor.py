@@ -78,6 +78,11 @@ async def test_a_rule_is_checked_as_it_is_typed_and_runs(browser: Browser, tmp_p
         assert view.spec.params == {"fast": 5, "slow": 20}
         assert view.spec.source is not None
         assert view.spec.source.kind == "rules"
+        # the task's detail shows its rules and where its code came from
+        await link.click()
+        run = page.locator("table.kv", has_text="Entry rule")
+        await expect(run).to_contain_text("close < kama(close, 10)")
+        await expect(run.locator("tr", has_text="Source")).to_contain_text("rules")
 
 
 async def test_an_example_and_a_bad_param_shown_at_submit(browser: Browser, tmp_path: Path) -> None:

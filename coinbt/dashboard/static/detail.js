@@ -8,6 +8,7 @@ import { clear, h } from "./dom.js";
 import * as f from "./format.js";
 import { eventHistory } from "./history.js";
 import { metricRows, toneOf } from "./metrics.js";
+import { specRows } from "./rules.js";
 import * as store from "./store.js";
 import { positionsTable, showFills } from "./trades.js";
 import { progressBar, setProgress, statusBadge, taskDuration } from "./widgets.js";
@@ -147,6 +148,7 @@ export function detailView(id) {
       ["Slippage", `${f.num(spec.slippage_bps, 1)} bps`],
       ["Fill", spec.fill === "close" ? "signal bar's close" : "next bar's open"],
       ["Timeout", f.duration((spec.timeout_s || 0) * 1000)],
+      ...specRows(spec),
       ["Attempt", f.int(task.attempt)],
       ["Created", f.time(task.created_at)],
       ["Started", f.time(task.started_at)],

@@ -383,3 +383,27 @@ export function rulesEditor({ bars = () => undefined } = {}) {
 
   return { element, read, setVisible, showErrors, check: changed };
 }
+
+/** Rows for a task's detail: its rules (if any) and where its strategy's code came from. */
+export function specRows(spec) {
+  const rows = [];
+  const labels = { entry: "Entry rule", exit: "Exit rule", short_entry: "Short entry", short_exit: "Short exit" };
+  for (const [key, label] of Object.entries(labels)) {
+    const text = spec?.rules?.[key];
+    if (text) rows.push([label, h("code", { class: "mono rule-text" }, text)]);
+  }
+  const source = spec?.source;
+  if (source) {
+    const parts = [source.kind];
+    if (source.module) parts.push(source.module);
+    if (source.version) parts.push(source.kind === "builtin" ? `coinbt ${source.version}` : `v${source.version}`);
+    const text = parts.join(" \u00b7 ");
+    rows.push([
+      "Source",
+      source.sha256
+        ? h("span", { title: `sha256 ${source.sha256}` }, `${text} \u00b7 sha256 ${source.sha256.slice(0, 12)}\u2026`)
+        : text,
+    ]);
+  }
+  return rows;
+}

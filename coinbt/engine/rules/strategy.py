@@ -133,9 +133,11 @@ def rules_strategy(rules: object, params: object, n_bars: int | None = None) -> 
             arrays["entry"], arrays["exit"], arrays.get("short_entry"), arrays.get("short_exit")
         )
 
+    long_nodes = (compiled["entry"].node, compiled["exit"].node)
+
     def signal_fn(cache: IndicatorCache, p: Params) -> tuple[BoolArray, BoolArray]:
-        s = all_signals(cache, p)
-        return s.entries, s.exits
+        entries, exits = evaluate(long_nodes, p, cache)  # the short rules are not needed
+        return entries, exits
 
     text = {k: str(rules[k]) for k in keys}
     return Strategy(
