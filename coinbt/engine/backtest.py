@@ -123,7 +123,7 @@ def execute_portfolio(
     """Run a validated spec on aligned assets sharing one cash account."""
     signals = []
     for b in bars:
-        cache = IndicatorCache(b.close, b.high, b.low)
+        cache = IndicatorCache.of(b)
         signals.append(_unpack(valid.strategy.all_signals(cache, valid.params)))
     result = _traded(valid, symbols, bars, signals)
     if progress is not None:

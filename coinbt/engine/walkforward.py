@@ -246,7 +246,10 @@ def walk_forward(
     train_ms = train if isinstance(train, int) else parse_window(train, "walk_forward.train")
     test_ms = test if isinstance(test, int) else parse_window(test, "walk_forward.test")
     windows = plan_folds(strat, grid, bars, train_ms, test_ms, anchored)
-    validate_spec(BacktestSpec(strat.name, {}, cash, fee_bps, slippage_bps, fill))
+    rules = strat.provenance.get("rules")  # a rules strategy's text (None otherwise)
+    validate_spec(
+        BacktestSpec(strat.name, strat.defaults(), cash, fee_bps, slippage_bps, fill, rules)
+    )
     folds: list[Fold] = []
     pieces: list[FloatArray] = []
     level = cash
@@ -373,7 +376,10 @@ def _out_of_sample(
     needed, _ = strategy.lookback_fn(params)
     start = max(0, window.train_end - max(needed, 1))
     warmup = window.train_end - start
-    valid = validate_spec(BacktestSpec(strategy.name, params, cash, fee_bps, slippage_bps, fill))
+    rules = strategy.provenance.get("rules")  # a rules strategy's text (None otherwise)
+    valid = validate_spec(
+        BacktestSpec(strategy.name, params, cash, fee_bps, slippage_bps, fill, rules)
+    )
 
     def signals(cache: IndicatorCache, p: Mapping[str, Any]) -> Any:
         arrays = strategy.signal_fn(cache, p)
@@ -384,12 +390,10 @@ def _out_of_sample(
             masked.append(copy)
         return tuple(masked)
 
-    masked_strategy = dataclasses.replace(strategy, signal_fn=signals)
+    masked_strategy = dataclasses.replace(strategy, signal_fn=signals, signals_fn=None)
     valid = dataclasses.replace(valid, strategy=masked_strategy)
     window_bars = _rows(bars, start, window.test_end)
-    result = execute(
-        valid, window_bars, IndicatorCache(window_bars.close, window_bars.high, window_bars.low)
-    )
+    result = execute(valid, window_bars, IndicatorCache.of(window_bars))
     return np.asarray(result.equity[warmup:], dtype=np.float64)
 
 

@@ -129,10 +129,11 @@ def _plain(arg: Arg, value: Value) -> Value:
 
 def context(cache: IndicatorCache) -> Context:
     bars = cache.bars
+    if bars is None:  # every engine path builds its cache with IndicatorCache.of(bars)
+        raise ValueError("rules need an IndicatorCache made with IndicatorCache.of(bars)")
     columns = {"close": cache.close, "high": cache.high, "low": cache.low}
-    if bars is not None:
-        columns["open"] = bars.open
-        columns["volume"] = bars.volume
+    columns["open"] = bars.open
+    columns["volume"] = bars.volume
     return Context(cache, columns, len(cache.close))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from coinbt.engine import BacktestSpec, run, sweep, synthetic
+from coinbt.engine import BacktestSpec, run, sweep, synthetic, walk_forward
 from coinbt.engine.indicators import IndicatorCache
 from coinbt.engine.rules import _eval, rules_strategy
 from coinbt.errors import SpecError
@@ -91,3 +91,18 @@ def test_constants_and_arithmetic() -> None:
     expected = np.zeros(len(close), dtype=bool)
     expected[1:] = (close[1:] - close[:-1]) / close[1:] * 100 > 1.0
     np.testing.assert_array_equal(signals.exits, expected)
+
+
+def test_a_rule_walks_forward_like_its_builtin_twin() -> None:
+    bars = synthetic(6_000, seed=2, interval="1h")
+    grid = {"fast": [5, 10, 20], "slow": [30, 60]}
+    sma = {
+        "entry": "cross_above(sma(close, fast), sma(close, slow))",
+        "exit": "cross_below(sma(close, fast), sma(close, slow))",
+    }
+    builtin = walk_forward("sma_cross", grid, bars, train="60d", test="20d")
+    rules = walk_forward(
+        rules_strategy(sma, {"fast": 5, "slow": 30}), grid, bars, train="60d", test="20d"
+    )
+    assert [f.params for f in rules.folds] == [f.params for f in builtin.folds]
+    np.testing.assert_array_equal(rules.equity, builtin.equity)
