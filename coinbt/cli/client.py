@@ -147,6 +147,8 @@ def register(subparsers: Any) -> None:
             "examples:\n"
             "  coinbt submit --strategy sma_cross -p fast=10 -p slow=30 --synthetic 100000:1\n"
             "  coinbt submit --strategy ema_cross --dataset BTCUSDT-1m --start 2024-01-01T00:00Z\n"
+            '  coinbt submit --synthetic 100000 -p n=20 --entry "close > sma(close, n)" '
+            '--exit "close < sma(close, n)"\n'
             "  coinbt submit --spec spec.json --idempotency-key nightly-2024-06-01 --wait\n"
             "  coinbt submit --batch specs.json   # a JSON array of up to 1,000 specs, one append"
         ),
@@ -160,6 +162,10 @@ def register(subparsers: Any) -> None:
         help="a JSON array of specs (or - for stdin): all validated, then queued together",
     )
     submit.add_argument("--strategy", help="strategy name (see GET /strategies)")
+    for flag in ("--entry", "--exit", "--short-entry", "--short-exit"):
+        submit.add_argument(
+            flag, metavar="RULE", help="a rule (implies --strategy rules; docs/strategies.md)"
+        )
     submit.add_argument(
         "-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="a parameter"
     )
@@ -237,6 +243,13 @@ def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if not isinstance(loaded, dict):
             raise ClientError("--spec must hold a JSON object")
         return loaded
+    rules = {
+        key: getattr(args, key)
+        for key in ("entry", "exit", "short_entry", "short_exit")
+        if getattr(args, key, None) is not None
+    }
+    if rules and not args.strategy:
+        args.strategy = "rules"
     if not args.strategy:
         raise ClientError("give --strategy (and data: --synthetic or --dataset), or --spec")
     params: dict[str, Any] = {}
@@ -246,6 +259,8 @@ def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
             raise ClientError(f"-p takes KEY=VALUE, got {item!r}")
         params[key] = _parse_value(value)
     spec: dict[str, Any] = {"strategy": args.strategy, "params": params}
+    if rules:
+        spec["rules"] = rules
     if args.synthetic:
         bars, _, seed = args.synthetic.partition(":")
         if not bars.isdigit() or (seed and not seed.isdigit()):

@@ -118,3 +118,32 @@ def test_a_broken_plugin_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_pa
     assert status == 2
     assert "--strategy-file: cannot load" in err
     assert "ModuleNotFoundError" in err
+
+
+async def test_submit_a_rule_to_a_server_and_a_bad_one_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import anyio
+
+    from tests.api.helpers import server_url
+    from tests.system import system_factory
+
+    def cli(*argv: str) -> int:
+        return main(list(argv))
+
+    async with system_factory(tmp_path)(workers=1) as system, server_url(system) as url:
+        common = ("submit", "--url", url, "--synthetic", "2000", "-p", "fast=5", "-p", "slow=20")
+        status = await anyio.to_thread.run_sync(
+            lambda: cli(*common, "--entry", ENTRY, "--exit", EXIT, "--json", "--wait")
+        )
+        assert status == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert json.loads(lines[-1])["status"] == "completed"
+        status = await anyio.to_thread.run_sync(
+            lambda: cli(*common, "--entry", "cross_above(sma(close, fast), close", "--exit", EXIT)
+        )
+        assert status == 2
+        err = capsys.readouterr().err
+        assert err.startswith("coinbt: error: ")
+        assert "rules.entry" in err
+        assert len(await system.read.tasks(limit=10)) == 1
