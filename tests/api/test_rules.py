@@ -122,6 +122,8 @@ async def test_a_bad_rule_is_a_422_naming_field_and_column(
         ),
         pytest.param({"params": {"fast": "ten"}}, "params.fast", id="param-text"),
         pytest.param({"params": {"fast": True}}, "params.fast", id="param-bool"),
+        pytest.param({"params": {"close": 3}}, "params.close", id="param-named-like-a-column"),
+        pytest.param({"params": {"__class__": 3}}, "params.__class__", id="param-dunder"),
         pytest.param({"strategy": "sma_cross"}, "rules", id="rules-on-a-builtin"),
     ],
 )

@@ -9,7 +9,7 @@ from coinbt.engine._params import Number, Param
 from coinbt.engine.indicators import IndicatorCache
 from coinbt.engine.rules._compile import Compiled, RuleSyntaxError, compile_rule
 from coinbt.engine.rules._eval import evaluate
-from coinbt.engine.rules.catalogue import MAX_WINDOW
+from coinbt.engine.rules.catalogue import COLUMNS, MAX_WINDOW
 from coinbt.engine.signals import Signals
 from coinbt.engine.strategies import BoolArray, Params, Strategy
 from coinbt.errors import FieldError, SpecError
@@ -32,6 +32,8 @@ def _numbers(params: object, errors: list[FieldError]) -> dict[str, int | float]
     for key, value in params.items():
         if not isinstance(key, str) or not key.isidentifier() or key.startswith("_"):
             errors.append(FieldError(f"params.{key}", "a parameter name is a plain identifier"))
+        elif key in COLUMNS or key.lower() in ("true", "false"):
+            errors.append(FieldError(f"params.{key}", f"{key!r} is taken (a column or a constant)"))
         elif isinstance(value, bool) or not isinstance(value, (int, float)):
             errors.append(FieldError(f"params.{key}", f"must be a number, got {value!r}"))
         elif isinstance(value, float) and not abs(value) <= _NUMBER_LIMIT:
