@@ -30,7 +30,7 @@ from coinbt.artifacts.outbox import Outbox
 from coinbt.datasets import Catalog
 from coinbt.errors import CoinbtError, ShuttingDownError
 from coinbt.events import ArtifactRef, Completed, Filled, RuleSet
-from coinbt.executor._errors import JobLostError
+from coinbt.executor._errors import ExecutorUnavailableError, JobLostError
 from coinbt.executor.base import Executor, Job, JobError, JobResult
 from coinbt.lifecycle import Complete, Fail
 from coinbt.projections.live import LiveProgress
@@ -113,6 +113,9 @@ class Worker(Actor[Abort]):
 
     async def _work(self) -> None:
         while True:
+            # A claim records Started: none while the executor cannot run anything (a lost Dask
+            # scheduler), so queued tasks stay queued and use no attempt.
+            await self._executor.wait_available()
             self._claiming = True
             try:
                 claims: list[Claim] = await self._tm.ask(
@@ -139,7 +142,6 @@ class Worker(Actor[Abort]):
                     await self._run(claim)
                 finally:
                     self.busy = False
-                    self._progress.pop(claim.task_id)
 
     async def _run(self, claim: Claim) -> None:
         """Run one claimed task; report its outcome in the background and go on."""
@@ -160,7 +162,7 @@ class Worker(Actor[Abort]):
                 with anyio.move_on_after(spec.timeout_s) as deadline:
                     try:
                         result = await self._executor.run(job, self._progress_of(task_id))
-                    except JobLostError as e:
+                    except (JobLostError, ExecutorUnavailableError) as e:
                         outcome = _Lost(str(e))
                     except JobError as e:
                         outcome = Fail(str(e), e.error_type)
@@ -177,9 +179,13 @@ class Worker(Actor[Abort]):
 
     def _progress_of(self, task_id: str) -> Callable[[float], None]:
         progress = self._progress
+        progress.set(task_id, 0.0)  # this run starts from nothing (a re-run: from nothing again)
+        highest = [0.0]
 
         def report(fraction: float) -> None:
-            progress.set(task_id, fraction)
+            if fraction > highest[0]:  # progress never goes back
+                highest[0] = fraction
+                progress.set(task_id, fraction)
 
         return report
 
@@ -223,6 +229,8 @@ class Worker(Actor[Abort]):
             elif staged:
                 await self._outbox.discard(staged)
         finally:
+            # Kept for reads until the outcome is in the read models: no drop back to 0 at the end.
+            self._progress.finish(claim.task_id)
             if files:
                 await anyio.to_thread.run_sync(_remove, files)
             self._pending -= 1

@@ -77,9 +77,12 @@ def create_app(
     document = openapi(token_required=token is not None, max_bars=system.config.max_bars)
 
     async def health(request: Request) -> Response:
+        executor_down = system.executor is not None and system.executor.unavailable is not None
         return json_response(
             {
-                "status": "ok",
+                # degraded: serving, but no backtest can start (a lost Dask scheduler)
+                "status": "degraded" if executor_down else "ok",
+                "executor": "unavailable" if executor_down else "ok",
                 "version": __version__,
                 "last_position": await system.store.last_position(),
                 "projected_position": system.projector.position,
@@ -197,6 +200,27 @@ def _storage_metrics(system: System) -> list[str]:
     return lines
 
 
+def _executor_metrics(system: System) -> list[str]:
+    executor: Any = system.executor
+    if executor is None:
+        return []
+    lines = [
+        "# HELP coinbt_executor_up Whether backtests can start (0: e.g. a lost Dask scheduler).",
+        "# TYPE coinbt_executor_up gauge",
+        f"coinbt_executor_up {0 if executor.unavailable is not None else 1}",
+    ]
+    if hasattr(executor, "reconnects"):
+        lines += [
+            "# HELP coinbt_executor_reconnects_total New scheduler connections after one was lost.",
+            "# TYPE coinbt_executor_reconnects_total counter",
+            f"coinbt_executor_reconnects_total {executor.reconnects}",
+            "# HELP coinbt_executor_failed_connects_total Failed tries to reconnect the scheduler.",
+            "# TYPE coinbt_executor_failed_connects_total counter",
+            f"coinbt_executor_failed_connects_total {executor.failed_connects}",
+        ]
+    return lines
+
+
 async def _metrics(system: System) -> str:
     counts = await system.read.counts()
     last = await system.store.last_position()
@@ -220,6 +244,7 @@ async def _metrics(system: System) -> str:
         "# TYPE coinbt_projection_lag gauge",
         f"coinbt_projection_lag {max(0, last - system.projector.position)}",
         *_storage_metrics(system),
+        *_executor_metrics(system),
     ]
     store: Any = system.store
     histogram = getattr(store, "commit_latency", None)

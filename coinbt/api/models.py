@@ -224,12 +224,13 @@ class DatasetsOut(msgspec.Struct):
 
 
 class HealthOut(msgspec.Struct):
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"]  # degraded: no backtest can start (the executor is down)
     version: str
     last_position: int
     projected_position: int
     workers: int
     instance: str | None = None  # this process's instance id on a shared (PostgreSQL) database
+    executor: Literal["ok", "unavailable"] = "ok"  # unavailable: e.g. the Dask scheduler is lost
 
 
 class ErrorBody(msgspec.Struct):

@@ -10,6 +10,7 @@ the client.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from coinbt.executor._calls import invoke
 from coinbt.executor._child import PROGRESS_EVERY_S, execute
 from coinbt.executor.base import Job
 
-__all__ = ("kill_worker_process", "run_call", "run_job")
+__all__ = ("kill_if_running", "kill_worker_process", "run_call", "run_job", "worker_pid")
 
 _encoder = msgspec.msgpack.Encoder()
 _job_decoder = msgspec.msgpack.Decoder(Job)
@@ -117,6 +118,23 @@ def run_call(
         return ["done", invoke(fn, args, reporter, bars)]
     except Exception as e:
         return _failure(e)
+
+
+def kill_if_running(key: str, dask_worker: Any = None) -> None:
+    """Run in a worker process (``client.run``): SIGKILL this process at once if it is executing
+    the task ``key``, else return. The check and the kill happen in one step of the worker's event
+    loop, where its tasks change state: a task that has just finished (its result on the way back)
+    is left alone, and so is the next task the process runs."""
+    state = getattr(dask_worker, "state", None)
+    task = state.tasks.get(key) if state is not None else None
+    if task is not None and task.state in ("executing", "long-running"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def worker_pid(dask_worker: Any = None) -> int | None:
+    """Run in a nanny (``client.run(..., nanny=True)``): the process id of its worker now."""
+    process = getattr(getattr(dask_worker, "process", None), "process", None)
+    return None if process is None else int(process.pid)
 
 
 async def kill_worker_process(pid: int | None = None, dask_worker: Any = None) -> int | None:

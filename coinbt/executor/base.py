@@ -87,3 +87,12 @@ class Executor(Protocol):
     def prepare_close(self) -> None:
         """The service is stopping: don't replace processes that stop from now on."""
         ...
+
+    @property
+    def unavailable(self) -> str | None:
+        """Why no job can run now (a lost Dask scheduler), or None if jobs can run."""
+        ...
+
+    async def wait_available(self) -> None:
+        """Return once jobs can run (at once for an executor that is always available)."""
+        ...

@@ -16,11 +16,20 @@ How the protocol of :class:`~coinbt.executor.base.Executor` maps onto Dask:
   (``Worker.log_event`` -> scheduler -> ``Client.subscribe_topic``): ``started`` with the worker's
   address and process id, then ``progress`` at most every 50 ms. The end is the task's result.
 - **Cancel and timeout**: ``Future.cancel()`` alone cannot stop a running task (a thread cannot
-  be killed), so when the caller is cancelled the executor asks the worker's nanny to SIGKILL
-  the worker process (``client.run(..., nanny=True)``), waits until it has exited, and then
-  releases the task so it never runs again; the nanny starts a fresh worker. If the task had
+  be killed), so when the caller is cancelled the executor asks the worker process to SIGKILL
+  itself *if it is executing that task* (``kill_if_running``: the check and the kill are one
+  step of the worker's event loop, so a task whose result is on its way back, or the next task
+  of that process, is never killed), waits through the nanny until the process has exited, and
+  then releases the task so it never runs again; the nanny starts a fresh worker. If the task had
   not started yet it is just released. If a released task starts anyway (a race with the
   scheduler), its ``started`` event makes the executor kill that worker too.
+- **Lost scheduler**: a supervisor checks the client's connection. While it is down the
+  executor is *unavailable* (``unavailable`` says why; ``/health`` and ``/metrics`` show it):
+  ``run`` refuses at once with ``ExecutorUnavailableError`` and the service's workers claim no
+  task (queued tasks stay queued: no ``Started``, no attempt used). Jobs that were running are
+  lost (re-queued, attempt + 1). The Dask client reconnects on its own for ``connect_timeout_s``;
+  when it gives up and closes, the supervisor connects a new client, backing off from 0.5 s to
+  30 s between tries, forever. Once connected, work resumes: no restart.
 - **Lost worker**: when the scheduler removes a worker (its process was killed, its machine went
   away) while it ran one of our jobs (the executor follows the scheduler's events of each worker
   running one), when the task fails with ``KilledWorker``, or when Dask starts it a second time
@@ -94,6 +103,9 @@ CLUSTER_CONFIG: dict[str, Any] = {
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
 }
 KILL_TIMEOUT_S = 30.0
+STATUS_EVERY_S = 0.25  # how often the supervisor looks at the client's connection
+RECONNECT_FIRST_S = 0.5  # the first wait between tries to connect a new client; doubles ...
+RECONNECT_MAX_S = 30.0  # ... up to this
 _ABANDONED_KEPT = 1024
 
 _encoder = msgspec.msgpack.Encoder()
@@ -110,6 +122,7 @@ class _Run:
     pid: int | None = None
     lost: str | None = None  # why the job is lost, once it is
     worker_gone: bool = False  # the worker that ran it has left the cluster
+    progress: float = 0.0  # the highest fraction reported: progress never goes back
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
 
 
@@ -125,9 +138,18 @@ class DaskExecutor:
         workers: int,
         transfer_files: bool,
         nice: bool = False,
+        address: str | None = None,
+        connect_timeout_s: float = 30.0,
     ) -> None:
         self.workers = workers
         self.transfer_files = transfer_files
+        self.address = address or str(cast(Any, client).scheduler.address)
+        self.connect_timeout_s = connect_timeout_s
+        self.reconnects = 0  # new clients connected after the first gave up
+        self.failed_connects = 0  # tries to connect a new client that failed
+        self._unavailable: str | None = None
+        self._up = anyio.Event()
+        self._up.set()
         # distributed's Client is only partly typed, and in asynchronous mode its methods return
         # coroutines where the annotations say values: treat it as Any.
         self._client: Any = cast(Any, client)
@@ -141,6 +163,74 @@ class DaskExecutor:
         self._changed = anyio.Event()
         self._watched: set[str] = set()  # workers whose events we follow
         self._client.subscribe_topic(self._topic, self._on_task_event)
+
+    # --- availability ----------------------------------------------------------------------------
+
+    @property
+    def unavailable(self) -> str | None:
+        """Why no job can run now (the scheduler is lost), or None."""
+        return self._unavailable
+
+    async def wait_available(self) -> None:
+        """Return once the scheduler is connected."""
+        while self._unavailable is not None:
+            await self._up.wait()
+
+    async def supervise(self) -> None:
+        """Watch the client's connection for as long as the executor is open (see the module
+        docstring, "Lost scheduler")."""
+        delay = RECONNECT_FIRST_S
+        while True:
+            await anyio.sleep(STATUS_EVERY_S)
+            status = self._client.status
+            if status == "running":
+                if self._unavailable is not None:
+                    self._subscribe()  # a restarted scheduler knows none of our topics
+                    self._set_available()
+                continue
+            self._set_unavailable(f"the Dask scheduler at {self.address} is lost ({status})")
+            if status in ("connecting", "newly-created"):
+                continue  # the client is reconnecting on its own (for connect_timeout_s)
+            try:  # it gave up and closed: a new client, with backoff
+                client: Any = await _connect(self.address, self.connect_timeout_s)
+            except ExecutorUnavailableError as e:
+                self.failed_connects += 1
+                self._unavailable = str(e)
+                self._touch()
+                log.warning("%s; trying again in %.1f s", e, delay)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX_S)
+                continue
+            old, self._client = self._client, client
+            self.reconnects += 1
+            delay = RECONNECT_FIRST_S
+            with anyio.CancelScope(shield=True):
+                try:
+                    await old.close()
+                except Exception as e:  # it is closed already, as far as we care
+                    log.debug("closing the old Dask client: %r", e)
+            self._subscribe()
+            self._set_available()
+
+    def _subscribe(self) -> None:
+        self._topic = f"coinbt-{self._client.id}"
+        self._watched.clear()
+        self._client.subscribe_topic(self._topic, self._on_task_event)
+
+    def _set_unavailable(self, reason: str) -> None:
+        if self._unavailable is None:
+            log.warning("executor unavailable: %s; running jobs are lost", reason)
+            self._unavailable = reason
+            self._up = anyio.Event()
+            for run in self._runs.values():
+                self._lose(run, reason)
+            self._touch()
+
+    def _set_available(self) -> None:
+        log.info("executor available again: the Dask scheduler at %s is connected", self.address)
+        self._unavailable = None
+        self._up.set()
+        self._touch()
 
     @property
     def client(self) -> Client:
@@ -214,6 +304,12 @@ class DaskExecutor:
                     return run.pid
             await self._changed.wait()
 
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Wait until ``condition()`` holds, looking again at each change of a run or of the
+        connection (``unavailable``, ``reconnects``, ``failed_connects``)."""
+        while not condition():
+            await self._changed.wait()
+
     async def wait_for_workers(self, count: int) -> None:
         """Wait until the cluster has ``count`` workers (after a kill, the nanny restarts one)."""
         await self._client.wait_for_workers(count)
@@ -227,6 +323,8 @@ class DaskExecutor:
         args: tuple[Any, ...],
         on_progress: Callable[[float], Any],
     ) -> list[Any]:
+        if self._unavailable is not None:
+            raise ExecutorUnavailableError(self._unavailable)
         key = f"coinbt-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}-{self._prefix}-{next(self._counter)}"
         future = self._client.submit(fn, self._topic, key, self._nice, *args, key=key, pure=False)
         run = self._runs[key] = _Run(name, on_progress)  # before any event can arrive for it
@@ -256,6 +354,9 @@ class DaskExecutor:
                 run.worker_gone = True
                 raise JobLostError(f"the Dask worker running it died ({e})") from e
             except FutureCancelledError as e:
+                if self._client.status != "running":  # the client lost the scheduler: say so
+                    # now, before the service hands out the next task (the supervisor looks later)
+                    self._set_unavailable(f"the Dask scheduler at {self.address} is lost")
                 raise JobLostError(f"Dask cancelled it ({e})") from e
             except Exception as e:  # Dask itself failed (our tasks return their errors)
                 raise JobError("executor_error", f"{type(e).__name__}: {e}") from e
@@ -264,6 +365,8 @@ class DaskExecutor:
 
     async def _stop(self, future: Any, run: _Run) -> None:
         """Kill the worker process running ``future`` (if any), then release it."""
+        if self._unavailable is not None or self._client.status != "running":
+            return  # the scheduler is gone, and with it the task (its workers stop on their own)
         where: str | None
         try:
             if run.worker is not None and not run.worker_gone:
@@ -271,7 +374,7 @@ class DaskExecutor:
             else:  # not started (as far as we know), or its worker died
                 where, pid = await self._processing_on(future.key), None
             if where is not None:
-                await self._kill(where, pid)
+                await self._kill(where, future.key, pid)
             await self._client.cancel([future], force=True)
         except Exception:
             log.exception("stopping Dask task %s failed", future.key)
@@ -283,12 +386,24 @@ class DaskExecutor:
                 return worker
         return None
 
-    async def _kill(self, worker: str, pid: int | None) -> None:
+    async def _kill(self, worker: str, key: str, pid: int | None) -> None:
+        """Kill the process of ``worker`` if it is executing ``key`` (``pid``, when known), and
+        wait until it has exited; leave it alone if it is not (finished, or never started)."""
+        client = self._client
         try:
             with anyio.fail_after(KILL_TIMEOUT_S):
-                await self._client.run(
-                    _dask_task.kill_worker_process, pid=pid, workers=[worker], nanny=True
+                if pid is None:
+                    pids = await client.run(_dask_task.worker_pid, workers=[worker], nanny=True)
+                    pid = next(iter(pids.values()), None)
+                answers = await client.run(
+                    _dask_task.kill_if_running, key, workers=[worker], on_error="return"
                 )
+                if worker in answers and not isinstance(answers[worker], BaseException):
+                    return  # it was not executing the task: nothing killed
+                if pid is not None:  # it killed itself: wait (through its nanny) until it is gone
+                    await client.run(
+                        _dask_task.kill_worker_process, pid=pid, workers=[worker], nanny=True
+                    )
         except Exception as e:
             log.warning("could not kill the process of Dask worker %s: %r", worker, e)
 
@@ -303,7 +418,7 @@ class DaskExecutor:
             worker, pid = str(message["worker"]), int(message["pid"])
             if run is None:
                 if key in self._abandoned:  # released, but it started anyway: stop it
-                    self._tg.start_soon(self._kill, worker, pid)
+                    self._tg.start_soon(self._kill, worker, str(key), pid)
                 return
             previous = run.worker
             run.worker, run.pid = worker, pid
@@ -314,7 +429,10 @@ class DaskExecutor:
                 # ran it first is gone. Stop this run too; the service re-queues the task.
                 self._lose(run, f"the Dask worker {previous} running it was lost")
         elif kind == "progress" and run is not None:
-            run.on_progress(float(message["fraction"]))
+            fraction = float(message["fraction"])
+            if fraction > run.progress:
+                run.progress = fraction
+                run.on_progress(fraction)
 
     def _watch(self, worker: str) -> None:
         """Follow the scheduler's events about ``worker``, to hear at once if it is removed."""
@@ -346,7 +464,7 @@ class DaskExecutor:
         for topic in (self._topic, *self._watched):
             try:
                 self._client.unsubscribe_topic(topic)
-            except ValueError:
+            except Exception:  # not subscribed, or the client is closed: nothing to undo
                 pass
 
 
@@ -418,7 +536,8 @@ async def open_dask_executor(
             address = str(cluster.scheduler_address)
             workers = count
         client: Any = await _connect(address, connect_timeout_s)
-        stack.push_async_callback(client.close)
+        opened: list[DaskExecutor] = []  # it may replace the client (a lost scheduler)
+        stack.push_async_callback(lambda: (opened[0].client if opened else client).close())
         if workers is None:
             info = client.scheduler_info()
             workers = max(1, sum(int(w.get("nthreads", 1)) for w in info["workers"].values()))
@@ -429,7 +548,11 @@ async def open_dask_executor(
             workers=workers,
             transfer_files=not local if transfer_files is None else transfer_files,
             nice=local,
+            address=address,
+            connect_timeout_s=connect_timeout_s,
         )
+        opened.append(executor)
+        tg.start_soon(executor.supervise)
         try:
             yield executor
         finally:

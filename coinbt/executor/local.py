@@ -77,6 +77,13 @@ class LocalProcessExecutor:
     def running_pids(self) -> dict[str, int]:
         return {task_id: slot.pid for task_id, slot in self._running.items()}
 
+    @property
+    def unavailable(self) -> str | None:
+        return None  # its processes are its own: replaced as they die
+
+    async def wait_available(self) -> None:
+        return
+
     async def wait_running(self, task_id: str) -> int:
         """Wait until ``task_id`` runs in a process; returns the process id."""
         while task_id not in self._running:

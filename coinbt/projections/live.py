@@ -12,11 +12,14 @@ gone announces nothing).
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 import anyio
 
 __all__ = ("LiveProgress",)
+
+_FINISHED_KEPT = 4096
 
 
 class LiveProgress:
@@ -25,8 +28,12 @@ class LiveProgress:
         self._remote: dict[str, tuple[dict[str, float], float]] = {}  # instance -> (values, until)
         self._clock = clock
         self._changed = anyio.Event()
+        # The last progress of runs that ended, for reads until the outcome is in the read models
+        # (the newest _FINISHED_KEPT): a task never shows less progress at the end than before.
+        self._finished: OrderedDict[str, float] = OrderedDict()
 
     def set(self, task_id: str, fraction: float) -> None:
+        self._finished.pop(task_id, None)
         self._values[task_id] = min(max(fraction, 0.0), 1.0)
         self._notify()
 
@@ -34,10 +41,21 @@ class LiveProgress:
         if self._values.pop(task_id, None) is not None:
             self._notify()
 
+    def finish(self, task_id: str) -> None:
+        """The run of ``task_id`` ended: no longer running, but :meth:`get` keeps its last value."""
+        value = self._values.pop(task_id, None)
+        if value is not None:
+            self._finished[task_id] = value
+            while len(self._finished) > _FINISHED_KEPT:
+                self._finished.popitem(last=False)
+            self._notify()
+
     def get(self, task_id: str) -> float | None:
         value = self._values.get(task_id)
         if value is None and self._remote:
             value = self._others().get(task_id)
+        if value is None:
+            value = self._finished.get(task_id)
         return value
 
     def snapshot(self) -> dict[str, float]:

@@ -53,3 +53,16 @@ def test_this_process_knows_its_own_runs_best(local: float) -> None:
     progress.set("t", local)
     assert progress.get("t") == local
     assert progress.snapshot() == {"t": local}
+
+
+def test_a_finished_run_keeps_its_last_progress_for_reads_until_a_new_run() -> None:
+    progress = LiveProgress()
+    progress.set("a", 0.75)
+    hint = progress.changed_hint()
+    progress.finish("a")
+    assert hint.is_set()
+    assert progress.get("a") == 0.75  # no drop back to 0 while the outcome is on its way
+    assert progress.snapshot() == {}  # not running any more
+    assert progress.local() == {}
+    progress.set("a", 0.0)  # the task runs again (re-queued): that run's own progress
+    assert progress.get("a") == 0.0
