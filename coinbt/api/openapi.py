@@ -91,6 +91,17 @@ def _exact_spec(components: dict[str, Any], max_bars: int) -> None:
         **{k: v for k, v in data["properties"].items() if k != "synthetic"},
         "dataset": {"type": "string", "pattern": _DATASET_NAME},
         "synthetic": {"type": "null"},
+        "datasets": {"type": "null"},
+    }
+    of_datasets = {  # a portfolio: several datasets, each at its latest version
+        **of_dataset,
+        "dataset": {"type": "null"},
+        "version": {"type": "null"},
+        "datasets": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "string", "pattern": _DATASET_NAME},
+        },
     }
     components["DataSpec"] = {
         "title": "DataSpec",
@@ -109,6 +120,12 @@ def _exact_spec(components: dict[str, Any], max_bars: int) -> None:
                     "synthetic": {"$ref": _REF.format(name="SyntheticSpec")},
                 },
                 "required": ["synthetic"],
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
+                "properties": of_datasets,
+                "required": ["datasets"],
                 "additionalProperties": False,
             },
         ],
