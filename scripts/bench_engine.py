@@ -75,6 +75,10 @@ FIRST_RUN = textwrap.dedent(
     """
 )
 
+FIRST_STOPS = FIRST_RUN.replace(
+    '{"fast": 10, "slow": 30})', '{"fast": 10, "slow": 30}, sl_stop=0.02, tp_stop=0.04)'
+)
+
 PEAK_RUN = PRELUDE + textwrap.dedent(
     """
     import coinbt.engine as e
@@ -145,6 +149,41 @@ VECTORBT = PRELUDE + textwrap.dedent(
             "qty": orders["size"].tolist(), "price": orders["price"].tolist(),
             "fee": orders["fees"].tolist(),
         }
+    elif mode == "trading":
+        c1m, o1m = frames(1_000_000)
+        b1m = synthetic(1_000_000, seed=1)
+        h1m, l1m = pd.Series(b1m.high), pd.Series(b1m.low)
+
+        def stops(**kw):
+            f = vbt.MA.run(c1m, 10, short_name="fast")
+            s = vbt.MA.run(c1m, 30, short_name="slow")
+            entries, exits = f.ma_crossed_above(s), f.ma_crossed_below(s)
+            pf = vbt.Portfolio.from_signals(
+                c1m, entries.shift(1, fill_value=False), exits.shift(1, fill_value=False),
+                price=o1m, open=o1m, high=h1m, low=l1m, fees=0.001, init_cash=10_000.0,
+                freq="1min", stop_entry_price="fillprice", stop_exit_price="stoplimit", **kw,
+            )
+            pf.total_return(), pf.sharpe_ratio(), pf.max_drawdown()
+
+        out["stops_1m"] = timed(lambda: stops(sl_stop=0.02, tp_stop=0.04), 3)
+        out["both_1m"] = timed(lambda: stops(sl_stop=0.02, tp_stop=0.04, direction="both"), 3)
+        out["trail_1m"] = timed(lambda: stops(sl_stop=0.03, sl_trail=True), 3)
+        assets = [synthetic(100_000, seed=1 + i) for i in range(10)]
+        close = pd.DataFrame({i: b.close for i, b in enumerate(assets)})
+        open_ = pd.DataFrame({i: b.open for i, b in enumerate(assets)})
+
+        def portfolio():
+            f = vbt.MA.run(close, 10, short_name="fast")
+            s = vbt.MA.run(close, 30, short_name="slow")
+            entries, exits = f.ma_crossed_above(s), f.ma_crossed_below(s)
+            pf = vbt.Portfolio.from_signals(
+                close, entries.shift(1, fill_value=False), exits.shift(1, fill_value=False),
+                price=open_, fees=0.001, init_cash=10_000.0, freq="1min", size=0.1,
+                size_type="targetpercent", group_by=True, cash_sharing=True,
+            )
+            pf.total_return(), pf.sharpe_ratio(), pf.max_drawdown()
+
+        out["portfolio_10x100k"] = timed(portfolio, 3)
     elif mode == "sweep":
         close, open_ = frames(100_000)
         pairs = [(f, s) for f in range(5, 51, 5) for s in range(20, 201, 20) if f < s]
@@ -255,6 +294,28 @@ def bench_coinbt(quick: bool) -> dict[str, Any]:
             out[key] = _timed(lambda p=path: engine.load_csv(p), 1 if quick else 3)
             out[key]["mb"] = path.stat().st_size / 1e6
     out["fills_100k"] = engine.run(spec, bars_100k).fills
+    out.update(bench_trading(quick))
+    out["first_stops_1m"] = _first_run(sys.executable, FIRST_STOPS, 3 if quick else 5)
+    return out
+
+
+def bench_trading(quick: bool) -> dict[str, Any]:
+    """The workloads of shorts, stops and portfolios (DESIGN.md section 5b)."""
+    from coinbt import engine
+
+    bars = engine.synthetic(1_000_000, seed=1)
+    repeat = 3 if quick else 7
+    out: dict[str, Any] = {}
+    for key, options in (
+        ("stops_1m", {"sl_stop": 0.02, "tp_stop": 0.04}),
+        ("both_1m", {"sl_stop": 0.02, "tp_stop": 0.04, "direction": "both"}),
+        ("trail_1m", {"sl_stop": 0.03, "sl_trail": True}),
+    ):
+        spec = engine.BacktestSpec("sma_cross", SPEC_ARGS, **options)
+        out[key] = _timed(lambda s=spec: engine.run(s, bars), repeat)
+    assets = engine.synthetic_portfolio(100_000, 10, seed=1)
+    spec = engine.BacktestSpec("sma_cross", SPEC_ARGS, size=0.1, size_type="target_percent")
+    out["portfolio_10x100k"] = _timed(lambda: engine.run(spec, assets), repeat)
     return out
 
 
@@ -264,6 +325,7 @@ def bench_vectorbt(python: str) -> dict[str, Any]:
     first = _first_run(python, VECTORBT, 2, "first")  # the numba cache is warm after the first
     out["first_run_1m"] = first
     out.update({"sweep": _child(python, VECTORBT, "sweep")})
+    out.update({"trading": _child(python, VECTORBT, "trading")})
     return out
 
 
@@ -291,6 +353,11 @@ ROWS = [
     ("  of which imports", "first_run_1m", "import_s"),
     ("90-pair sweep, 100k bars (median)", "sweep_90", "median_s"),
     ("300-bar backtest (mean of 1000)", "tiny_300", "median_s"),
+    ("1M bars, sl_stop 2 % + tp_stop 4 % (median)", "stops_1m", "median_s"),
+    ("  the same, direction both (median)", "both_1m", "median_s"),
+    ("1M bars, trailing stop 3 % (median)", "trail_1m", "median_s"),
+    ("10 assets x 100k bars, target_percent 0.1", "portfolio_10x100k", "median_s"),
+    ("first 1M-bar run with stops, new process", "first_stops_1m", "wall_s"),
     ("peak RSS, 1M-bar backtest process", "peak_run_1m", "peak_mb"),
     ("peak RSS, 90-pair sweep process", "peak_sweep_90", "peak_mb"),
     ("load 1M-row CSV, ISO timestamps", "csv_1m_iso", "median_s"),
@@ -319,6 +386,10 @@ def table(ours: dict[str, Any], theirs: dict[str, Any] | None) -> str:
         "first_run_1m": ("first_run_1m", None),
         "sweep_90": ("sweep", "sweep_90"),
         "peak_sweep_90": ("sweep", "peak_mb"),
+        "stops_1m": ("trading", "stops_1m"),
+        "both_1m": ("trading", "both_1m"),
+        "trail_1m": ("trading", "trail_1m"),
+        "portfolio_10x100k": ("trading", "portfolio_10x100k"),
     }
     header = ["workload", "coinbt"] + (["vectorbt", "ratio"] if theirs else [])
     rows = []

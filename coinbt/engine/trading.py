@@ -385,8 +385,11 @@ def trade(assets: list[AssetSignals], t: Trading) -> Book:
             return bar
         return p.event[0]
 
-    def open_qty(side: int, cash_now: float, price: float, equity: float) -> tuple[float, bool]:
-        """Units to open and whether they spend all the cash (a buy that shrank)."""
+    def open_qty(
+        side: int, cash_now: float, price: float, base: float, equity: float
+    ) -> tuple[float, bool]:
+        """Units to open and whether they spend all the cash (a buy that shrank). ``value``
+        divides by the price before slippage (as vectorbt does)."""
         if size_type == "all":
             q = cash_now / (price * (1.0 + fee))
         elif size_type == "percent":
@@ -394,7 +397,7 @@ def trade(assets: list[AssetSignals], t: Trading) -> Book:
             q = size * cash_now / (price * (1.0 + fee))
         elif size_type == "value":
             assert size is not None
-            q = size / price
+            q = size / base
         elif size_type == "amount":
             assert size is not None
             q = size
@@ -484,7 +487,7 @@ def trade(assets: list[AssetSignals], t: Trading) -> Book:
         if p.side == LONG:  # sell the long and open a short in one fill
             price = base * (1.0 - slip)
             after_close = cash + q_old * price - q_old * price * fee
-            q_new, _ = open_qty(SHORT, after_close, price, equity)
+            q_new, _ = open_qty(SHORT, after_close, price, base, equity)
             if q_new < MIN_UNITS:
                 q_new = 0.0
             total = q_old + q_new
@@ -497,7 +500,7 @@ def trade(assets: list[AssetSignals], t: Trading) -> Book:
                 close(a, bar, SIGNAL, price)  # a partial cover, as a plain exit would
                 return
             after_close = cash - cover
-            q_new, spent_all = open_qty(LONG, after_close, price, equity)
+            q_new, spent_all = open_qty(LONG, after_close, price, base, equity)
             if q_new < MIN_UNITS:
                 q_new, spent_all = 0.0, False
             total = q_old + q_new
@@ -516,7 +519,7 @@ def trade(assets: list[AssetSignals], t: Trading) -> Book:
         base = float(m.base[bar])
         price = base * (1.0 + slip) if side == LONG else base * (1.0 - slip)
         equity = marks_equity(bar)
-        q, spent_all = open_qty(side, cash, price, equity)
+        q, spent_all = open_qty(side, cash, price, base, equity)
         if not q >= MIN_UNITS:  # rejected (also when there is no cash at all)
             pos[a].start = bar + 1
             return

@@ -321,7 +321,9 @@ def backtest_5b(
     out = Outcome5b()
     hold = [_Holding() for _ in range(k)]
 
-    def size_units(side: int, cash_now: float, p: float, equity: float) -> tuple[float, bool]:
+    def size_units(
+        side: int, cash_now: float, p: float, base: float, equity: float
+    ) -> tuple[float, bool]:
         st, x = opts.size_type, opts.size
         if st == "all":
             units = cash_now / (p * (1 + f))
@@ -330,7 +332,7 @@ def backtest_5b(
             units = x * cash_now / (p * (1 + f))
         elif st == "value":
             assert x is not None
-            units = x / p
+            units = x / base  # the price before slippage
         elif st == "amount":
             assert x is not None
             units = x
@@ -398,7 +400,7 @@ def backtest_5b(
             if want in ("open_long", "open_short"):
                 side = 1 if want == "open_long" else -1
                 p = base * (1 + slip) if side > 0 else base * (1 - slip)
-                units, all_cash = size_units(side, cash, p, equity)
+                units, all_cash = size_units(side, cash, p, base, equity)
                 if not units >= MIN_UNITS:
                     continue
                 fee = units * p * f
@@ -417,7 +419,7 @@ def backtest_5b(
             if h.q > 0:
                 p = base * (1 - slip)
                 after = cash + old * p - old * p * f
-                new, _ = size_units(-1, after, p, equity)
+                new, _ = size_units(-1, after, p, base, equity)
                 new = new if new >= MIN_UNITS else 0.0
                 total = old + new
                 out.fills.append(Fill5b(t, "sell", total, p, total * p * f, "signal", i))
@@ -433,7 +435,7 @@ def backtest_5b(
                         cash = 0.0
                     continue
                 after = cash - old * p * (1 + f)
-                new, all_cash = size_units(1, after, p, equity)
+                new, all_cash = size_units(1, after, p, base, equity)
                 if not new >= MIN_UNITS:
                     new, all_cash = 0.0, False
                 total = old + new
