@@ -9,8 +9,9 @@ whole log is for JSON pages. Live progress of running tasks, which is not an eve
 ``event: progress`` messages; ``: keep-alive`` comments every 15 s.
 
 At most ``max_streams`` streams are open at once (503 ``too_many_streams`` with ``Retry-After``
-beyond), and at most :data:`CATCH_UP_AT_ONCE` of them read a page of old events at a time, yielding
-to the event loop between pages, so streams catching up on a long log cannot starve the rest.
+beyond), and at most :data:`CATCH_UP_AT_ONCE` of them read and encode a page of old events at a
+time, yielding to the event loop between pages, so streams catching up on a long log cannot starve
+the rest (``scripts/bench_streams.py`` measures ``GET /health`` meanwhile).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ __all__ = ("CATCH_UP_AT_ONCE", "MAX_STREAMS", "EventStream")
 _encoder = msgspec.json.Encoder()
 MAX_STREAMS = 100
 CATCH_UP_AT_ONCE = 4
-PAGE = 500
+PAGE = 200
 _POSITION = re.compile(r"[0-9]{1,18}")  # ASCII digits, within int64
 KEEP_ALIVE_S = 15.0
 
@@ -91,14 +92,16 @@ class EventStream:
             progressed = system.progress.changed_hint()
             upto = system.projector.position
             events = []
+            chunks: list[bytes] = []
             if upto > after:
+                # Reading and encoding a page is the CPU work: at most CATCH_UP_AT_ONCE at a time,
+                # the other streams wait here without taking turns on the event loop.
                 async with self._catch_up:
                     events = await system.store.read_all(after, min(PAGE, upto - after))
-            chunks = []
-            for stored in events:
-                data = _encoder.encode(stored.to_builtins())
-                chunks.append(b"id: %d\ndata: %s\n\n" % (stored.position, data))
-                after = stored.position
+                    for stored in events:
+                        data = _encoder.encode(stored.to_builtins())
+                        chunks.append(b"id: %d\ndata: %s\n\n" % (stored.position, data))
+                        after = stored.position
             progress = system.progress.snapshot()
             for task_id, fraction in progress.items():
                 if sent_progress.get(task_id) != fraction:
