@@ -179,7 +179,7 @@ VECTORBT = PRELUDE + textwrap.dedent(
             pf = vbt.Portfolio.from_signals(
                 close, entries.shift(1, fill_value=False), exits.shift(1, fill_value=False),
                 price=open_, fees=0.001, init_cash=10_000.0, freq="1min", size=0.1,
-                size_type="targetpercent", group_by=True, cash_sharing=True,
+                size_type="percent", group_by=True, cash_sharing=True,  # no targetpercent here
             )
             pf.total_return(), pf.sharpe_ratio(), pf.max_drawdown()
 

@@ -357,24 +357,21 @@ class _Position:
         self.event: tuple[int, int, float, bool] = (_NEVER, SIGNAL, np.nan, False)
 
 
-def trade(assets: list[AssetSignals], t: Trading) -> Book:
-    """Run the model over one or several aligned assets sharing ``t.cash`` (see the module doc)."""
+def trade(assets: list[AssetSignals], t: Trading, *, one_loop: bool = True) -> Book:
+    """Run the model over one or several aligned assets sharing ``t.cash`` (see the module doc).
+
+    One asset takes a leaner loop (``one_loop``) with the same rules as the portfolio loop."""
     models = [_Asset(s, t) for s in assets]
+    if one_loop and len(models) == 1:
+        return _one(assets[0], models[0], t)
     n = models[0].n
     k = len(models)
     fee, slip = t.fee_rate, t.slippage_rate
-    size, size_type = t.size, t.size_type
+    size_type = t.size_type
     cash = t.cash
     pos = [_Position() for _ in models]
-    f_bar: list[int] = []
-    f_side: list[int] = []
-    f_qty: list[float] = []
-    f_price: list[float] = []
-    f_fee: list[float] = []
-    f_reason: list[int] = []
-    f_asset: list[int] = []
-    f_cash: list[float] = []
-    f_pos: list[float] = []
+    fills: list[tuple[int, int, float, float, float, int, int]] = []
+    states: list[tuple[float, float]] = []  # cash and the asset's position after each fill
     opened = 0
     stuck = False  # one asset, short, no cash to cover: nothing can fill any more
 
@@ -388,30 +385,13 @@ def trade(assets: list[AssetSignals], t: Trading) -> Book:
     def open_qty(
         side: int, cash_now: float, price: float, base: float, equity: float
     ) -> tuple[float, bool]:
-        """Units to open and whether they spend all the cash (a buy that shrank). ``value``
-        divides by the price before slippage (as vectorbt does)."""
-        if size_type == "all":
-            q = cash_now / (price * (1.0 + fee))
-        elif size_type == "percent":
-            assert size is not None
-            q = size * cash_now / (price * (1.0 + fee))
-        elif size_type == "value":
-            assert size is not None
-            q = size / base
-        elif size_type == "amount":
-            assert size is not None
-            q = size
-        else:
-            assert size is not None
-            q = size * equity / price
-        if side == LONG:
-            if size_type == "all":
-                return q, True
-            if q * price * (1.0 + fee) > cash_now:
-                return cash_now / (price * (1.0 + fee)), True
-        return q, False
+        return _size(t, side, cash_now, price, base, equity)
+
+    equity_needed = size_type == "target_percent"
 
     def marks_equity(bar: int) -> float:
+        if not equity_needed:
+            return cash
         total = cash
         for j, m in enumerate(models):
             if pos[j].qty != 0.0:
@@ -420,18 +400,11 @@ def trade(assets: list[AssetSignals], t: Trading) -> Book:
 
     def record(a: int, bar: int, side: int, q: float, price: float, reason: int) -> float:
         f = q * price * fee
-        f_bar.append(bar)
-        f_side.append(side)
-        f_qty.append(q)
-        f_price.append(price)
-        f_fee.append(f)
-        f_reason.append(reason)
-        f_asset.append(a)
+        fills.append((bar, side, q, price, f, reason, a))
         return f
 
     def after_fill(a: int) -> None:
-        f_cash.append(cash)
-        f_pos.append(pos[a].qty)
+        states.append((cash, pos[a].qty))
 
     def set_open(a: int, side: int, bar: int, price: float, q: float) -> None:
         p = pos[a]
@@ -571,46 +544,27 @@ def trade(assets: list[AssetSignals], t: Trading) -> Book:
                 step(a, bar, opening=True)
             for a in due:
                 heapq.heappush(queue, (next_bar(a), a))
-    return _book(
-        assets,
-        t.cash,
-        f_bar,
-        f_side,
-        f_qty,
-        f_price,
-        f_fee,
-        f_reason,
-        f_asset,
-        f_cash,
-        f_pos,
-        opened,
-    )
+    return _book(assets, t.cash, fills, states, opened)
 
 
 def _book(
     assets: list[AssetSignals],
     cash0: float,
-    f_bar: list[int],
-    f_side: list[int],
-    f_qty: list[float],
-    f_price: list[float],
-    f_fee: list[float],
-    f_reason: list[int],
-    f_asset: list[int],
-    f_cash: list[float],
-    f_pos: list[float],
+    fills: list[tuple[int, int, float, float, float, int, int]],
+    states: list[tuple[float, float]],
     opened: int,
 ) -> Book:
     n = len(assets[0].close)
-    bar = np.array(f_bar, dtype=np.int64)
-    asset = np.array(f_asset, dtype=np.int16)
+    m = len(fills)
+    table = np.array(fills, dtype=np.float64).reshape(m, 7)
+    state = np.array(states, dtype=np.float64).reshape(m, 2)
+    bar = table[:, 0].astype(np.int64)
+    asset = table[:, 6].astype(np.int16)
     # cash after each fill, held from that bar to the next fill's bar
-    bounds = np.concatenate(((0,), bar, (n,)))
-    lengths = np.diff(bounds)
-    seg_cash = np.concatenate(((cash0,), np.array(f_cash, dtype=np.float64)))
+    lengths = np.diff(np.concatenate(((0,), bar, (n,))))
+    seg_cash = np.concatenate(((cash0,), state[:, 0]))
     equity = seg_cash.repeat(lengths)
     held = np.zeros(n, dtype=np.bool_)
-    pos_after = np.array(f_pos, dtype=np.float64)
     final_qty = []
     for a, s in enumerate(assets):
         mine = np.flatnonzero(asset == a)
@@ -618,22 +572,165 @@ def _book(
             final_qty.append(0.0)
             continue
         b = np.concatenate(((0,), bar[mine], (n,)))
-        seg_qty = np.concatenate(((0.0,), pos_after[mine]))
+        seg_qty = np.concatenate(((0.0,), state[mine, 1]))
         qty = seg_qty.repeat(np.diff(b))
         equity += qty * s.close
         held |= qty != 0.0
         final_qty.append(float(seg_qty[-1]))
     return Book(
         bar=bar,
-        side=np.array(f_side, dtype=np.int8),
-        qty=np.array(f_qty, dtype=np.float64),
-        price=np.array(f_price, dtype=np.float64),
-        fee=np.array(f_fee, dtype=np.float64),
-        reason=np.array(f_reason, dtype=np.int8),
+        side=table[:, 1].astype(np.int8),
+        qty=np.ascontiguousarray(table[:, 2]),
+        price=np.ascontiguousarray(table[:, 3]),
+        fee=np.ascontiguousarray(table[:, 4]),
+        reason=table[:, 5].astype(np.int8),
         asset=asset,
         equity=equity,
         final_cash=float(seg_cash[-1]),
         final_qty=tuple(final_qty),
         held_bars=int(np.count_nonzero(held)),
+        opened=opened,
+    )
+
+
+def _size(
+    t: Trading, side: int, cash: float, price: float, base: float, equity: float
+) -> tuple[float, bool]:
+    """Units to open and whether they spend all the cash (see ``trade``'s ``open_qty``)."""
+    fee, size, kind = t.fee_rate, t.size, t.size_type
+    if kind == "all":
+        q = cash / (price * (1.0 + fee))
+        return q, side == LONG
+    assert size is not None
+    if kind == "percent":
+        q = size * cash / (price * (1.0 + fee))
+    elif kind == "value":
+        q = size / base
+    elif kind == "amount":
+        q = size
+    else:
+        q = size * equity / price
+    if side == LONG and q * price * (1.0 + fee) > cash:
+        return cash / (price * (1.0 + fee)), True
+    return q, False
+
+
+def _one(s: AssetSignals, m: _Asset, t: Trading) -> Book:
+    """The loop of ``trade`` for one asset: the same steps, without the portfolio's queue."""
+    n = m.n
+    fee, slip = t.fee_rate, t.slippage_rate
+    cash = t.cash
+    base_of = m.base
+    open_bars, open_sides = m.open_bars, m.open_sides
+    n_open = len(open_bars)
+    rows: list[tuple[int, int, float, float, float, int, float, float]] = []
+    opened = 0
+    i = start = 0
+    side = entry = 0
+    q = entry_price = 0.0  # q signed
+    event: tuple[int, int, float, bool] = (_NEVER, SIGNAL, np.nan, False)
+    while True:
+        if side == 0:
+            i = bisect_left(open_bars, start, i)
+            if i >= n_open:
+                break
+            bar, new = open_bars[i], open_sides[i]
+            base = float(base_of[bar])
+            price = base * (1.0 + slip) if new == LONG else base * (1.0 - slip)
+            units, spent_all = _size(t, new, cash, price, base, cash)
+            if not units >= MIN_UNITS:
+                start = bar + 1
+                continue
+            f = units * price * fee
+            if new == LONG:
+                cash = 0.0 if spent_all else cash - units * price - f
+            else:
+                cash = cash + units * price - f
+            side, entry, entry_price, q = new, bar, price, new * units
+            opened += 1
+            rows.append((bar, new, units, price, f, SIGNAL, cash, q))
+            event = m.exit_event(side, bar, price, bar + 1)
+            continue
+        bar, reason, stop_price, rev = event
+        if bar >= n:
+            break
+        held = abs(q)
+        if reason == SIGNAL:
+            base = float(base_of[bar])
+            price = base * (1.0 - slip) if side == LONG else base * (1.0 + slip)
+        else:
+            price = stop_price
+        if side == LONG:
+            if rev:  # sell the long and open a short in one fill
+                after = cash + held * price - held * price * fee
+                new_units, _ = _size(t, SHORT, after, price, base, cash + q * base)
+                new_units = new_units if new_units >= MIN_UNITS else 0.0
+            else:
+                new_units = 0.0
+            total = held + new_units
+            f = total * price * fee
+            cash = cash + total * price - f
+        else:
+            cost = held * price * (1.0 + fee)
+            if cost > cash:  # cover only what the cash pays for
+                part = cash / (price * (1.0 + fee))
+                if part >= MIN_UNITS:
+                    q += part
+                    cash = 0.0
+                    rows.append((bar, LONG, part, price, part * price * fee, reason, cash, q))
+                if cash == 0.0:
+                    break  # nothing can pay for a buy any more
+                event = m.exit_event(side, entry, entry_price, bar + 1)
+                continue
+            new_units, spent_all = 0.0, False
+            if rev:  # cover the short and open a long
+                equity = cash + q * base
+                new_units, spent_all = _size(t, LONG, cash - cost, price, base, equity)
+                if not new_units >= MIN_UNITS:
+                    new_units, spent_all = 0.0, False
+            total = held + new_units
+            f = total * price * fee
+            cash = 0.0 if spent_all else cash - total * price - f
+        fill_side = -side
+        if new_units > 0.0:
+            side, entry, entry_price, q = -side, bar, price, -side * new_units
+            opened += 1
+            rows.append((bar, fill_side, total, price, f, reason, cash, q))
+            event = m.exit_event(side, bar, price, bar + 1)
+        else:
+            side, q, start = 0, 0.0, bar + 1
+            rows.append((bar, fill_side, total, price, f, reason, cash, q))
+    return _book_rows([s], t.cash, rows, opened)
+
+
+def _book_rows(
+    assets: list[AssetSignals],
+    cash0: float,
+    rows: list[tuple[int, int, float, float, float, int, float, float]],
+    opened: int,
+) -> Book:
+    n = len(assets[0].close)
+    m = len(rows)
+    table = np.array(rows, dtype=np.float64).reshape(m, 8)
+    bar = table[:, 0].astype(np.int64)
+    bounds = np.concatenate(((0,), bar, (n,)))
+    lengths = np.diff(bounds)
+    seg_cash = np.concatenate(((cash0,), table[:, 6]))
+    seg_qty = np.concatenate(((0.0,), table[:, 7]))
+    qty = seg_qty.repeat(lengths)
+    equity = qty * assets[0].close
+    equity += seg_cash.repeat(lengths)
+    return Book(
+        bar=bar,
+        side=table[:, 1].astype(np.int8),
+        qty=np.ascontiguousarray(table[:, 2]),
+        price=np.ascontiguousarray(table[:, 3]),
+        fee=np.ascontiguousarray(table[:, 4]),
+        reason=table[:, 5].astype(np.int8),
+        asset=np.zeros(m, dtype=np.int16),
+        equity=equity,
+        final_cash=float(seg_cash[-1]),
+        final_qty=(float(seg_qty[-1]),),
+        held_bars=int(np.count_nonzero(qty)),
         opened=opened,
     )

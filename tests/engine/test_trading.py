@@ -211,6 +211,9 @@ def test_random_signals_on_portfolios_match_the_reference(fill: str, four: bool)
         )
         assert_same(book, book.equity, expected)
         assert book.opened == expected.opened
+        if len(assets) == 1:  # the portfolio loop on one asset too
+            queue = trade(_assets(assets, sigs, four), _trading(o, fill, slip, fee), one_loop=False)
+            assert_same(queue, queue.equity, expected)
 
     inner()
 
