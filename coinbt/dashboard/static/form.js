@@ -7,6 +7,7 @@ import { clear, h, uid } from "./dom.js";
 import { FieldProblem, field, numberInput, paramField, valueOf } from "./fields.js";
 import * as f from "./format.js";
 import { rulesEditor } from "./rules.js";
+import { tradingFields } from "./trading.js";
 
 const INTERVALS = ["1m", "5m", "15m", "30m", "1h", "4h", "1d"];
 
@@ -154,6 +155,8 @@ export function submitForm({ onSubmitted }) {
     field({ label: "Timeout (s)", path: "timeout_s", input: numberInput({ min: 0, value: 3600 }) }),
   );
 
+  const trading = tradingFields();
+
   const submit = h("button", { type: "submit", class: "btn primary wide" }, "Run backtest");
   const formErrors = h("div", { class: "form-errors", role: "alert", hidden: true });
   const form = h(
@@ -164,6 +167,7 @@ export function submitForm({ onSubmitted }) {
     paramsSet,
     rules.element,
     dataSet,
+    trading.element,
     costs,
     h("div", { class: "submit-actions" }, formErrors, submit, status),
   );
@@ -307,6 +311,7 @@ export function submitForm({ onSubmitted }) {
     }
     const spec = { strategy: strategy.value, params, data };
     if (!rules.element.hidden) Object.assign(spec, rules.read());
+    Object.assign(spec, trading.read());
     for (const key of ["cash", "fee_bps", "slippage_bps", "fill", "timeout_s"]) {
       const v = value(key);
       if (v !== undefined) spec[key] = v;
