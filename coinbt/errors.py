@@ -38,6 +38,7 @@ __all__ = (
     "InvalidTransitionError",
     "MailboxFullError",
     "MisdirectedRequestError",
+    "MissingExtraError",
     "NotADatabaseError",
     "PayloadTooLargeError",
     "ProjectionConflictError",
@@ -340,6 +341,19 @@ class TooManyUploadsError(CoinbtError):
     def __init__(self, limit: int) -> None:
         self.limit = limit
         super().__init__(f"{limit} dataset uploads are in progress (the limit); retry later")
+
+
+class MissingExtraError(CoinbtError, ImportError):
+    """A feature needs an optional dependency that is not installed (``pip install
+    'coinbt[EXTRA]'``)."""
+
+    code = "missing_extra"
+
+    def __init__(self, feature: str, extra: str, package: str) -> None:
+        self.feature, self.extra, self.package = feature, extra, package
+        super().__init__(
+            f"{feature} needs {package}, which is not installed: pip install 'coinbt[{extra}]'"
+        )
 
 
 class UnauthorizedError(CoinbtError):

@@ -18,6 +18,7 @@ from coinbt import __version__
 from coinbt.api.backtests import Backtests
 from coinbt.api.catalog import Catalog
 from coinbt.api.errors import error_response, handle_error, json_response
+from coinbt.api.exports import Exports
 from coinbt.api.guard import RequestGuard
 from coinbt.api.openapi import openapi
 from coinbt.api.rules import RulesApi
@@ -74,6 +75,7 @@ def create_app(
     stream = EventStream(system, max_streams=max_streams)
     catalog = Catalog(system)
     rules = RulesApi()
+    exports = Exports(system)
     document = openapi(token_required=token is not None, max_bars=system.config.max_bars)
 
     async def health(request: Request) -> Response:
@@ -108,8 +110,10 @@ def create_app(
         Route("/backtests/{task_id}", backtests.cancel, methods=["DELETE"]),
         Route("/backtests/{task_id}/events", backtests.events, methods=["GET"]),
         Route("/backtests/{task_id}/positions", backtests.positions, methods=["GET"]),
-        Route("/backtests/{task_id}/fills", backtests.fills, methods=["GET"]),
-        Route("/backtests/{task_id}/equity", backtests.equity, methods=["GET"]),
+        Route("/backtests/{task_id}/fills", exports.or_json("fills", backtests.fills)),
+        Route("/backtests/{task_id}/equity", exports.or_json("equity", backtests.equity)),
+        Route("/backtests/{task_id}/trades", exports.or_json("trades", None)),
+        Route("/backtests/{task_id}/report", exports.report, methods=["GET"]),
         Route("/backtests/{task_id}/artifacts", backtests.artifacts, methods=["GET"]),
         Route("/events", stream.events, methods=["GET"]),
         Route("/strategies", catalog.strategies, methods=["GET"]),

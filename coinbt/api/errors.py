@@ -34,6 +34,7 @@ from coinbt.errors import (
     InvalidTransitionError,
     MailboxFullError,
     MisdirectedRequestError,
+    MissingExtraError,
     PayloadTooLargeError,
     QueueFullError,
     ShuttingDownError,
@@ -75,6 +76,7 @@ STATUS: dict[type[CoinbtError], int] = {
     ArtifactStoreUnavailableError: 503,
     ShuttingDownError: 503,
     TooManyStreamsError: 503,
+    MissingExtraError: 501,  # an optional extra (pyarrow, pandas) is not installed on the server
     DatabaseError: 503,
     ActorCrashLoopError: 503,
 }
@@ -121,6 +123,8 @@ def _details(error: CoinbtError) -> Any:
             return {"capacity": error.capacity}
         case PayloadTooLargeError():
             return {"limit": error.limit}
+        case MissingExtraError():
+            return {"extra": error.extra, "package": error.package}
         case ArtifactPendingError():
             return {"key": error.key, "attempts": error.attempts, "last_error": error.last_error}
     return None

@@ -135,6 +135,17 @@ def _exact_spec(components: dict[str, Any], max_bars: int) -> None:
     synthetic["interval"] = {**synthetic["interval"], "pattern": _INTERVAL}
 
 
+_FORMAT = _query(
+    "format",
+    {"type": "string", "enum": ["csv", "parquet"]},
+    "download every row as CSV or Parquet (Parquet needs the server's coinbt[parquet] extra)",
+)
+_FILE = {
+    "text/csv": {"schema": {"type": "string"}},
+    "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+}
+
+
 def _op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"summary": summary, "responses": responses, **extra}
 
@@ -307,12 +318,18 @@ def openapi(*, token_required: bool, max_bars: int = DEFAULT_MAX_BARS) -> dict[s
             "get": _op(
                 "Fills, paged",
                 {
-                    "200": {"description": "fills", "content": _json("FillsOut")},
+                    "200": {
+                        "description": "fills (with format: every fill as a file)",
+                        "content": {**_json("FillsOut"), **_FILE},
+                    },
                     "400": bad,
                     "404": not_found,
+                    "501": _error("Parquet asked for and pyarrow is not installed"),
+                    "503": _error("the fills' upload to the artifact store is still pending"),
                 },
                 parameters=[
                     _TASK_ID,
+                    _FORMAT,
                     _query("offset", _INT, "first fill"),
                     _query(
                         "limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"
@@ -324,19 +341,52 @@ def openapi(*, token_required: bool, max_bars: int = DEFAULT_MAX_BARS) -> dict[s
             "get": _op(
                 "Equity curve and drawdown, downsampled to at most `points`",
                 {
-                    "200": {"description": "the curve", "content": _json("EquityOut")},
+                    "200": {
+                        "description": "the curve (with format: every bar as a file)",
+                        "content": {**_json("EquityOut"), **_FILE},
+                    },
                     "400": bad,
                     "404": _error("no such task, or it has no curve yet"),
+                    "501": _error("Parquet asked for and pyarrow is not installed"),
                     "503": _error("the curve's upload to the artifact store is still pending"),
                 },
                 parameters=[
                     _TASK_ID,
+                    _FORMAT,
                     _query(
                         "points",
                         {"type": "integer", "minimum": 0, "maximum": 100000},
                         "at most this many points; 0 for all",
                     ),
                 ],
+            ),
+        },
+        "/backtests/{task_id}/trades": {
+            "get": _op(
+                "Round-trip trades of a completed task, as a CSV or Parquet file",
+                {
+                    "200": {"description": "every trade", "content": _FILE},
+                    "400": _error("bad format, or the task is not completed"),
+                    "404": not_found,
+                    "501": _error("Parquet asked for and pyarrow is not installed"),
+                    "503": _error("the fills' upload to the artifact store is still pending"),
+                },
+                parameters=[_TASK_ID, {**_FORMAT, "required": True}],
+            ),
+        },
+        "/backtests/{task_id}/report": {
+            "get": _op(
+                "Tear sheet of a completed task: one self-contained HTML file",
+                {
+                    "200": {
+                        "description": "the report",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    },
+                    "400": _error("the task is not completed"),
+                    "404": not_found,
+                    "503": _error("an artifact's upload is still pending"),
+                },
+                parameters=[_TASK_ID],
             ),
         },
         "/backtests/{task_id}/artifacts": {

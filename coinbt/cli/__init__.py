@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "coinbt.cli.client",
     "coinbt.cli.log",
     "coinbt.cli.storage",
+    "coinbt.cli.reports",
 )
 
 

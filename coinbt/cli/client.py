@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 from coinbt.errors import CoinbtError
 
-__all__ = ("ApiClient", "register")
+__all__ = ("ApiClient", "add_common", "client_of", "register")
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL = ("completed", "failed", "cancelled")
@@ -85,6 +85,18 @@ class ApiClient:
             reason = getattr(e, "reason", e)
             raise ClientError(f"cannot reach coinbt at {self.url}: {reason}") from None
 
+    def download(self, path: str) -> bytes:
+        """The raw body of ``GET path`` (an export, a report)."""
+        try:
+            with urllib.request.urlopen(self._request("GET", path), timeout=self.timeout) as r:
+                body: bytes = r.read()
+                return body
+        except urllib.error.HTTPError as e:
+            raise ClientError(_describe(e)) from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise ClientError(f"cannot reach coinbt at {self.url}: {reason}") from None
+
     def stream(self, path: str) -> Iterator[tuple[str, Any]]:
         """Server-sent events as (event name, decoded data)."""
         request = self._request("GET", path, headers={"Accept": "text/event-stream"})
@@ -133,6 +145,22 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--token", help="API token (default: $COINBT_API_TOKEN)")
     parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def client_of(args: argparse.Namespace) -> ApiClient:
+    """The client for ``--url`` and ``--token`` (or ``$COINBT_API_TOKEN``), for other modules'
+    client commands."""
+    return _client(args)
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """``--url`` and ``--token``, for other modules' client commands."""
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("COINBT_URL", DEFAULT_URL),
+        help=f"the server (default: $COINBT_URL or {DEFAULT_URL})",
+    )
+    parser.add_argument("--token", help="API token (default: $COINBT_API_TOKEN)")
 
 
 def register(subparsers: Any) -> None:

@@ -105,6 +105,7 @@ def execute(
         final_qty=sim.final_qty,
         final_cash=sim.final_cash,
         last_close=float(bars.close[-1]),
+        bars=bars,
     )
     if progress is not None:
         progress(1.0)

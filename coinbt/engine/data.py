@@ -167,6 +167,22 @@ class Bars:
             self.ts, self.open, self.high, self.low, self.close, self.volume, interval_ms
         )
 
+    def to_pandas(self) -> Any:
+        """A DataFrame of ``open high low close volume`` indexed by UTC time (the ``coinbt[pandas]``
+        extra; ``MissingExtraError`` without it); ``Bars.from_pandas`` gives these bars back."""
+        from coinbt.engine._frames import bars_to_pandas
+
+        return bars_to_pandas(self)
+
+    @classmethod
+    def from_pandas(cls, frame: Any, interval_ms: int | None = None) -> Bars:
+        """Bars from a DataFrame: ``open high low close volume`` (any case) and a DatetimeIndex
+        (tz-aware, or naive taken as UTC) or a ``ts`` column of epoch ms; validated like any bars
+        (``DataError``). Needs the ``coinbt[pandas]`` extra."""
+        from coinbt.engine._frames import bars_from_pandas
+
+        return bars_from_pandas(frame, interval_ms)
+
     def to_arrays(self) -> dict[str, NDArray[Any]]:
         """The six columns by name (read-only views)."""
         return {

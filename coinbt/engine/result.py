@@ -7,13 +7,18 @@ import json
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
 from coinbt.engine.metrics import Metrics
 from coinbt.engine.spec import BacktestSpec
+
+if TYPE_CHECKING:
+    import os
+
+    from coinbt.engine.data import Bars
 
 __all__ = ("DIGEST_VERSION", "DIGEST_VERSION_2", "REASONS", "BacktestResult", "Fill", "Fills")
 
@@ -134,6 +139,20 @@ class BacktestResult:
     last_close: float
     symbols: tuple[str, ...] = ("",)  # the assets' names, in asset order ("" when unnamed)
     last_closes: tuple[float, ...] = ()  # per asset; empty means (last_close,)
+    bars: Bars | None = None  # the (first asset's) bars it ran on: times, benchmark, reports
+
+    def to_pandas(self) -> Any:
+        """``{"equity", "fills", "trades"}`` as pandas DataFrames indexed by UTC time (needs the
+        ``coinbt[pandas]`` extra; ``MissingExtraError`` without it). See docs/reports.md."""
+        from coinbt.engine._frames import result_frames
+
+        return result_frames(self)
+
+    def report(self, path: str | os.PathLike[str]) -> None:
+        """Write the tear sheet (one self-contained HTML file, docs/reports.md) to ``path``."""
+        from coinbt.report.tearsheet import write_result_report
+
+        write_result_report(self, path)
 
     def to_dict(self, include_fills: bool = True) -> dict[str, Any]:
         """The JSON shape of ``coinbt backtest --json`` (DESIGN.md section 7)."""

@@ -55,6 +55,12 @@ class SweepResult:
         """The rows (copies), best first."""
         return [dict(row) for row in self.rows]
 
+    def to_pandas(self) -> Any:
+        """The rows as a DataFrame, best first (the ``coinbt[pandas]`` extra)."""
+        from coinbt.engine._frames import sweep_frame
+
+        return sweep_frame(self)
+
     def to_dict(self, top: int | None = None) -> dict[str, Any]:
         rows = self.rows if top is None else self.rows[:top]
         return {

@@ -1,0 +1,137 @@
+"""Downloads of a completed task's results: ``GET /backtests/{id}/{fills,trades,equity}?format=``
+``csv`` or ``parquet`` (the whole table, not a page), and its tear sheet ``GET
+/backtests/{id}/report`` (one self-contained HTML file).
+
+Without ``format`` the paths keep their JSON answers (``Exports.or_json`` routes between them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response
+
+from coinbt.api._params import task_id_param
+from coinbt.api._results import Outcome, load_bars, load_outcome
+from coinbt.errors import InvalidRequestError
+from coinbt.report import tables
+from coinbt.runtime import System
+
+__all__ = ("WHAT", "Exports")
+
+WHAT = ("fills", "trades", "equity")
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _table(outcome: Outcome, what: str) -> tables.Table:
+    if what == "fills":
+        return tables.fills_table(outcome.fills, outcome.symbols)
+    if what == "trades":
+        return tables.trades_table(outcome.trades(), outcome.ts, outcome.symbols)
+    return tables.equity_table(outcome.ts, outcome.equity)
+
+
+class Exports:
+    def __init__(self, system: System) -> None:
+        self.system = system
+
+    def or_json(self, what: str, json_handler: Handler | None) -> Handler:
+        """The handler of ``/backtests/{id}/<what>``: an export when ``format`` is given, else
+        ``json_handler`` (or 400 naming ``format`` when there is no JSON answer)."""
+
+        async def handle(request: Request) -> Response:
+            if "format" in request.query_params or json_handler is None:
+                return await self.export(request, what)
+            return await json_handler(request)
+
+        return handle
+
+    async def export(self, request: Request, what: str) -> Response:
+        task_id = task_id_param(request)
+        fmt = request.query_params.get("format", "")
+        if fmt not in tables.FORMATS:
+            raise InvalidRequestError(f"must be one of {', '.join(tables.FORMATS)}", field="format")
+        if fmt == "parquet":  # before any work: a missing extra is the answer whatever the task
+            tables.encode((), "parquet")
+        outcome = await load_outcome(self.system, task_id)
+        body = await anyio.to_thread.run_sync(lambda: tables.encode(_table(outcome, what), fmt))
+        return Response(
+            body,
+            media_type=tables.MEDIA_TYPES[fmt],
+            headers={"Content-Disposition": f'attachment; filename="{task_id}-{what}.{fmt}"'},
+        )
+
+    async def report(self, request: Request) -> Response:
+        from coinbt.report.tearsheet import Provenance, ReportData, render
+
+        task_id = task_id_param(request)
+        outcome = await load_outcome(self.system, task_id)
+        bars = await load_bars(self.system, outcome.view)
+        stored = outcome.completed
+        spec = outcome.view.spec
+        provenance = Provenance(
+            task_id=task_id,
+            spec=spec_builtins(spec),
+            data=data_description(spec),
+            strategy_source=await self._strategy_source(spec.strategy),
+            result_digest=outcome.event.result_digest,
+            log_position=stored.position,
+            event_hash=stored.hash,
+            recorded_at=stored.recorded_at.isoformat(),
+        )
+
+        def build() -> str:
+            data = ReportData(
+                title=f"coinbt {task_id}: {spec.strategy}",
+                ts=outcome.ts,
+                equity=outcome.equity,
+                close=bars.close,
+                interval_ms=bars.interval_ms,
+                cash=spec.cash,
+                fee_rate=spec.fee_bps / 10_000,
+                metrics=dict(outcome.event.metrics),
+                trades=outcome.trades(),
+                symbols=outcome.symbols,
+                provenance=provenance,
+            )
+            return render(data)
+
+        html = await anyio.to_thread.run_sync(build)
+        return Response(
+            html.encode(),
+            media_type="text/html; charset=utf-8",
+            headers={"Content-Disposition": f'inline; filename="{task_id}-report.html"'},
+        )
+
+    async def _strategy_source(self, name: str) -> str:
+        from coinbt.report.tearsheet import strategy_source
+
+        return strategy_source(name)
+
+
+def spec_builtins(spec: object) -> dict[str, object]:
+    import msgspec
+
+    out: dict[str, object] = msgspec.to_builtins(spec)
+    return out
+
+
+def data_description(spec: object) -> str:
+    from coinbt.events import TaskSpec
+
+    assert isinstance(spec, TaskSpec)
+    data = spec.data
+    if data.synthetic is not None:
+        s = data.synthetic
+        return (
+            f"synthetic: {s.bars:,} bars of {s.interval}, seed {s.seed}, "
+            f"start price {s.start_price:g}"
+        )
+    rng = ""
+    if data.start is not None or data.end is not None:
+        start = data.start.isoformat() if data.start else "the start"
+        end = data.end.isoformat() if data.end else "the end"
+        rng = f", {start} to {end}"
+    return f"dataset {data.dataset}{rng}"
