@@ -15,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from coinbt import __version__
+from coinbt.api.analysis import Analysis
 from coinbt.api.backtests import Backtests
 from coinbt.api.catalog import Catalog
 from coinbt.api.errors import error_response, handle_error, json_response
@@ -76,6 +77,7 @@ def create_app(
     catalog = Catalog(system)
     rules = RulesApi()
     exports = Exports(system)
+    analysis = Analysis(system)
     document = openapi(token_required=token is not None, max_bars=system.config.max_bars)
 
     async def health(request: Request) -> Response:
@@ -112,7 +114,9 @@ def create_app(
         Route("/backtests/{task_id}/positions", backtests.positions, methods=["GET"]),
         Route("/backtests/{task_id}/fills", exports.or_json("fills", backtests.fills)),
         Route("/backtests/{task_id}/equity", exports.or_json("equity", backtests.equity)),
-        Route("/backtests/{task_id}/trades", exports.or_json("trades", None)),
+        Route("/backtests/{task_id}/trades", exports.or_json("trades", analysis.trades)),
+        Route("/backtests/{task_id}/prices", analysis.prices, methods=["GET"]),
+        Route("/backtests/{task_id}/analysis", analysis.analysis, methods=["GET"]),
         Route("/backtests/{task_id}/report", exports.report, methods=["GET"]),
         Route("/backtests/{task_id}/artifacts", backtests.artifacts, methods=["GET"]),
         Route("/events", stream.events, methods=["GET"]),

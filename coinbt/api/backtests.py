@@ -107,10 +107,13 @@ class Backtests:
         limit = int_param(request, "limit", 100, minimum=1, maximum=1000)
         events = await self.system.task_events(task_id, after=after, limit=limit + 1)
         page = events[:limit]
+        view = await self.system.task(task_id)
+        newest = events[-1].version if events and len(events) <= limit else 0
         return json_response(
             {
                 "events": [e.to_builtins() for e in page],
                 "next_after": page[-1].position if len(events) > limit else None,
+                "total": max(view.version, newest),
             }
         )
 

@@ -22,6 +22,12 @@ from coinbt.runtime import System
 __all__ = ("WHAT", "Exports")
 
 WHAT = ("fills", "trades", "equity")
+# The tear sheet is one file with its CSS inline and no script: it needs inline styles and
+# nothing else (the guard's default policy allows only the server's own style files).
+REPORT_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
+)
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -102,7 +108,10 @@ class Exports:
         return Response(
             html.encode(),
             media_type="text/html; charset=utf-8",
-            headers={"Content-Disposition": f'inline; filename="{task_id}-report.html"'},
+            headers={
+                "Content-Disposition": f'inline; filename="{task_id}-report.html"',
+                "Content-Security-Policy": REPORT_CSP,
+            },
         )
 
     async def _strategy_source(self, name: str) -> str:

@@ -74,6 +74,7 @@ class EventOut(msgspec.Struct):
 class EventPage(msgspec.Struct):
     events: list[EventOut]
     next_after: int | None
+    total: int | None = None  # the task's events so far (its stream's version), task pages only
 
 
 class PositionOut(msgspec.Struct):

@@ -140,6 +140,9 @@ _FORMAT = _query(
     {"type": "string", "enum": ["csv", "parquet"]},
     "download every row as CSV or Parquet (Parquet needs the server's coinbt[parquet] extra)",
 )
+_POINTS = _query(
+    "points", {"type": "integer", "minimum": 0, "maximum": 100000}, "at most this many points"
+)
 _FILE = {
     "text/csv": {"schema": {"type": "string"}},
     "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
@@ -363,15 +366,48 @@ def openapi(*, token_required: bool, max_bars: int = DEFAULT_MAX_BARS) -> dict[s
         },
         "/backtests/{task_id}/trades": {
             "get": _op(
-                "Round-trip trades of a completed task, as a CSV or Parquet file",
+                "Round-trip trades of a completed task (JSON, or a CSV or Parquet file)",
                 {
-                    "200": {"description": "every trade", "content": _FILE},
+                    "200": {
+                        "description": "every trade",
+                        "content": {"application/json": {"schema": {"type": "object"}}, **_FILE},
+                    },
                     "400": _error("bad format, or the task is not completed"),
                     "404": not_found,
                     "501": _error("Parquet asked for and pyarrow is not installed"),
                     "503": _error("the fills' upload to the artifact store is still pending"),
                 },
-                parameters=[_TASK_ID, {**_FORMAT, "required": True}],
+                parameters=[_TASK_ID, _FORMAT],
+            ),
+        },
+        "/backtests/{task_id}/prices": {
+            "get": _op(
+                "Each asset's closes (downsampled) and the buy-and-hold equity at the same bars",
+                {
+                    "200": {
+                        "description": "prices",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "400": _error("the task is not completed, or a bad parameter"),
+                    "404": not_found,
+                    "503": _error("an artifact's upload is still pending"),
+                },
+                parameters=[_TASK_ID, _POINTS],
+            ),
+        },
+        "/backtests/{task_id}/analysis": {
+            "get": _op(
+                "Buy-and-hold metrics, monthly returns, rolling Sharpe and trade statistics",
+                {
+                    "200": {
+                        "description": "analysis",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "400": _error("the task is not completed, or a bad parameter"),
+                    "404": not_found,
+                    "503": _error("an artifact's upload is still pending"),
+                },
+                parameters=[_TASK_ID, _POINTS],
             ),
         },
         "/backtests/{task_id}/report": {

@@ -350,7 +350,7 @@ end. Definitions: docs/engine.md.</p></div>
 <p class="note">PnL is net of every fee the trade paid; an open trade is marked at the last close
 and left out of the ratios.</p></div>
 </div>
-<h2>Rolling Sharpe ({window:,} bars{f", {days:g} days" if days else ""})</h2>
+<h2>Rolling Sharpe ({window:,} bars{f", {days:.3g} days" if days else ""})</h2>
 <div id="rolling-sharpe">{sharpe_chart}</div>
 <h2>Monthly returns (%)</h2>
 <div class="scroll">{_monthly_table(monthly)}</div>

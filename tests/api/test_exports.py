@@ -148,6 +148,9 @@ async def test_report_is_one_offline_html_file_with_the_provenance(
         response = await http.get(f"/backtests/{task_id}/report")
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/html")
+        csp = response.headers["content-security-policy"]
+        assert "style-src 'unsafe-inline'" in csp
+        assert "script-src" not in csp  # default-src 'none': no script at all
         page = response.text
         completed = (await system.store.read_stream(task_id))[-1]
         assert completed.type == "Completed"
@@ -159,3 +162,54 @@ async def test_report_is_one_offline_html_file_with_the_provenance(
         assert "@import" not in page
         assert 'data-series="Buy &amp; hold"' in page
         assert np.isfinite(expected.final_equity)
+
+
+async def test_trades_prices_and_analysis_for_the_task_page(open_system: OpenSystem) -> None:
+    expected = local_result()
+    s = SPEC.data.synthetic
+    assert s is not None
+    bars = engine.synthetic(s.bars, seed=s.seed, interval=s.interval)
+    async with open_system(workers=1) as system, http_client("asgi", system) as http:
+        task_id = (await http.post("/backtests", json=msgspec.to_builtins(SPEC))).json()["task_id"]
+        await system.drain()
+
+        trades = (await http.get(f"/backtests/{task_id}/trades")).json()
+        assert trades["trades"] == ledger_of(expected).trades.to_dicts(bars.ts, ("SYNTH",))
+        assert trades["total"] == expected.num_trades
+
+        prices = (await http.get(f"/backtests/{task_id}/prices?points=200")).json()
+        asset = prices["assets"][0]
+        assert prices["total_points"] == len(bars)
+        assert asset["symbol"] == "SYNTH"
+        assert len(asset["ts"]) <= 200
+        assert max(asset["close"]) == bars.close.max()
+        assert min(asset["close"]) == bars.close.min()
+        qty = SPEC.cash / (bars.close[0] * (1 + SPEC.fee_bps / 10_000))
+        assert asset["benchmark"][-1] == pytest.approx(qty * bars.close[-1], rel=1e-12)
+
+        answer = (await http.get(f"/backtests/{task_id}/analysis?points=100")).json()
+        bench = answer["benchmark"]["metrics"]
+        assert bench["total_return"] == pytest.approx(qty * bars.close[-1] / SPEC.cash - 1)
+        growth = 1.0
+        for row in answer["monthly"]["returns"]:
+            for r in row:
+                growth *= 1 + (r or 0.0)
+        assert growth - 1 == pytest.approx(expected.total_return, rel=1e-9)
+        assert answer["trade_stats"]["trades"] == expected.num_trades
+        assert answer["trade_stats"]["win_rate"] == pytest.approx(expected.metrics["win_rate"])
+        rolling = answer["rolling_sharpe"]
+        assert 2 <= rolling["window"] < len(bars)
+        assert len(rolling["ts"]) == len(rolling["values"]) <= 100
+
+        events = (await http.get(f"/backtests/{task_id}/events?limit=2")).json()
+        assert len(events["events"]) == 2
+        assert events["total"] == len(await system.store.read_stream(task_id))
+
+        queued = (await http.post("/backtests", json=msgspec.to_builtins(long()))).json()
+        await http.delete(f"/backtests/{queued['task_id']}")
+        for tail in ("trades", "prices", "analysis"):
+            response = await http.get(f"/backtests/{queued['task_id']}/{tail}")
+            assert response.status_code == 400, tail
+        bad = await http.get(f"/backtests/{task_id}/prices?points=-1")
+        assert bad.status_code == 400
+        assert bad.json()["error"]["details"][0]["field"] == "points"

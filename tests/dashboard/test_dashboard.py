@@ -137,7 +137,8 @@ async def test_a_submitted_run_goes_live_to_completed_and_its_detail_shows_every
         await row(page, task_id).locator("td").nth(2).click()
         await expect(page).to_have_url(re.compile(f"#/task/{task_id}$"))
         chart = page.locator("svg.equity-chart")
-        await expect(chart.locator("path.series")).to_have_count(1)
+        await expect(chart.locator("path.series")).to_have_count(2)  # with buy and hold
+        await expect(chart.locator('path.series[data-label="equity"]')).to_have_count(1)
         await expect(page.locator("svg.drawdown-chart path.series")).to_have_count(1)
         asked = [
             parse_qs(urlsplit(r.url).query).get("points", [""])[0]
@@ -198,6 +199,7 @@ async def test_cancel_a_queued_task_from_the_table(browser: Browser, tmp_path: P
         await expect(row(page, first.task_id).locator(".row-note")).to_contain_text(
             "cancelled by user"
         )
+        await expect(row(page, first.task_id).get_by_text("cancelled by user")).to_have_count(1)
         await expect(row(page, first.task_id).get_by_role("button", name="Cancel")).to_have_count(0)
         assert (await system.task(first.task_id)).status == "cancelled"
 
@@ -325,6 +327,8 @@ async def test_a_token_protected_server_asks_for_the_token_once(
             await dialog.get_by_label("Token").fill("not-the-token")
             await dialog.get_by_role("button", name="Continue").click()
             await expect(dialog).to_contain_text("Wrong API token")
+            await expect(page.locator("#token-message")).to_have_class("error")  # not help text
+            await expect(page.locator("#token-message")).to_have_attribute("role", "alert")
             await dialog.get_by_label("Token").fill(TOKEN)
             await dialog.get_by_role("button", name="Continue").click()
             await expect(dialog).to_be_hidden()

@@ -17,9 +17,12 @@ function askToken(message) {
   const dialog = document.getElementById("token-dialog");
   const form = document.getElementById("token-form");
   const input = document.getElementById("token-input");
-  document.getElementById("token-message").textContent = message
+  const text = document.getElementById("token-message");
+  text.textContent = message
     ? `${message[0].toUpperCase()}${message.slice(1)}: try again.`
     : "This server needs an API token. It is kept in this tab's session storage.";
+  text.className = message ? "error" : "muted";
+  text.setAttribute("role", message ? "alert" : "status");
   input.value = "";
   return new Promise((resolve) => {
     // The page cannot work without it: Escape does not dismiss the form (and if the browser

@@ -73,6 +73,26 @@ function niceTicks(min, max, count = 5) {
   return { min: lo, max: hi, ticks };
 }
 
+/** Ticks for a log10 axis over [min, max] (log10 values): 1-2-5 steps, or decades if wide. */
+function logTicks(min, max) {
+  if (!(max > min)) {
+    min -= 0.5;
+    max += 0.5;
+  }
+  const wide = max - min > 3;
+  const ticks = [];
+  for (let e = Math.floor(min); e <= Math.ceil(max) && ticks.length < 40; e += 1) {
+    for (const m of wide ? [1] : [1, 2, 5]) {
+      const t = e + Math.log10(m);
+      if (t >= min - 1e-9 && t <= max + 1e-9) ticks.push(t);
+    }
+  }
+  if (ticks.length < 2) return { min, max, ticks: [min, max] };
+  return { min, max, ticks };
+}
+
+const log10 = (v) => (v > 0 ? Math.log10(v) : null);
+
 const pad2 = (n) => String(n).padStart(2, "0");
 
 /** Tick positions (epoch ms, UTC calendar-aligned) and a label for each. */
@@ -142,9 +162,11 @@ function pathOf(xs, ys, sx, sy) {
  * options: width, height, series [{xs, ys, color, label, fill: "area" | "drawdown" | null}],
  * yFormat (tick labels), tipFormat (tooltip values), baseline (a dashed horizontal line),
  * yMax (fixes the top, e.g. 0 for drawdowns), xAxis (draw time labels), title (accessible name),
- * onPointer(x | null) (to move linked charts' crosshairs).
+ * onPointer(x | null) (to move linked charts' crosshairs), log (a log10 y axis; values <= 0 are
+ * left out), markers [{x, y, color, shape: "up" | "down" | "x", title, data: {...}}] (drawn on top).
  */
 export function lineChart(options) {
+  if (options.log) return lineChart(logOptions(options));
   const { width, height, series, yFormat, tipFormat = yFormat, baseline = null, xAxis = true } = options;
   const margin = { top: 10, right: 14, bottom: xAxis ? 24 : 8, left: 68 };
   const plotW = Math.max(10, width - margin.left - margin.right);
@@ -176,7 +198,7 @@ export function lineChart(options) {
     yMax = Math.max(yMax, baseline);
   }
   if (options.yMax !== undefined) yMax = options.yMax;
-  const y = niceTicks(yMin, yMax, Math.max(2, Math.round(plotH / 48)));
+  const y = options.logAxis ? logTicks(yMin, yMax) : niceTicks(yMin, yMax, Math.max(2, Math.round(plotH / 48)));
   if (options.yMax !== undefined) {
     y.max = options.yMax;
     y.ticks = y.ticks.filter((t) => t <= options.yMax + 1e-12);
@@ -191,6 +213,7 @@ export function lineChart(options) {
     viewBox: `0 0 ${width} ${height}`,
     role: "img",
     "aria-label": options.title || "chart",
+    "data-scale": options.logAxis ? "log" : "linear",
   });
   const defs = s("defs");
   root.append(defs);
@@ -248,8 +271,40 @@ export function lineChart(options) {
         }),
       );
     }
-    root.append(s("path", { class: "series", d, stroke: line.color, "data-label": line.label || "" }));
+    root.append(
+      s("path", {
+        class: `series${line.dashed ? " dashed" : ""}`,
+        d,
+        stroke: line.color,
+        "data-label": line.label || "",
+      }),
+    );
   }
+  const marks = s("g", { class: "markers" });
+  for (const mark of options.markers || []) {
+    const mx = sx(mark.x);
+    const my = sy(mark.y);
+    if (!Number.isFinite(mx) || !Number.isFinite(my)) continue;
+    const r = 5;
+    const d =
+      mark.shape === "down"
+        ? `M${mx - r},${my - r * 1.6}L${mx + r},${my - r * 1.6}L${mx},${my}Z`
+        : mark.shape === "x"
+          ? `M${mx - r},${my - r}L${mx + r},${my + r}M${mx - r},${my + r}L${mx + r},${my - r}`
+          : `M${mx - r},${my + r * 1.6}L${mx + r},${my + r * 1.6}L${mx},${my}Z`;
+    const attrs = { class: `marker ${mark.shape || "up"}`, d, fill: mark.color, stroke: mark.color };
+    attrs["data-cx"] = mx.toFixed(1);
+    attrs["data-cy"] = my.toFixed(1);
+    for (const [key, value] of Object.entries(mark.data || {})) attrs[`data-${key}`] = value;
+    const el = s("path", attrs);
+    if (mark.title) {
+      const title = s("title");
+      title.textContent = mark.title;
+      el.append(title);
+    }
+    marks.append(el);
+  }
+  root.append(marks);
 
   const cross = s("line", {
     class: "crosshair",
@@ -327,6 +382,21 @@ export function lineChart(options) {
   });
   hit.addEventListener("pointerleave", () => pointer(null));
   return { el, showAt, hide, xMin, xMax };
+}
+
+/** The options of a log-scale chart drawn by the linear code on log10 values. */
+function logOptions(options) {
+  const { yFormat, tipFormat = yFormat } = options;
+  return {
+    ...options,
+    log: false,
+    logAxis: true,
+    series: options.series.map((line) => ({ ...line, ys: line.ys.map(log10), fill: null })),
+    markers: (options.markers || []).map((m) => ({ ...m, y: log10(m.y) })),
+    baseline: options.baseline === null || options.baseline === undefined ? null : log10(options.baseline),
+    yFormat: (t) => yFormat(10 ** t),
+    tipFormat: (t) => tipFormat(10 ** t),
+  };
 }
 
 /** Charts whose crosshairs move together. */

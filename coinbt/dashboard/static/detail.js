@@ -1,7 +1,19 @@
-// One task (#/task/<id>): metrics, the equity curve over its drawdown (from /equity downsampled
-// to the chart's width), positions, fills (paged: trades.js), and the audit trail of its events
-// (history.js). Every part follows the live stream.
+// One task (#/task/<id>): metrics, the equity curve with buy and hold over its drawdown (from
+// /equity and /prices downsampled to the chart's width; a log-scale toggle), the price chart with
+// the trades, round trips, monthly returns and rolling Sharpe (analysis.js), positions, fills
+// (paged: trades.js), exports, and the audit trail of its events (history.js). Every part follows
+// the live stream.
 
+import {
+  BENCHMARK_COLOR,
+  analysisData,
+  benchmarkTable,
+  drawPrices,
+  exportButtons,
+  monthlyHeatmap,
+  rollingSharpeChart,
+  showTrades,
+} from "./analysis.js";
 import { get, json, query } from "./api.js";
 import { PALETTE, lineChart, linked } from "./charts.js";
 import { clear, h } from "./dom.js";
@@ -27,6 +39,13 @@ export function detailView(id) {
   const runBox = h("div");
   const positionsBox = h("div");
   const fillsBox = h("div");
+  const pricesBox = h("div", { class: "chart-box" });
+  const tradesBox = h("div");
+  const benchBox = h("div");
+  const monthlyBox = h("div");
+  const sharpeBox = h("div", { class: "chart-box" });
+  const completedOnly = h("div", { class: "completed-only", hidden: true });
+  const logToggle = h("input", { type: "checkbox", id: `log-${id}`, class: "log-toggle" });
   const history = eventHistory(id);
   const note = h("p", { class: "row-note", role: "status", hidden: true });
 
@@ -39,14 +58,34 @@ export function detailView(id) {
     h(
       "section",
       { class: "card" },
-      h("div", { class: "card-head" }, h("h2", {}, "Equity"), h("span", { class: "muted small legend" })),
+      h(
+        "div",
+        { class: "card-head" },
+        h("h2", {}, "Equity"),
+        h("span", { class: "muted small legend" }),
+        h("label", { class: "toggle small", for: logToggle.id }, logToggle, " log scale"),
+      ),
       chartBox,
     ),
     h("div", { class: "two-col" }, section("Metrics", metricsBox), section("Run", runBox)),
+    completedOnly,
     section("Positions", positionsBox),
     section("Fills", fillsBox),
     history.el,
   );
+
+  completedOnly.append(
+    section("Price and trades", pricesBox),
+    section("Round trips", tradesBox),
+    h(
+      "div",
+      { class: "two-col" },
+      section("Against buy and hold", benchBox),
+      section("Rolling Sharpe", sharpeBox),
+    ),
+    section("Monthly returns", monthlyBox),
+  );
+  const data = analysisData(id);
 
   let task = null;
   let drawnFor = null; // the status the chart area was last drawn for
@@ -73,9 +112,16 @@ export function detailView(id) {
         active ? h("button", { type: "button", class: "btn small danger", onclick: cancel }, "Cancel") : null,
         note,
       ),
+      task.status === "completed" ? exportButtons(id, showNote) : null,
     );
     if (task.status === "failed")
       head.append(h("p", { class: "error wide-row" }, `${task.error_type || "error"}: ${task.error}`));
+  }
+
+  function showNote(error) {
+    note.textContent = error.message;
+    note.className = "row-note error";
+    note.hidden = false;
   }
 
   async function cancel(event) {
@@ -200,21 +246,30 @@ export function detailView(id) {
     }
     if (width < 50 || width === chartWidth) return;
     chartWidth = width;
-    const answer = await get(`/backtests/${encodeURIComponent(id)}/equity${query({ points: width })}`);
-    if (destroyed || chartWidth !== width) return;
+    const log = logToggle.checked;
+    const [answer, prices] = await Promise.all([
+      get(`/backtests/${encodeURIComponent(id)}/equity${query({ points: width })}`),
+      data.prices(width).catch(() => null), // no benchmark if the data is gone: still the curve
+    ]);
+    if (destroyed || chartWidth !== width || log !== logToggle.checked) return;
     const cash = task.spec?.cash ?? answer.equity[0];
     let move = () => {};
     const common = { width, xFormat: (ms) => `${f.utc(ms)} UTC`, onPointer: (x) => move(x) };
+    const series = [{ xs: answer.ts, ys: answer.equity, color: PALETTE[0], label: "equity", fill: "area" }];
+    const bench = prices?.assets?.[0];
+    if (bench)
+      series.unshift({ xs: bench.ts, ys: bench.benchmark, color: BENCHMARK_COLOR, label: "buy & hold", dashed: true });
     const equity = lineChart({
       ...common,
       height: 280,
-      series: [{ xs: answer.ts, ys: answer.equity, color: PALETTE[0], label: "equity", fill: "area" }],
+      series,
       yFormat: (v) => f.int(v),
       tipFormat: f.money,
       baseline: cash,
       xAxis: false,
+      log,
       className: "equity-chart",
-      title: "equity curve",
+      title: `equity curve${bench ? " and buy and hold" : ""}${log ? ", log scale" : ""}`,
     });
     const drawdown = lineChart({
       ...common,
@@ -228,7 +283,9 @@ export function detailView(id) {
     });
     move = linked(equity, drawdown);
     el.querySelector(".legend").textContent =
-      `${f.int(answer.total_points)} bars, ${f.int(answer.ts.length)} points drawn \u00b7 dashed: starting cash`;
+      `${f.int(answer.total_points)} bars, ${f.int(answer.ts.length)} points drawn \u00b7 ` +
+      `${bench ? "grey dashed: buy & hold \u00b7 " : ""}dashed: starting cash`;
+    drawAnalysis(width, log).catch(showError(pricesBox));
     clear(
       chartBox,
       h("div", { class: "chart-label" }, "Equity"),
@@ -236,6 +293,28 @@ export function detailView(id) {
       h("div", { class: "chart-label" }, "Drawdown"),
       drawdown.el,
     );
+  }
+
+  async function drawAnalysis(width, log) {
+    if (task.status !== "completed") return;
+    const half = Math.max(200, Math.floor(sharpeBox.clientWidth) || Math.floor(width / 2));
+    const [analysis] = await Promise.all([
+      data.analysis(half),
+      drawPrices(pricesBox, data, width, log),
+    ]);
+    if (destroyed) return;
+    clear(benchBox, benchmarkTable(task.result?.metrics, analysis.benchmark.metrics));
+    clear(
+      sharpeBox,
+      h(
+        "div",
+        { class: "chart-label" },
+        `${f.int(analysis.rolling_sharpe.window)} bars` +
+          (analysis.rolling_sharpe.days ? ` (${f.num(analysis.rolling_sharpe.days, 1)} days)` : ""),
+      ),
+      rollingSharpeChart(analysis.rolling_sharpe, half),
+    );
+    clear(monthlyBox, monthlyHeatmap(analysis.monthly));
   }
 
   async function loadTrades() {
@@ -250,6 +329,7 @@ export function detailView(id) {
     const [table] = await Promise.all([
       positionsTable(id),
       showFills(fillsBox, id).catch(showError(fillsBox)),
+      showTrades(tradesBox, data).catch(showError(tradesBox)),
     ]);
     if (!destroyed) clear(positionsBox, table);
   }
@@ -262,6 +342,7 @@ export function detailView(id) {
     renderTables();
     if (before !== task.status || drawnFor !== task.status) {
       drawnFor = task.status;
+      completedOnly.hidden = task.status !== "completed";
       chartWidth = 0;
       drawChart().catch(showError(chartBox));
       loadTrades().catch(showError(positionsBox));
@@ -269,6 +350,11 @@ export function detailView(id) {
   }
 
   const showError = (box) => (error) => clear(box, h("p", { class: "error" }, error.message));
+
+  logToggle.addEventListener("change", () => {
+    chartWidth = 0;
+    drawChart().catch(showError(chartBox));
+  });
 
   const offTask = store.onTask((value, kind) => {
     if (value.task_id !== id || destroyed || !task) return;

@@ -73,6 +73,7 @@ export function eventHistory(id) {
   );
   const seen = new Set();
   let after = 0;
+  let total = 0; // the stream's events (from the page's "total"; live events raise it)
   let atEnd = false;
   let loading = false;
   let arrived = []; // live events that came while a page was being read
@@ -85,11 +86,13 @@ export function eventHistory(id) {
       body.append(eventRow(event));
     }
     more.hidden = atEnd;
-    info.textContent = `${f.int(seen.size)} events${atEnd ? "" : " so far"}`;
+    info.textContent =
+      total > seen.size ? `${f.int(seen.size)} of ${f.int(total)} events` : `${f.int(seen.size)} events`;
   }
 
   function live(event) {
     if (event.stream_id !== id || seen.has(event.position)) return;
+    total = Math.max(total, event.version);
     if (loading) arrived.push(event);
     else if (atEnd && seen.size % PAGE !== 0) add([event]);
     else if (atEnd) {
@@ -104,6 +107,7 @@ export function eventHistory(id) {
     try {
       const answer = await get(`/backtests/${encodeURIComponent(id)}/events${query({ after, limit: PAGE })}`);
       atEnd = answer.next_after === null;
+      total = Math.max(total, answer.total ?? 0);
       add(answer.events);
     } finally {
       loading = false;

@@ -164,7 +164,7 @@ export function tasksView() {
     let detail = null;
     if (task.status === "failed")
       detail = h("div", { class: "small loss clip", title: task.error || "" }, task.error || "failed");
-    if (task.status === "cancelled" && task.reason)
+    if (task.status === "cancelled" && task.reason && !note) // the note already says why
       detail = h("div", { class: "small muted clip", title: task.reason }, task.reason);
     const elapsed = taskDuration(task);
     const created = f.timeParts(task.created_at);

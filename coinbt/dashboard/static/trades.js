@@ -12,7 +12,7 @@ const POSITION_COLUMNS = [
   ["Quantity", "num"],
   ["Avg entry", "num"],
   ["Last price", "num"],
-  ["Realized PnL", "num"],
+  ["Realized PnL (net of fees)", "num"],
   ["Unrealized PnL", "num"],
   ["Fees", "num"],
   ["Fills", "num"],

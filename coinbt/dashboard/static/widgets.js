@@ -37,8 +37,7 @@ export function setProgress(container, task) {
 /** How long the run took (started to finished), in ms; null while it has not finished. */
 export function taskDuration(task) {
   if (task.started_at && task.finished_at) return f.between(task.started_at, task.finished_at);
-  if (task.finished_at) return f.between(task.created_at, task.finished_at);
-  return null;
+  return null; // never started (cancelled while queued) or not finished: no run time
 }
 
 /** A table in a horizontally scrolling wrapper; columns are [label, className?] pairs. */

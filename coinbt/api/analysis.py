@@ -1,0 +1,106 @@
+"""What the dashboard's task page draws beyond the equity curve: the round trips
+(``GET /backtests/{id}/trades``), each asset's prices with the buy-and-hold benchmark
+(``/prices``), and the benchmark's metrics, monthly returns, rolling Sharpe and trade statistics
+(``/analysis``). All computed from the task's artifacts and the bars it ran on."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import anyio
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import Response
+
+from coinbt.api._downsample import downsample
+from coinbt.api._params import int_param, task_id_param
+from coinbt.api._results import load_bars, load_outcome
+from coinbt.api.errors import json_response
+from coinbt.report import analysis
+from coinbt.runtime import System
+
+__all__ = ("Analysis",)
+
+
+def _finite(values: Any) -> list[float | None]:
+    return [v if math.isfinite(v) else None for v in np.asarray(values, dtype=np.float64).tolist()]
+
+
+class Analysis:
+    def __init__(self, system: System) -> None:
+        self.system = system
+
+    async def trades(self, request: Request) -> Response:
+        """Every round trip of a completed task (``Trades.to_dicts`` with times), in the order
+        they opened."""
+        task_id = task_id_param(request)
+        outcome = await load_outcome(self.system, task_id)
+
+        def shape() -> dict[str, Any]:
+            rows = outcome.trades().to_dicts(outcome.ts, outcome.symbols)
+            return {"task_id": task_id, "total": len(rows), "trades": rows}
+
+        return json_response(await anyio.to_thread.run_sync(shape))
+
+    async def prices(self, request: Request) -> Response:
+        """Each asset's closes (downsampled to ``points`` keeping extremes) and the buy-and-hold
+        equity at the same bars."""
+        task_id = task_id_param(request)
+        points = int_param(request, "points", 1000, minimum=0, maximum=100_000)
+        outcome = await load_outcome(self.system, task_id)
+        bars = await load_bars(self.system, outcome.view)
+        spec = outcome.view.spec
+
+        def shape() -> dict[str, Any]:
+            bench = analysis.benchmark(bars.close, spec.cash, spec.fee_bps / 10_000, 0)
+            keep = downsample(len(bars), points, bars.close)
+            return {
+                "task_id": task_id,
+                "total_points": len(bars),
+                "assets": [
+                    {
+                        "symbol": outcome.symbols[0],
+                        "ts": bars.ts[keep].tolist(),
+                        "close": bars.close[keep].tolist(),
+                        "benchmark": bench.equity[keep].tolist(),
+                    }
+                ],
+            }
+
+        return json_response(await anyio.to_thread.run_sync(shape))
+
+    async def analysis(self, request: Request) -> Response:
+        """Buy-and-hold metrics, monthly returns, rolling Sharpe (downsampled to ``points``) and
+        trade statistics."""
+        task_id = task_id_param(request)
+        points = int_param(request, "points", 1000, minimum=0, maximum=100_000)
+        outcome = await load_outcome(self.system, task_id)
+        bars = await load_bars(self.system, outcome.view)
+        spec = outcome.view.spec
+
+        def shape() -> dict[str, Any]:
+            interval = bars.interval_ms
+            bench = analysis.benchmark(bars.close, spec.cash, spec.fee_bps / 10_000, interval)
+            monthly = analysis.monthly_returns(outcome.ts, outcome.equity, spec.cash)
+            window = analysis.rolling_window(interval, len(outcome.equity))
+            sharpe = analysis.rolling_sharpe(outcome.equity, window, interval)
+            keep = downsample(len(sharpe), points, np.nan_to_num(sharpe))
+            return {
+                "task_id": task_id,
+                "benchmark": {"metrics": bench.metrics},
+                "monthly": {
+                    "years": list(monthly.years),
+                    "returns": [list(row) for row in monthly.returns],
+                    "yearly": list(monthly.yearly),
+                },
+                "rolling_sharpe": {
+                    "window": window,
+                    "days": window * interval / 86_400_000 if interval else None,
+                    "ts": outcome.ts[keep].tolist(),
+                    "values": _finite(sharpe[keep]),
+                },
+                "trade_stats": analysis.trade_stats(outcome.trades(), interval),
+            }
+
+        return json_response(await anyio.to_thread.run_sync(shape))
