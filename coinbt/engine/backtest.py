@@ -205,4 +205,5 @@ def _traded(
         last_close=last_closes[0],
         symbols=symbols,
         last_closes=last_closes if len(bars) > 1 else (),
+        bars=bars[0],
     )

@@ -13,9 +13,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from coinbt.engine.ledger import OPEN, Trades
-from coinbt.engine.metrics import Metrics, compute_metrics, periods_per_year
+from coinbt.engine.metrics import Metrics, metrics_of, periods_per_year
 from coinbt.engine.result import REASONS
-from coinbt.engine.simulate import Simulation
 
 __all__ = (
     "Benchmark",
@@ -48,20 +47,17 @@ def benchmark(close: FloatArray, cash: float, fee_rate: float, interval_ms: int)
     qty = cash / (price * (1.0 + fee_rate))
     equity = qty * close
     fee = qty * price * fee_rate
-    sim = Simulation(
-        bar=np.array([0], dtype=np.int64),
-        side=np.array([1], dtype=np.int8),
-        qty=np.array([qty]),
-        price=np.array([price]),
-        fee=np.array([fee]),
-        equity=equity,
-        entry_cash=np.array([cash]),
-        growth=np.empty(0),
+    metrics = metrics_of(
+        equity,
+        cash,
+        interval_ms,
+        num_trades=1,
+        trade_pnl=np.empty(0),
+        trade_returns=np.empty(0),
         held_bars=len(close),
-        final_cash=0.0,
-        final_qty=qty,
+        fees=np.array([fee]),
     )
-    return Benchmark(equity, compute_metrics(sim, cash, interval_ms))
+    return Benchmark(equity, metrics)
 
 
 def drawdown(equity: FloatArray) -> FloatArray:
