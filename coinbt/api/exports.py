@@ -13,7 +13,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from coinbt.api._params import task_id_param
+from coinbt.api._params import optional_int_param, task_id_param
 from coinbt.api._results import Outcome, load_bars, load_outcome
 from coinbt.errors import InvalidRequestError
 from coinbt.report import tables
@@ -29,6 +29,7 @@ REPORT_CSP = (
     "form-action 'none'; frame-ancestors 'none'"
 )
 Handler = Callable[[Request], Awaitable[Response]]
+PAGING = (("offset", 0, 2**62), ("limit", 1, 1000), ("points", 0, 100_000))
 
 
 def _table(outcome: Outcome, what: str) -> tables.Table:
@@ -56,6 +57,10 @@ class Exports:
 
     async def export(self, request: Request, what: str) -> Response:
         task_id = task_id_param(request)
+        # The JSON answer's paging means nothing to an export (it holds every row), but a
+        # malformed value is still a 400 naming it.
+        for name, low, high in PAGING:
+            optional_int_param(request, name, minimum=low, maximum=high)
         fmt = request.query_params.get("format", "")
         if fmt not in tables.FORMATS:
             raise InvalidRequestError(f"must be one of {', '.join(tables.FORMATS)}", field="format")

@@ -560,7 +560,10 @@ _OPERATION_IDS = {
     ("/backtests/{task_id}/fills", "get"): "getBacktestFills",
     ("/backtests/{task_id}/equity", "get"): "getBacktestEquity",
     ("/backtests/{task_id}/artifacts", "get"): "getBacktestArtifacts",
-}
+    ("/backtests/{task_id}/prices", "get"): "getBacktestPrices",
+    ("/backtests/{task_id}/analysis", "get"): "getBacktestAnalysis",
+}  # not /trades and /report: they answer files (Parquet is binary), which a link follower
+# (schemathesis's stateful phase) would decode as text
 
 
 def _link_tasks(paths: dict[str, Any]) -> None:

@@ -90,7 +90,8 @@ def _findings(stream: Any) -> tuple[list[str], dict[str, int]]:
                 for check in checks:
                     if check.status == Status.FAILURE and check.failure_info is not None:
                         failure = check.failure_info.failure
-                        answer = "" if response is None else response.text[:300]
+                        body = b"" if response is None else response.content[:300]
+                        answer = body.decode(errors="replace")  # Parquet answers are binary
                         findings.append(
                             f"{failure.code} {check.name} {phase}: {label} -> {status} "
                             f"{answer}\n{failure.title}: {failure.message[:300]}\n"
