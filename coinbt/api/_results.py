@@ -112,21 +112,42 @@ def _fills_from_events(events: list[StoredEvent]) -> Fills:
     )
 
 
-async def load_bars(system: System, view: TaskView) -> Bars:
-    """The bars the task ran on (the same synthetic series, or its dataset's range)."""
+async def load_assets(system: System, view: TaskView) -> list[tuple[str, Bars]]:
+    """The bars the task ran on, per asset (symbol, bars): the same synthetic series (or
+    portfolio of them), or its dataset's range (or its datasets', aligned on time)."""
     from coinbt import engine
+    from coinbt.engine.portfolio import align
     from coinbt.specs import resolve
 
     spec = view.spec
     plan = await resolve(spec, system.catalog, max_bars=system.config.max_bars)
 
-    def load() -> Bars:
-        if spec.data.synthetic is not None:
-            s = spec.data.synthetic
-            return engine.synthetic(
+    def load() -> list[tuple[str, Bars]]:
+        s = spec.data.synthetic
+        if s is not None and s.symbols > 1:
+            many = engine.synthetic_portfolio(
+                s.bars, s.symbols, seed=s.seed, interval=s.interval, start_price=s.start_price
+            )
+            return list(many.items())
+        if s is not None:
+            bars = engine.synthetic(
                 s.bars, seed=s.seed, interval=s.interval, start_price=s.start_price
             )
+            return [(plan.symbol, bars)]
+        if plan.assets:
+            loaded = {
+                sym: engine.load_bars(path).slice(plan.start_ms, plan.end_ms)
+                for sym, path in plan.assets
+            }
+            symbols, aligned = align(loaded)
+            return list(zip(symbols, aligned, strict=True))
         assert plan.dataset_path is not None
-        return engine.load_bars(plan.dataset_path).slice(plan.start_ms, plan.end_ms)
+        bars = engine.load_bars(plan.dataset_path).slice(plan.start_ms, plan.end_ms)
+        return [(plan.symbol, bars)]
 
     return await anyio.to_thread.run_sync(load)
+
+
+async def load_bars(system: System, view: TaskView) -> Bars:
+    """The (first asset's) bars the task ran on: its times and the benchmark's prices."""
+    return (await load_assets(system, view))[0][1]

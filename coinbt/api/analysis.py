@@ -15,8 +15,9 @@ from starlette.responses import Response
 
 from coinbt.api._downsample import downsample
 from coinbt.api._params import int_param, task_id_param
-from coinbt.api._results import load_bars, load_outcome
+from coinbt.api._results import load_assets, load_bars, load_outcome
 from coinbt.api.errors import json_response
+from coinbt.engine import Bars
 from coinbt.report import analysis
 from coinbt.runtime import System
 
@@ -49,23 +50,24 @@ class Analysis:
         task_id = task_id_param(request)
         points = int_param(request, "points", 1000, minimum=0, maximum=100_000)
         outcome = await load_outcome(self.system, task_id)
-        bars = await load_bars(self.system, outcome.view)
+        assets = await load_assets(self.system, outcome.view)
         spec = outcome.view.spec
 
-        def shape() -> dict[str, Any]:
+        def one(symbol: str, bars: Bars) -> dict[str, Any]:
             bench = analysis.benchmark(bars.close, spec.cash, spec.fee_bps / 10_000, 0)
             keep = downsample(len(bars), points, bars.close)
             return {
+                "symbol": symbol,
+                "ts": bars.ts[keep].tolist(),
+                "close": bars.close[keep].tolist(),
+                "benchmark": bench.equity[keep].tolist(),
+            }
+
+        def shape() -> dict[str, Any]:
+            return {
                 "task_id": task_id,
-                "total_points": len(bars),
-                "assets": [
-                    {
-                        "symbol": outcome.symbols[0],
-                        "ts": bars.ts[keep].tolist(),
-                        "close": bars.close[keep].tolist(),
-                        "benchmark": bench.equity[keep].tolist(),
-                    }
-                ],
+                "total_points": len(assets[0][1]),
+                "assets": [one(symbol, bars) for symbol, bars in assets],
             }
 
         return json_response(await anyio.to_thread.run_sync(shape))

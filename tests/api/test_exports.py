@@ -213,3 +213,28 @@ async def test_trades_prices_and_analysis_for_the_task_page(open_system: OpenSys
         bad = await http.get(f"/backtests/{task_id}/prices?points=-1")
         assert bad.status_code == 400
         assert bad.json()["error"]["details"][0]["field"] == "points"
+
+
+async def test_prices_of_a_portfolio_hold_every_asset(open_system: OpenSystem) -> None:
+    from coinbt.events import DataSpec, SyntheticSpec
+
+    spec = msgspec.structs.replace(
+        SPEC,
+        data=DataSpec(synthetic=SyntheticSpec(bars=1500, seed=2, symbols=2)),
+        size=0.5,
+        size_type="target_percent",
+    )
+    async with open_system(workers=1) as system, http_client("asgi", system) as http:
+        submitted = await http.post("/backtests", json=msgspec.to_builtins(spec))
+        assert submitted.status_code == 202, submitted.text
+        task_id = submitted.json()["task_id"]
+        await system.drain()
+        assert (await system.task(task_id)).status == "completed"
+        prices = (await http.get(f"/backtests/{task_id}/prices?points=100")).json()
+        many = engine.synthetic_portfolio(1500, 2, seed=2)
+        assert [a["symbol"] for a in prices["assets"]] == list(many)
+        for asset, bars in zip(prices["assets"], many.values(), strict=True):
+            assert max(asset["close"]) == bars.close.max()
+            assert asset["ts"][-1] == bars.ts[-1]
+        report = await http.get(f"/backtests/{task_id}/report")
+        assert report.status_code == 200
