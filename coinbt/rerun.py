@@ -75,7 +75,7 @@ async def rerun_task(
     queued, completed = _inputs(task_id, events)
     spec = queued.spec
     try:
-        plan = await resolve(spec, catalog, max_bars=sys.maxsize)
+        plan = await resolve(spec, catalog, max_bars=sys.maxsize, recorded=True)
     except CoinbtError as e:
         return RerunResult(task_id, completed.result_digest, None, f"its data: {e}")
     with tempfile.TemporaryDirectory(prefix="coinbt-rerun-") as scratch:

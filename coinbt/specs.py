@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from coinbt.datasets import Catalog
+from coinbt.datasets import Catalog, iso_ms
 from coinbt.errors import CoinbtError, DataError, DatasetNotFoundError, FieldError, SpecError
 from coinbt.events import ParamValue, StrategySource, TaskSpec
 
@@ -205,7 +205,9 @@ async def resolve(
 
         try:
             parse_interval(synthetic.interval)
-        except (DataError, SpecError, ValueError) as e:
+        except SpecError as e:  # its own message, without its own field ("interval: ...")
+            raise SpecError(e.errors[0].message, field="data.synthetic.interval") from e
+        except (DataError, ValueError) as e:
             raise SpecError(str(e), field="data.synthetic.interval") from e
         if synthetic.bars * synthetic.symbols > max_bars:
             raise SpecError(
@@ -232,7 +234,7 @@ async def resolve(
     if bars == 0:
         raise SpecError(
             f"dataset {info.name!r} has no bars between the given start and end "
-            f"(it covers {info.start_ms} to {info.end_ms} epoch ms)",
+            f"(it covers {iso_ms(info.start_ms)} to {iso_ms(info.end_ms)})",
             field="data.start" if start_ms is not None else "data.end",
         )
     return DataPlan(

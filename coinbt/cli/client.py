@@ -16,6 +16,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -201,8 +202,10 @@ def register(subparsers: Any) -> None:
     data.add_argument("--synthetic", metavar="BARS[:SEED]", help="synthetic data")
     data.add_argument("--dataset", help="an imported dataset's name")
     submit.add_argument("--interval", default="1m", help="synthetic bar interval (1m)")
-    submit.add_argument("--start", help="dataset range start (ISO-8601, UTC)")
-    submit.add_argument("--end", help="dataset range end (ISO-8601, UTC)")
+    submit.add_argument(
+        "--start", help="dataset range start: ISO-8601 (2024-01-01, 2024-01-01T12:30, +02:00; UTC)"
+    )
+    submit.add_argument("--end", help="dataset range end, the same forms (exclusive)")
     submit.add_argument("--cash", type=float)
     submit.add_argument("--fee-bps", type=float)
     submit.add_argument("--slippage-bps", type=float)
@@ -212,13 +215,21 @@ def register(subparsers: Any) -> None:
     submit.add_argument("--wait", action="store_true", help="watch the task until it ends")
     submit.set_defaults(func=_submit)
 
-    status = subparsers.add_parser("status", help="show one task", description="Show one task.")
+    status = subparsers.add_parser(
+        "status",
+        help="show one task",
+        description="Show one task: status, strategy and parameters, progress, result.",
+        epilog="example: coinbt status 3f2a... --url http://127.0.0.1:8000",
+    )
     _add_common(status)
     status.add_argument("task_id", metavar="ID")
     status.set_defaults(func=_status)
 
     lst = subparsers.add_parser(
-        "list", help="list tasks, newest first", description="List tasks, newest first."
+        "list",
+        help="list tasks, newest first",
+        description="List tasks, newest first: status, strategy and parameters, return, Sharpe.",
+        epilog="example: coinbt list --status completed --limit 10",
     )
     _add_common(lst)
     lst.add_argument("--status", choices=["queued", "running", "completed", "failed", "cancelled"])
@@ -233,6 +244,7 @@ def register(subparsers: Any) -> None:
             "process is stopped); cancelling a cancelled task changes nothing; a completed or "
             "failed task cannot be cancelled (exit 2)."
         ),
+        epilog='example: coinbt cancel 3f2a... --reason "wrong parameters"',
     )
     _add_common(cancel)
     cancel.add_argument("task_id", metavar="ID")
@@ -244,6 +256,7 @@ def register(subparsers: Any) -> None:
         help="follow a task with a live progress bar until it ends",
         description="Follow a task live (server-sent events) until it completes, fails or is "
         "cancelled. Exit 0 if it completed, 1 otherwise.",
+        epilog="example: coinbt watch 3f2a... --url http://127.0.0.1:8000",
     )
     _add_common(watch)
     watch.add_argument("task_id", metavar="ID")
@@ -298,7 +311,11 @@ def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
             synthetic["seed"] = int(seed)
         spec["data"] = {"synthetic": synthetic}
     elif args.dataset:
-        spec["data"] = {"dataset": args.dataset, "start": args.start, "end": args.end}
+        spec["data"] = {
+            "dataset": args.dataset,
+            "start": iso_time(args.start, "--start"),
+            "end": iso_time(args.end, "--end"),
+        }
     else:
         raise ClientError("give the data: --synthetic BARS[:SEED] or --dataset NAME")
     for flag, field in (
@@ -319,6 +336,10 @@ def _print_task(task: dict[str, Any], as_json: bool) -> None:
         print(json.dumps(task))
         return
     line = f"{task['task_id']}  {task['status']:<9}  attempt {task['attempt']}"
+    spec = task.get("spec") or {}
+    if spec.get("strategy"):
+        params = ",".join(f"{k}={v}" for k, v in sorted((spec.get("params") or {}).items()))
+        line += f"  {spec['strategy']}({params})"
     if task["status"] == "running":
         line += f"  {task['progress']:.0%}"
     if task.get("error"):
@@ -330,10 +351,33 @@ def _print_task(task: dict[str, Any], as_json: bool) -> None:
         metrics = result["metrics"]
         line += (
             f"  return {metrics.get('total_return', 0):+.2%}"
+            f"  sharpe {_number(metrics.get('sharpe'))}"
             f"  max drawdown {metrics.get('max_drawdown', 0):.2%}"
             f"  trades {metrics.get('num_trades')}"
         )
     print(line)
+
+
+def _number(value: Any) -> str:
+    return "-" if not isinstance(value, int | float) else f"{value:.2f}"
+
+
+def iso_time(text: str | None, flag: str) -> str | None:
+    """An ISO-8601 time as the API takes it (RFC 3339, UTC): a date (``2024-01-01``), minutes
+    (``2024-01-01T12:30``, or with a space), seconds and fractions, with ``Z`` or an offset
+    (``+02:00``); no zone means UTC. ``ClientError`` naming ``flag`` otherwise."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ClientError(
+            f"{flag}: not an ISO-8601 time: {text!r} (like 2024-01-01, 2024-01-01T12:30 or "
+            "2024-01-01T12:30:00+02:00)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _submit(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ def register(subparsers: Any) -> None:
         "data",
         help="fetch, import, inspect, resample and export market datasets",
         description="Datasets are versioned and never change once imported (docs/data.md).",
+        epilog="example: coinbt data import btc.csv --name BTCUSDT-1h; coinbt data list",
     )
     actions = data.add_subparsers(metavar="ACTION", required=True)
 
@@ -109,7 +110,11 @@ def register(subparsers: Any) -> None:
     fetch.add_argument("--json", action="store_true", help="print one JSON object")
     fetch.set_defaults(func=_fetch)
 
-    lst = actions.add_parser("list", help="list datasets (the latest version of each)")
+    lst = actions.add_parser(
+        "list",
+        help="list datasets (the latest version of each)",
+        epilog="example: coinbt data list --all --json",
+    )
     _add_catalog_arguments(lst, create=False)
     lst.add_argument("--all", action="store_true", help="retired datasets too")
     lst.add_argument("--json", action="store_true", help="print a JSON list")

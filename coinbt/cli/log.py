@@ -56,6 +56,7 @@ def register(subparsers: Any) -> None:
             "Audit the event log: 'verify' checks the hash chain, 'show' prints history, "
             "'rerun' re-executes completed tasks and compares their result digests."
         ),
+        epilog="example: coinbt audit verify --db coinbt-data/coinbt.db",
     )
     audit_commands = audit.add_subparsers(metavar="ACTION", required=True)
     verify = audit_commands.add_parser(

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from coinbt.data.gaps import GapReport
 from coinbt.engine import Bars
-from coinbt.engine.data import BARS_FORMAT_VERSION
+from coinbt.engine.data import BARS_FORMAT_VERSION, iso_ms
 from coinbt.errors import DataError
 
 __all__ = ("Spool", "Staged", "sha256_of")
@@ -100,7 +100,8 @@ class Spool:
         first = int(bars.ts[start])
         if self.last_ms is not None and first <= self.last_ms:
             raise DataError(
-                f"bars at {first} (epoch ms) overlap the previous ones (up to {self.last_ms}): "
+                f"bars at {iso_ms(first)} overlap the previous ones (up to "
+                f"{iso_ms(self.last_ms)}): "
                 "the pieces of a dataset must follow each other in time"
             )
         for f, column in zip(self._files, bars.to_arrays().values(), strict=True):

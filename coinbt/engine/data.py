@@ -6,6 +6,7 @@ import os
 import re
 import zipfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import numpy as np
@@ -150,7 +151,7 @@ class Bars:
         lo = 0 if start_ms is None else int(np.searchsorted(self.ts, start_ms, side="left"))
         hi = len(self) if end_ms is None else int(np.searchsorted(self.ts, end_ms, side="left"))
         if hi <= lo:
-            raise DataError(f"no bars in the range [{start_ms}, {end_ms})")
+            raise DataError(f"no bars in the range [{iso_ms(start_ms)}, {iso_ms(end_ms)})")
         return Bars._trusted(
             self.ts[lo:hi],
             self.open[lo:hi],
@@ -286,8 +287,8 @@ def validate_bars(
     i = _first((ts < MIN_TIMESTAMP_MS) | (ts >= MAX_TIMESTAMP_MS))
     if i is not None:
         message = (
-            f"timestamp {int(ts[i])} (epoch ms) is outside the supported range "
-            "1900-01-01 to 2200-01-01 UTC"
+            f"timestamp {int(ts[i])} (epoch ms, {iso_ms(int(ts[i]))}) is outside the "
+            "supported range 1900-01-01 to 2200-01-01 UTC"
         )
         found(13, i, "timestamp", message)
     if n > 1:
@@ -346,3 +347,14 @@ def load_bars(source: str | os.PathLike[str] | IO[bytes]) -> Bars:
     o, h, lo, c, v = cols
     validate_bars(ts, o, h, lo, c, v)
     return Bars._trusted(ts, o, h, lo, c, v, interval_ms=interval_ms)
+
+
+def iso_ms(ms: int | None) -> str:
+    """Epoch milliseconds as ISO-8601 UTC for messages (``None`` for an open bound)."""
+    if ms is None:
+        return "None"
+    try:
+        moment = datetime.fromtimestamp(ms / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"{ms} (epoch ms)"
+    return moment.isoformat().replace("+00:00", "Z").replace(".000Z", "Z")

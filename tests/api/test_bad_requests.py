@@ -364,3 +364,14 @@ async def test_every_405_says_which_methods_are_allowed(
         assert response.status_code == 405
         assert response.headers["allow"] == allow  # RFC 9110 section 15.5.6
         assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_a_nested_field_error_names_its_path_once(open_system: OpenSystem) -> None:
+    async with open_system(workers=0) as system, http_client("asgi", system) as http:
+        body = {"strategy": "sma_cross", "data": {"synthetic": {"bars": 300, "interval": "0m"}}}
+        response = await http.post("/backtests", json=body)
+        assert response.status_code == 422
+        [detail] = response.json()["error"]["details"]
+        assert detail["field"] == "data.synthetic.interval"
+        assert detail["message"].startswith("invalid interval '0m'")  # not "interval: ..."
+        assert "interval: interval" not in response.json()["error"]["message"]

@@ -185,7 +185,7 @@ def test_fast_number_parser_agrees_with_float(texts: list[str]) -> None:
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(
     moment=st.datetimes(
-        min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+        min_value=datetime(1971, 1, 1), max_value=datetime(2199, 12, 30), timezones=st.just(UTC)
     ),
     offset=st.integers(-14 * 60, 14 * 60),
     layout=st.sampled_from(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S.%f"]),
