@@ -106,3 +106,25 @@ def test_a_rule_walks_forward_like_its_builtin_twin() -> None:
     )
     assert [f.params for f in rules.folds] == [f.params for f in builtin.folds]
     np.testing.assert_array_equal(rules.equity, builtin.equity)
+
+
+def test_short_rules_drive_a_short_run() -> None:
+    """direction="short" trades the bearish signals; short rules that restate them give the same
+    fills, and different short rules give different ones."""
+    sma = {
+        "entry": "cross_above(sma(close, 5), sma(close, 20))",
+        "exit": "cross_below(sma(close, 5), sma(close, 20))",
+    }
+    plain = run(BacktestSpec("rules", rules=sma, direction="short"), BARS)
+    restated = {**sma, "short_entry": sma["exit"], "short_exit": sma["entry"]}
+    same = run(BacktestSpec("rules", rules=restated, direction="short"), BARS)
+    assert len(plain.fills) > 4
+    np.testing.assert_array_equal(plain.fills.bar, same.fills.bar)
+    np.testing.assert_array_equal(plain.fills.qty, same.fills.qty)
+    other = {
+        **sma,
+        "short_entry": "close < bb_lower(close, 20, 1)",
+        "short_exit": "close > sma(close, 20)",
+    }
+    shorted = run(BacktestSpec("rules", rules=other, direction="short"), BARS)
+    assert shorted.fills.bar.tolist() != plain.fills.bar.tolist()
