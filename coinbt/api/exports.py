@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import anyio
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
 from coinbt.api._params import optional_int_param, task_id_param
 from coinbt.api._results import Outcome, load_bars, load_outcome
-from coinbt.errors import InvalidRequestError
+from coinbt.errors import CoinbtError, InvalidRequestError
+from coinbt.events import TaskSpec
 from coinbt.report import tables
 from coinbt.runtime import System
 
@@ -85,8 +87,8 @@ class Exports:
         provenance = Provenance(
             task_id=task_id,
             spec=spec_builtins(spec),
-            data=data_description(spec),
-            strategy_source=await self._strategy_source(spec.strategy),
+            data=await data_description(self.system, spec),
+            strategy_source=recorded_source(spec),
             result_digest=outcome.event.result_digest,
             log_position=stored.position,
             event_hash=stored.hash,
@@ -119,28 +121,40 @@ class Exports:
             },
         )
 
-    async def _strategy_source(self, name: str) -> str:
-        from coinbt.report.tearsheet import strategy_source
 
-        return strategy_source(name)
+def recorded_source(spec: TaskSpec) -> str:
+    """Which code produced the result: what the server recorded at submission (``spec.source``),
+    then the rules' text, or a built-in strategy's code."""
+    from coinbt.report.tearsheet import strategy_source
+
+    lines = []
+    source = spec.source
+    if source is not None:
+        fields = msgspec.to_builtins(source)
+        lines.append("recorded at submission: " + ", ".join(f"{k} {v}" for k, v in fields.items()))
+    rules = msgspec.to_builtins(spec.rules) if getattr(spec, "rules", None) else None
+    if rules:
+        lines.append("rules:\n" + "\n".join(f"  {k}: {v}" for k, v in rules.items() if v))
+        return "\n\n".join(lines)
+    if source is None or source.kind == "builtin":
+        lines.append(strategy_source(spec.strategy))
+    return "\n\n".join(lines) or spec.strategy
 
 
 def spec_builtins(spec: object) -> dict[str, object]:
-    import msgspec
-
     out: dict[str, object] = msgspec.to_builtins(spec)
     return out
 
 
-def data_description(spec: object) -> str:
-    from coinbt.events import TaskSpec
-
-    assert isinstance(spec, TaskSpec)
+async def data_description(system: System, spec: TaskSpec) -> str:
+    """The data a task ran on: the synthetic parameters, or each dataset's name, version, range
+    and the sha256 of its bars file (from the catalogue, retired ones included)."""
     data = spec.data
     if data.synthetic is not None:
         s = data.synthetic
+        assets = f", {s.symbols} assets" if s.symbols > 1 else ""
         return (
-            f"synthetic: {s.bars:,} bars of {s.interval}, seed {s.seed}, "
+            f"synthetic: {s.bars:,} bars of {s.interval}, seed {s.seed}{assets}, "
             f"start price {s.start_price:g}"
         )
     rng = ""
@@ -148,4 +162,14 @@ def data_description(spec: object) -> str:
         start = data.start.isoformat() if data.start else "the start"
         end = data.end.isoformat() if data.end else "the end"
         rng = f", {start} to {end}"
-    return f"dataset {data.dataset}{rng}"
+    names = list(data.datasets or ([data.dataset] if data.dataset else []))
+    parts = []
+    for name in names:
+        version = data.version if len(names) == 1 else None
+        try:
+            info = await system.catalog.get(name, version, include_retired=True)
+        except CoinbtError:
+            parts.append(f"dataset {name} (no longer in the catalogue)")
+            continue
+        parts.append(f"dataset {info.name} v{info.version} (bars file sha256 {info.sha256})")
+    return "; ".join(parts) + rng

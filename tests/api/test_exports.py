@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import sys
 from pathlib import Path
@@ -238,3 +239,32 @@ async def test_prices_of_a_portfolio_hold_every_asset(open_system: OpenSystem) -
             assert asset["ts"][-1] == bars.ts[-1]
         report = await http.get(f"/backtests/{task_id}/report")
         assert report.status_code == 200
+
+
+async def test_report_provenance_names_the_dataset_version_and_the_rules(
+    open_system: OpenSystem,
+) -> None:
+    data = engine.synthetic(800, seed=6, interval="1h")
+    lines = ["timestamp,open,high,low,close,volume"]
+    columns = [data.ts, data.open, data.high, data.low, data.close, data.volume]
+    lines += [",".join(map(repr, row)) for row in zip(*(c.tolist() for c in columns), strict=True)]
+    body = ("\n".join(lines) + "\n").encode()
+    entry = "cross_above(sma(close, 5), sma(close, 20))"
+    spec = {
+        "strategy": "rules",
+        "rules": {"entry": entry, "exit": "cross_below(sma(close, 5), sma(close, 20))"},
+        "data": {"dataset": "ETH-1h"},
+    }
+    async with open_system(workers=1) as system, http_client("asgi", system) as http:
+        created = await http.post(
+            "/datasets?name=ETH-1h", content=body, headers={"Content-Type": "text/csv"}
+        )
+        assert created.status_code == 201, created.text
+        submitted = await http.post("/backtests", json=spec)
+        assert submitted.status_code == 202, submitted.text
+        await system.drain()
+        task_id = submitted.json()["task_id"]
+        page = (await http.get(f"/backtests/{task_id}/report")).text
+        assert f"dataset ETH-1h v1 (bars file sha256 {created.json()['sha256']})" in page
+        assert "recorded at submission: kind rules" in page
+        assert html.escape(entry) in page
