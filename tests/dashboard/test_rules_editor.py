@@ -83,6 +83,12 @@ async def test_a_rule_is_checked_as_it_is_typed_and_runs(browser: Browser, tmp_p
         run = page.locator("table.kv", has_text="Entry rule")
         await expect(run).to_contain_text("close < kama(close, 10)")
         await expect(run.locator("tr", has_text="Source")).to_contain_text("rules")
+        # a saved rule set is just a spec: open a copy in the form, change it, run it again
+        await page.get_by_role("button", name="Edit a copy in the form").click()
+        await expect(page.get_by_label("Exit", exact=True)).to_have_value("close < kama(close, 10)")
+        await expect(page.get_by_label("value of fast")).to_have_value("5")
+        await expect(page.get_by_label("Strategy")).to_have_value("rules")
+        await expect(page.locator(".rule-verdict")).to_contain_text("Valid")
 
 
 async def test_an_example_and_a_bad_param_shown_at_submit(browser: Browser, tmp_path: Path) -> None:

@@ -27,6 +27,11 @@ export function submitForm({ onSubmitted }) {
 
   const rules = rulesEditor({
     bars: () => (synthRadio.checked ? Number(form.querySelector('[data-field="data.synthetic.bars"]').value) : undefined),
+    onDraft: () => {
+      strategy.value = "rules";
+      clearErrors();
+      showParams();
+    },
   });
 
   const kindName = uid("data-kind");

@@ -41,9 +41,17 @@ export const EXAMPLES = [
 ];
 
 const DEBOUNCE_MS = 250;
+const EDIT_EVENT = "coinbt:edit-rules";
 
-/** The editor; `bars()` gives the bars the run will have (windows are checked against it). */
-export function rulesEditor({ bars = () => undefined } = {}) {
+/** Open a task's rule set (its `rules` plus `params`) as a draft in the submit form. */
+export function editRules(draft) {
+  window.dispatchEvent(new CustomEvent(EDIT_EVENT, { detail: draft }));
+  location.hash = "#/";
+}
+
+/** The editor; `bars()` gives the bars the run will have (windows are checked against it);
+ * `onDraft()` is called when a task's rules are opened for editing (the form selects "rules"). */
+export function rulesEditor({ bars = () => undefined, onDraft = () => {} } = {}) {
   const boxes = {};
   const errors = {};
   const marks = {};
@@ -373,6 +381,12 @@ export function rulesEditor({ bars = () => undefined } = {}) {
   }
 
   let started = false;
+  window.addEventListener(EDIT_EVENT, (event) => {
+    started = true; // the draft, not the first example
+    onDraft();
+    load(event.detail);
+    boxes.entry.focus();
+  });
   function setVisible(visible) {
     element.hidden = !visible;
     if (visible && !started) {
@@ -391,6 +405,13 @@ export function specRows(spec) {
   for (const [key, label] of Object.entries(labels)) {
     const text = spec?.rules?.[key];
     if (text) rows.push([label, h("code", { class: "mono rule-text" }, text)]);
+  }
+  if (spec?.rules) {
+    const draft = { ...spec.rules, params: spec.params || {} };
+    rows.push([
+      "Rules",
+      h("button", { type: "button", class: "btn small", onclick: () => editRules(draft) }, "Edit a copy in the form"),
+    ]);
   }
   const source = spec?.source;
   if (source) {
