@@ -61,6 +61,8 @@ from coinbt.projections.status import TaskView
 from coinbt.specs import DEFAULT_MAX_BARS, DataPlan, validate
 from coinbt.store.base import EventStore
 from coinbt.store.instances import worker_id
+from coinbt.sweep_table import SweepTable, TableCache, parse_table
+from coinbt.sweeps import DEFAULT_MAX_COMBINATIONS, validate_sweep
 
 __all__ = ("MAX_BATCH", "Config", "System", "indexed", "open_system")
 
@@ -95,6 +97,7 @@ class Config:
     queue_capacity: int = 10_000
     max_attempts: int = 3
     max_bars: int = DEFAULT_MAX_BARS
+    max_combinations: int = DEFAULT_MAX_COMBINATIONS  # per sweep (POST /sweeps)
     shutdown_grace_s: float = 10.0
     # PostgreSQL: how often a process checks for processes that are gone (to re-queue their
     # tasks and adopt their uploads) and whether it should take over the read models
@@ -161,6 +164,7 @@ class System:
         self.uploader = uploader
         self.locations = locations
         self.backups = backups
+        self._sweep_reads = TableCache()
 
     # --- commands --------------------------------------------------------------------------------
 
@@ -235,6 +239,58 @@ class System:
         recorded = first[0].event.spec  # the source may name another coinbt version: not compared
         if _comparable(recorded, chose_version) != _comparable(spec, chose_version):
             raise IdempotencyKeyReusedError(key, task_id)
+
+    async def submit_sweep(self, spec: TaskSpec) -> TaskView:
+        """Validate and queue a sweep (a spec with ``sweep``; DESIGN section 11): a task like
+        any other. Raises ``SpecError`` naming the field; nothing is appended then."""
+        if spec.sweep is None:
+            raise SpecError("a sweep needs a grid", field="grid")
+        await validate_sweep(
+            spec,
+            self.catalog,
+            max_bars=self.config.max_bars,
+            max_combinations=self.config.max_combinations,
+        )
+        submitted: Submitted = await self.task_manager.ask(
+            lambda reply: SubmitTask(spec, None, reply), wait_for_room=False
+        )
+        await self.projector.wait_for(submitted.position)
+        return await self.task(submitted.task_id)
+
+    async def sweep(self, task_id: str) -> TaskView:
+        """A sweep task's view; ``TaskNotFoundError`` for an unknown id or a backtest."""
+        view = await self.task(task_id)
+        if view.spec.sweep is None:
+            raise TaskNotFoundError(task_id)
+        return view
+
+    async def sweep_summary(self, view: TaskView) -> dict[str, Any] | None:
+        """A completed sweep's summary (best rows, deflated Sharpe, walk-forward folds); None
+        before it completed."""
+        ref = view.artifacts.get("summary")
+        if ref is None:
+            return None
+        key = f"summary:{ref.key}"
+        cached = self._sweep_reads.get(key)
+        if cached is None:
+            import json
+
+            cached = json.loads(await self.artifact(ref))
+            self._sweep_reads.put(key, cached)
+        return cached  # type: ignore[no-any-return]
+
+    async def sweep_table(self, view: TaskView) -> SweepTable | None:
+        """A completed sweep's whole table (its ``rows`` artifact, parsed once and cached)."""
+        ref = view.artifacts.get("rows")
+        if ref is None:
+            return None
+        key = f"rows:{ref.key}"
+        cached = self._sweep_reads.get(key)
+        if cached is None:
+            data = await self.artifact(ref)
+            cached = await anyio.to_thread.run_sync(parse_table, data)
+            self._sweep_reads.put(key, cached)
+        return cached  # type: ignore[no-any-return]
 
     async def cancel(self, task_id: str, reason: str = "cancelled by user") -> TaskView:
         """Cancel a queued or running task (DESIGN section 3). ``InvalidTransitionError`` for a

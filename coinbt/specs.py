@@ -109,6 +109,8 @@ async def validate(spec: TaskSpec, catalog: Catalog, *, max_bars: int) -> DataPl
         errors.append(FieldError("timeout_s", "must be a finite number"))
     elif spec.timeout_s > MAX_TIMEOUT_S:
         errors.append(FieldError("timeout_s", f"at most {MAX_TIMEOUT_S:,.0f} seconds (7 days)"))
+    if spec.sweep is not None:
+        errors.append(FieldError("sweep", "submit a sweep with POST /sweeps"))
     plan: DataPlan | None = None
     try:
         plan = await resolve(spec, catalog, max_bars=max_bars)

@@ -32,6 +32,7 @@ from coinbt.errors import CoinbtError, ShuttingDownError
 from coinbt.events import ArtifactRef, Completed, Filled, RuleSet
 from coinbt.executor._errors import ExecutorUnavailableError, JobLostError
 from coinbt.executor.base import Executor, Job, JobError, JobResult
+from coinbt.executor.sweep_task import run_sweep_task
 from coinbt.lifecycle import Complete, Fail
 from coinbt.projections.live import LiveProgress
 from coinbt.specs import DataPlan, resolve
@@ -161,7 +162,12 @@ class Worker(Actor[Abort]):
             else:
                 with anyio.move_on_after(spec.timeout_s) as deadline:
                     try:
-                        result = await self._executor.run(job, self._progress_of(task_id))
+                        if spec.sweep is None:
+                            result = await self._executor.run(job, self._progress_of(task_id))
+                        else:  # a sweep: its chunks on the executor (coinbt/executor/sweep_task)
+                            result = await run_sweep_task(
+                                self._executor, task_id, spec, plan, out, self._progress_of(task_id)
+                            )
                     except (JobLostError, ExecutorUnavailableError) as e:
                         outcome = _Lost(str(e))
                     except JobError as e:
@@ -299,7 +305,11 @@ def _complete(task_id: str, attempt: int, plan: DataPlan, result: JobResult) -> 
         for bar, ts, side, qty, price, fee in result.fills
     ]
     artifacts = {
-        name: ArtifactRef(key=f"tasks/{task_id}-{attempt}-{name}.npy", sha256=a.sha256, size=a.size)
+        name: ArtifactRef(
+            key=f"tasks/{task_id}-{attempt}-{name}{Path(a.path).suffix or '.npy'}",
+            sha256=a.sha256,
+            size=a.size,
+        )
         for name, a in result.artifacts.items()
     }
     completed = Completed(

@@ -24,6 +24,7 @@ from coinbt.api.guard import RequestGuard
 from coinbt.api.openapi import openapi
 from coinbt.api.rules import RulesApi
 from coinbt.api.stream import MAX_STREAMS, EventStream
+from coinbt.api.sweeps import Sweeps
 from coinbt.errors import CoinbtError, UnauthorizedError
 from coinbt.runtime import System
 
@@ -74,6 +75,7 @@ def create_app(
     """
     backtests = Backtests(system)
     stream = EventStream(system, max_streams=max_streams)
+    sweeps = Sweeps(system)
     catalog = Catalog(system)
     rules = RulesApi()
     exports = Exports(system)
@@ -119,6 +121,12 @@ def create_app(
         Route("/backtests/{task_id}/analysis", analysis.analysis, methods=["GET"]),
         Route("/backtests/{task_id}/report", exports.report, methods=["GET"]),
         Route("/backtests/{task_id}/artifacts", backtests.artifacts, methods=["GET"]),
+        Route("/sweeps", sweeps.submit, methods=["POST"]),
+        Route("/sweeps", sweeps.list, methods=["GET"]),
+        Route("/sweeps/{task_id}", sweeps.get, methods=["GET"]),
+        Route("/sweeps/{task_id}", sweeps.cancel, methods=["DELETE"]),
+        Route("/sweeps/{task_id}/rows", sweeps.rows, methods=["GET"]),
+        Route("/sweeps/{task_id}/table", sweeps.table, methods=["GET"]),
         Route("/events", stream.events, methods=["GET"]),
         Route("/strategies", catalog.strategies, methods=["GET"]),
         Route("/functions", rules.functions, methods=["GET"]),

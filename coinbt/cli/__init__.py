@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "coinbt.cli.serve",
     "coinbt.cli.data",
     "coinbt.cli.client",
+    "coinbt.cli.sweeps",
     "coinbt.cli.log",
     "coinbt.cli.storage",
     "coinbt.cli.reports",

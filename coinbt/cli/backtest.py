@@ -120,7 +120,10 @@ def register(subparsers: Any) -> None:
         epilog=_SWEEP_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_common(sweep)
+    sweep_data = _add_common(sweep)
+    sweep_data.add_argument(
+        "--dataset", metavar="NAME", help="a dataset imported on the server (with --submit)"
+    )
     sweep.add_argument(
         "-p",
         "--param",
@@ -161,10 +164,34 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="chunks to split the grid into (default: one per worker)",
     )
+    sweep.add_argument(
+        "--walk-forward",
+        metavar="TRAIN:TEST",
+        help="walk-forward analysis: best parameters on each TRAIN window (e.g. 180d), traded "
+        "on the next TEST window (e.g. 30d)",
+    )
+    sweep.add_argument(
+        "--anchored", action="store_true", help="walk-forward train windows all start at bar 0"
+    )
+    server = sweep.add_argument_group("as a task on a running server (docs/sweeps.md)")
+    server.add_argument("--submit", action="store_true", help="submit the sweep to --url")
+    server.add_argument("--wait", action="store_true", help="with --submit: follow it to its end")
+    server.add_argument(
+        "--url",
+        default=os.environ.get("COINBT_URL", "http://127.0.0.1:8000"),
+        help="the server (default: $COINBT_URL or http://127.0.0.1:8000)",
+    )
+    server.add_argument(
+        "--token",
+        default=os.environ.get("COINBT_API_TOKEN"),
+        help="API token (default: $COINBT_API_TOKEN)",
+    )
+    server.add_argument("--timeout", type=float, help="seconds before the sweep is stopped")
     sweep.set_defaults(func=_run_sweep)
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_common(parser: argparse.ArgumentParser) -> Any:
+    """The options of ``backtest`` and ``sweep``; returns the data group (one of them)."""
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument(
         "--data",
@@ -265,6 +292,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "it overrides the interval inferred from the timestamps (used to annualize metrics)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    return data
 
 
 # --- parsing ------------------------------------------------------------------------------------
@@ -639,6 +667,18 @@ def _run_sweep(args: argparse.Namespace) -> int:
     from coinbt.cli._progress import ProgressLine
 
     grid = _grid(args.grid)
+    if args.submit:
+        from coinbt.cli.sweeps import submit_sweep
+
+        if args.strategy_file is not None:
+            raise SpecError(
+                "a submitted sweep runs strategies the server has (plugins are installed there)",
+                field="--strategy-file",
+            )
+        return submit_sweep(args, grid, _params(args.param), _rules(args))
+    for flag in ("wait", "timeout", "dataset"):
+        if getattr(args, flag) not in (None, False):
+            raise SpecError("needs --submit", field=f"--{flag}")
     args.strategy = _strategy_name(args)
     strategy: Any = args.strategy
     fixed = _params(args.param)
@@ -665,6 +705,10 @@ def _run_sweep(args: argparse.Namespace) -> int:
         )
     if args.symbols > 1:
         raise SpecError("a sweep runs on one asset", field="--symbols")
+    if args.walk_forward is not None:
+        return _run_walk_forward(args, grid, strategy)
+    if args.anchored:
+        raise SpecError("needs --walk-forward", field="--anchored")
     with ProgressLine(f"sweeping {args.strategy}") as line:
         if split:
             result, data, size = _split_sweep(args, grid, line.fraction)
@@ -711,6 +755,43 @@ def _run_sweep(args: argparse.Namespace) -> int:
     if top < len(result.rows):
         lines.append(f"... {len(result.rows) - top:,} more (--top N)")
     _emit("\n".join(lines))
+    return 0
+
+
+def _run_walk_forward(args: argparse.Namespace, grid: dict[str, list[Any]], strategy: Any) -> int:
+    """``coinbt sweep --walk-forward TRAIN:TEST``: the walk-forward in this process."""
+    from coinbt import engine
+    from coinbt.cli._progress import ProgressLine
+    from coinbt.cli.sweeps import print_walk_forward
+
+    train, sep, test = args.walk_forward.partition(":")
+    if not sep or not train or not test:
+        raise SpecError(
+            f"takes TRAIN:TEST durations like 180d:30d, got {args.walk_forward!r}",
+            field="--walk-forward",
+        )
+    bars, data = _load_data(args)
+    with ProgressLine(f"walk-forward {args.strategy}") as line:
+        result = engine.walk_forward(
+            strategy,
+            grid,
+            bars,
+            train=train,
+            test=test,
+            anchored=args.anchored,
+            cash=args.cash,
+            fee_bps=args.fee_bps,
+            slippage_bps=args.slippage_bps,
+            fill=args.fill,
+            sort_by=args.sort,
+            descending=not args.ascending,
+            progress=line.fraction,
+        )
+    summary = {**result.to_dict(), "train": train, "test": test}
+    if args.json:
+        _emit(json.dumps({"data": data, **summary}, allow_nan=False))
+    else:
+        print_walk_forward(summary)
     return 0
 
 

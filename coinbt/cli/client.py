@@ -456,7 +456,9 @@ def _watch(args: argparse.Namespace) -> int:
     return _follow(_client(args), args.task_id, args.json)
 
 
-def _follow(client: ApiClient, task_id: str, as_json: bool) -> int:
+def _follow(client: ApiClient, task_id: str, as_json: bool, *, quiet: bool = False) -> int:
+    """Follow a task to its end (a progress bar on stderr); print it unless ``quiet``. Exit
+    status 0 if it completed, else 1."""
     path = f"/backtests/{urllib.parse.quote(task_id)}"
     after = client.call("GET", "/health")["projected_position"]
     task = client.call("GET", path)
@@ -473,7 +475,8 @@ def _follow(client: ApiClient, task_id: str, as_json: bool) -> int:
                     bar.show("running" if data["type"] == "Started" else "queued", 0.0)
         task = client.call("GET", path)
     bar.done()
-    _print_task(task, as_json)
+    if not quiet:
+        _print_task(task, as_json)
     return 0 if task["status"] == "completed" else 1
 
 

@@ -245,7 +245,7 @@ def walk_forward(
     strat = strategy if isinstance(strategy, Strategy) else strategy_named(strategy)
     train_ms = train if isinstance(train, int) else parse_window(train, "walk_forward.train")
     test_ms = test if isinstance(test, int) else parse_window(test, "walk_forward.test")
-    windows = plan_folds(strat, grid, bars, train_ms, test_ms, anchored)
+    windows = plan_folds(strat, grid, bars.ts, bars.interval_ms, train_ms, test_ms, anchored)
     rules = strat.provenance.get("rules")  # a rules strategy's text (None otherwise)
     validate_spec(
         BacktestSpec(strat.name, strat.defaults(), cash, fee_bps, slippage_bps, fill, rules)
@@ -306,7 +306,8 @@ def walk_forward(
 def plan_folds(
     strategy: Strategy,
     grid: Mapping[str, Sequence[object]],
-    bars: Bars,
+    ts: NDArray[np.int64],
+    interval_ms: int,
     train_ms: int,
     test_ms: int,
     anchored: bool,
@@ -314,8 +315,7 @@ def plan_folds(
     """The folds, checked: at least one whole fold, and every train window long enough for
     the grid's smallest lookback. ``SpecError`` naming the field otherwise."""
     values = grid_values(strategy, grid)
-    ts = bars.ts
-    windows = fold_windows(ts, bars.interval_ms, train_ms, test_ms, anchored)
+    windows = fold_windows(ts, interval_ms, train_ms, test_ms, anchored)
     if not windows:
         span_days = (int(ts[-1]) - int(ts[0])) / 86_400_000 if len(ts) else 0.0
         raise SpecError(
@@ -402,7 +402,8 @@ def degradation(
 ) -> dict[str, float | None]:
     """In-sample vs out-of-sample: the mean of the folds' best train Sharpe and CAGR, the
     stitched out-of-sample ones, and their ratios (``sharpe_ratio``: OOS / IS Sharpe;
-    ``efficiency``: OOS / IS CAGR, Pardo's walk-forward efficiency). None where undefined."""
+    ``efficiency``: OOS / IS CAGR, Pardo's walk-forward efficiency). None where undefined, and
+    the ratios when the in-sample value is not positive."""
 
     def mean(key: str) -> float | None:
         values = [f.in_sample.get(key) for f in folds]
@@ -413,8 +414,8 @@ def degradation(
     oos_sharpe, oos_cagr = stitched.get("sharpe"), stitched.get("cagr")
 
     def ratio(out: float | None, inside: float | None) -> float | None:
-        if out is None or inside is None or inside == 0:
-            return None
+        if out is None or inside is None or inside <= 0:
+            return None  # a ratio to a losing in-sample result means nothing
         return _finite(out / inside)
 
     return {

@@ -16,11 +16,14 @@ import msgspec
 __all__ = (
     "DataSpec",
     "FillMode",
+    "GridRange",
     "ParamValue",
     "RuleSet",
     "StrategySource",
+    "SweepOptions",
     "SyntheticSpec",
     "TaskSpec",
+    "WalkForwardSpec",
 )
 
 FillMode = Literal["next_open", "close"]
@@ -76,6 +79,34 @@ class StrategySource(msgspec.Struct, frozen=True, omit_defaults=True):
     sha256: str | None = None
 
 
+class GridRange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A grid axis as ``start``, ``start + step``, ... up to and including ``stop``."""
+
+    start: int | float
+    stop: int | float
+    step: int | float
+
+
+class WalkForwardSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Walk-forward windows: durations such as ``"180d"`` and ``"30d"``; ``anchored`` trains
+    on everything since the first bar instead of a rolling window."""
+
+    train: str
+    test: str
+    anchored: bool = False
+
+
+class SweepOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What makes a task a sweep (DESIGN section 11): every combination of ``grid`` (values as
+    lists or ranges; the spec's ``params`` fill in the parameters the grid leaves out), ranked by
+    ``sort_by``; with ``walk_forward``, a walk-forward analysis of the grid."""
+
+    grid: dict[str, list[ParamValue] | GridRange]
+    sort_by: str = "sharpe"
+    descending: bool = True
+    walk_forward: WalkForwardSpec | None = None
+
+
 class TaskSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One backtest: strategy and parameters, data, costs and limits.
 
@@ -99,3 +130,4 @@ class TaskSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sl_trail: bool = False
     size: Annotated[float, msgspec.Meta(gt=0)] | None = None
     size_type: SizeType = "all"
+    sweep: SweepOptions | None = None  # a sweep task (POST /sweeps), not a single backtest

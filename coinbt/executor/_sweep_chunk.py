@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ("run_chunk",)
+__all__ = ("deflate_best", "run_chunk", "run_walk_forward")
 
 
 def run_chunk(
@@ -49,4 +49,95 @@ def run_chunk(
         "data_s": loaded - start,
         "sweep_s": time.perf_counter() - loaded,
         "pid": os.getpid(),
+    }
+
+
+def _bars(args: Mapping[str, Any], bars: object) -> Any:
+    from coinbt import engine
+
+    if bars is None:
+        s = args["synthetic"]
+        return engine.synthetic(
+            s["bars"], seed=s["seed"], interval=s["interval"], start_price=s["start_price"]
+        )
+    if isinstance(bars, str):
+        return engine.load_bars(bars)
+    assert isinstance(bars, engine.Bars)
+    return bars
+
+
+def deflate_best(
+    args: Mapping[str, Any], progress: Callable[[float], None], bars: object
+) -> dict[str, Any]:
+    """The deflated Sharpe ratio of a sweep's best row (``args["params"]``), every trial's
+    annualized Sharpe in ``args["sharpes"]``: the best row is run again for its returns."""
+    import math
+
+    from coinbt import engine
+    from coinbt.engine.metrics import periods_per_year
+    from coinbt.engine.overfit import deflated_sharpe, equity_returns
+
+    data = _bars(args, bars)
+    ppy = periods_per_year(data.interval_ms)
+    if not ppy:
+        return {}
+    root = math.sqrt(ppy)
+    spec = engine.BacktestSpec(
+        args["strategy"],
+        dict(args["params"]),
+        args["cash"],
+        args["fee_bps"],
+        args["slippage_bps"],
+        args["fill"],
+    )
+    result = engine.run(spec, data)
+    sharpes = [None if s is None else s / root for s in args["sharpes"]]
+    dsr = deflated_sharpe(equity_returns(result.equity, args["cash"]), sharpes)
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+        for k, v in dsr.to_dict().items()
+    }
+
+
+def run_walk_forward(
+    args: Mapping[str, Any], progress: Callable[[float], None], bars: object
+) -> dict[str, Any]:
+    """``engine.walk_forward``; the stitched out-of-sample equity is written as a structured
+    ``(ts, equity)`` .npy file to ``args["equity_path"]`` (like a backtest's equity curve)."""
+    import hashlib
+    import io
+
+    import numpy as np
+
+    from coinbt import engine
+
+    data = _bars(args, bars)
+    result = engine.walk_forward(
+        args["strategy"],
+        args["grid"],
+        data,
+        train=args["train"],
+        test=args["test"],
+        anchored=args["anchored"],
+        cash=args["cash"],
+        fee_bps=args["fee_bps"],
+        slippage_bps=args["slippage_bps"],
+        fill=args["fill"],
+        sort_by=args["sort_by"],
+        descending=args["descending"],
+        progress=progress,
+    )
+    curve = np.empty(len(result.equity), dtype=[("ts", "<i8"), ("equity", "<f8")])
+    curve["ts"] = result.ts
+    curve["equity"] = result.equity
+    buffer = io.BytesIO()
+    np.save(buffer, curve, allow_pickle=False)
+    payload = buffer.getbuffer()
+    with open(args["equity_path"], "wb") as f:
+        f.write(payload)
+    return {
+        **result.to_dict(),
+        "equity_sha256": hashlib.sha256(payload).hexdigest(),
+        "equity_size": len(payload),
+        "bars": len(data),
     }

@@ -34,6 +34,7 @@ from coinbt.executor.base import JobError
 __all__ = ("ChunkReport", "SweepExecutor", "SweepPlan", "plan_sweep", "sweep_on")
 
 CHUNK_FUNCTION = "coinbt.executor._sweep_chunk:run_chunk"
+_LOST = frozenset({"worker_crashed", "worker_lost"})  # the chunk did not fail: its process died
 
 
 class SweepExecutor(Protocol):
@@ -194,13 +195,18 @@ async def sweep_on(
     descending: bool = True,
     progress: Callable[[float], Any] | None = None,
     on_chunk: Callable[[ChunkReport], Any] | None = None,
+    name: str = "sweep",
+    reruns: int = 2,
 ) -> SweepResult:
     """``engine.sweep`` split into ``chunks`` chunks (default: the executor's worker count) run
     on ``executor``'s workers; the same :class:`~coinbt.engine.SweepResult`, row for row.
 
     Raises ``SpecError`` before anything runs, exactly where ``engine.sweep`` would, and
-    ``JobError`` if a chunk fails (the others are stopped). ``progress(fraction)`` and
-    ``on_chunk(report)`` are called on the event loop as chunks advance and finish.
+    ``JobError`` if a chunk fails (the others are stopped). A chunk whose process died or whose
+    Dask worker was lost is run again, up to ``reruns`` times: a lost chunk is re-run, not lost.
+    ``progress(fraction)`` and ``on_chunk(report)`` are called on the event loop as chunks
+    advance and finish. The chunks run as ``{name}-{i}/{n}`` (unique among concurrent sweeps
+    when ``name`` is, as the executor's ``running_pids`` needs).
     """
     size = len(data) if isinstance(data, Bars) else data.bars
     plan = plan_sweep(
@@ -245,19 +251,24 @@ async def sweep_on(
                 progress(sum(done) / total)
 
         started = time.perf_counter()
-        try:
-            output = await executor.run_call(
-                f"sweep-{index + 1}/{len(plan.chunks)}",
-                CHUNK_FUNCTION,
-                {**base, "grid": plan.chunks[index]},
-                report,
-                bars=staged,
-            )
-        except JobError as e:
-            if not failure:
-                failure.append(e)
-            tg.cancel_scope.cancel()
-            return
+        for attempt in range(reruns + 1):
+            try:
+                output = await executor.run_call(
+                    f"{name}-{index + 1}/{len(plan.chunks)}",
+                    CHUNK_FUNCTION,
+                    {**base, "grid": plan.chunks[index]},
+                    report,
+                    bars=staged,
+                )
+                break
+            except JobError as e:
+                if e.error_type in _LOST and attempt < reruns:
+                    report(0.0)
+                    continue
+                if not failure:
+                    failure.append(e)
+                tg.cancel_scope.cancel()
+                return
         outputs[index] = output
         report(1.0)
         if on_chunk is not None:
