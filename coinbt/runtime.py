@@ -245,12 +245,15 @@ class System:
         any other. Raises ``SpecError`` naming the field; nothing is appended then."""
         if spec.sweep is None:
             raise SpecError("a sweep needs a grid", field="grid")
-        await validate_sweep(
+        plan = await validate_sweep(
             spec,
             self.catalog,
             max_bars=self.config.max_bars,
             max_combinations=self.config.max_combinations,
         )
+        # Queued records the strategy's source and the dataset version (the fixed parameters
+        # stay as given: the grid fills in the rest).
+        spec = msgspec.structs.replace(_recorded(spec, plan), params=spec.params)
         submitted: Submitted = await self.task_manager.ask(
             lambda reply: SubmitTask(spec, None, reply), wait_for_room=False
         )

@@ -147,15 +147,25 @@ async def validate_sweep(
 
     assert spec.sweep is not None
     options = spec.sweep
-    plan = await validate(
-        msgspec.structs.replace(spec, params={}, sweep=None), catalog, max_bars=max_bars
-    )
     grid = sweep_grid(spec, max_combinations)
+    # The data, costs and limits; a builtin strategy with its defaults (the grid may leave
+    # them), a rules strategy with the grid's first values (its parameters are the names its
+    # rules use).
+    base = {k: v[0] for k, v in grid.items()} if spec.rules is not None else {}
+    plan = await validate(
+        msgspec.structs.replace(spec, params=base, sweep=None), catalog, max_bars=max_bars
+    )
+    rules = (
+        None
+        if spec.rules is None
+        else {k: v for k, v in msgspec.structs.asdict(spec.rules).items() if v is not None}
+    )
     plan_sweep(
         spec.strategy,
         grid,
         plan.bars,
         1,
+        rules=rules,
         cash=spec.cash,
         fee_bps=spec.fee_bps,
         slippage_bps=spec.slippage_bps,
@@ -171,7 +181,12 @@ async def validate_sweep(
         train_ms = parse_window(wf.train, "walk_forward.train")
         test_ms = parse_window(wf.test, "walk_forward.test")
         ts, interval_ms = await anyio.to_thread.run_sync(_timestamps, spec, plan)
-        strategy = strategy_named(spec.strategy)
+        if rules is not None:
+            from coinbt.engine.rules import rules_strategy
+
+            strategy = rules_strategy(rules, {k: v[0] for k, v in grid.items()})
+        else:
+            strategy = strategy_named(spec.strategy)
         await anyio.to_thread.run_sync(
             lambda: plan_folds(strategy, grid, ts, interval_ms, train_ms, test_ms, wf.anchored)
         )

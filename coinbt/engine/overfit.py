@@ -9,7 +9,7 @@ comes from the standard library (``statistics.NormalDist``).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import Any
@@ -146,15 +146,18 @@ def deflate_sweep(
     fee_bps: float = 10.0,
     slippage_bps: float = 0.0,
     fill: str = "next_open",
+    rules: Mapping[str, str] | None = None,
 ) -> DeflatedSharpe | None:
     """The DSR of a sweep's best row (by its ``sort_by``), every evaluated row a trial: the
-    best row is run again for its returns. None if the bars have no known interval."""
+    best row is run again for its returns (``rules``: a rules strategy's conditions). None if
+    the bars have no known interval."""
     ppy = periods_per_year(bars.interval_ms)
     best = result.best
     if not ppy or best is None:
         return None
     root = math.sqrt(ppy)
     params = {name: best[name] for name in result.param_names if name in best}
-    run_result = run(BacktestSpec(result.strategy, params, cash, fee_bps, slippage_bps, fill), bars)
+    spec = BacktestSpec(result.strategy, params, cash, fee_bps, slippage_bps, fill, rules)
+    run_result = run(spec, bars)
     sharpes = [None if row["sharpe"] is None else row["sharpe"] / root for row in result.rows]
     return deflated_sharpe(equity_returns(run_result.equity, cash), sharpes)

@@ -31,7 +31,7 @@ def run_chunk(
         data = bars
     loaded = time.perf_counter()
     result = engine.sweep(
-        args["strategy"],
+        _strategy(args),
         args["grid"],
         data,
         cash=args["cash"],
@@ -50,6 +50,17 @@ def run_chunk(
         "sweep_s": time.perf_counter() - loaded,
         "pid": os.getpid(),
     }
+
+
+def _strategy(args: Mapping[str, Any]) -> Any:
+    """The strategy name, or for ``args["rules"]`` the rules strategy over the grid's
+    parameters (the same one in every chunk: each chunk's grid has every parameter)."""
+    rules = args.get("rules")
+    if rules is None:
+        return args["strategy"]
+    from coinbt.engine.rules import rules_strategy
+
+    return rules_strategy(rules, {k: v[0] for k, v in args["grid"].items()})
 
 
 def _bars(args: Mapping[str, Any], bars: object) -> Any:
@@ -89,6 +100,7 @@ def deflate_best(
         args["fee_bps"],
         args["slippage_bps"],
         args["fill"],
+        args.get("rules"),
     )
     result = engine.run(spec, data)
     sharpes = [None if s is None else s / root for s in args["sharpes"]]
@@ -113,7 +125,7 @@ def run_walk_forward(
 
     data = _bars(args, bars)
     result = engine.walk_forward(
-        args["strategy"],
+        _strategy(args),
         args["grid"],
         data,
         train=args["train"],

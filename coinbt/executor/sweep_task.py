@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 
 from coinbt.errors import CoinbtError
 from coinbt.events import SyntheticSpec, TaskSpec
@@ -79,6 +80,11 @@ async def _run(
     options = spec.sweep
     grid = sweep_grid(spec, max_combinations=2**62)  # checked against the limit at submission
     data = await _data(spec, plan)
+    rules = (
+        None
+        if spec.rules is None
+        else {k: v for k, v in msgspec.structs.asdict(spec.rules).items() if v is not None}
+    )
     costs: dict[str, Any] = {
         "cash": spec.cash,
         "fee_bps": spec.fee_bps,
@@ -101,6 +107,7 @@ async def _run(
             "sort_by": options.sort_by,
             "descending": options.descending,
             "equity_path": str(equity_path),
+            "rules": rules,
             **costs,
             **synthetic,
         }
@@ -130,6 +137,7 @@ async def _run(
         descending=options.descending,
         progress=lambda fraction: progress(fraction * _FINISH_SHARE),
         name=f"{task_id}-sweep",
+        rules=rules,
         **costs,
     )
     best = table.rows[0]
@@ -141,6 +149,7 @@ async def _run(
                 "strategy": spec.strategy,
                 "params": {name: best[name] for name in table.param_names},
                 "sharpes": [row["sharpe"] for row in table.rows],
+                "rules": rules,
                 **costs,
                 **synthetic,
             },

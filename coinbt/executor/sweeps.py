@@ -93,14 +93,18 @@ def plan_sweep(
     slippage_bps: float = 0.0,
     fill: str = "next_open",
     sort_by: str = "sharpe",
+    rules: Mapping[str, str] | None = None,
 ) -> SweepPlan:
     """Validate a sweep the way ``engine.sweep`` does (the same ``SpecError``s, in the same order)
-    and split it into at most ``chunks`` chunks for data of ``bars`` bars."""
-    strat = strategy if isinstance(strategy, Strategy) else strategy_named(strategy)
-    if strategy_named(strat.name) is not strat:
+    and split it into at most ``chunks`` chunks for data of ``bars`` bars. ``rules``: the
+    conditions of a ``rules`` strategy, whose parameters are the grid's."""
+    strat = _strategy(strategy, grid, rules)
+    if rules is None and strategy_named(strat.name) is not strat:
         raise SpecError("a split sweep runs registered strategies only", field="strategy")
     values = grid_values(strat, grid)
-    validate_spec(BacktestSpec(strat.name, {}, cash, fee_bps, slippage_bps, fill))
+    validate_spec(
+        BacktestSpec(strat.name, strat.defaults(), cash, fee_bps, slippage_bps, fill, rules)
+    )
     names = tuple(p.name for p in strat.params)
     if sort_by not in METRIC_NAMES and sort_by not in names:
         raise SpecError(
@@ -142,6 +146,21 @@ def plan_sweep(
         combinations=total,
         skip_reasons=reasons,
     )
+
+
+def _strategy(
+    strategy: str | Strategy, grid: Mapping[str, Sequence[object]], rules: Mapping[str, str] | None
+) -> Strategy:
+    """The strategy a sweep runs: a registered one, or the rules strategy over the grid's
+    parameters (each one's first value its default)."""
+    if isinstance(strategy, Strategy):
+        return strategy
+    if rules is None:
+        return strategy_named(strategy)
+    from coinbt.engine.rules import rules_strategy
+
+    firsts = {k: v[0] for k, v in grid.items() if isinstance(v, Sequence) and v}
+    return rules_strategy(rules, firsts)
 
 
 def _split(
@@ -197,6 +216,7 @@ async def sweep_on(
     on_chunk: Callable[[ChunkReport], Any] | None = None,
     name: str = "sweep",
     reruns: int = 2,
+    rules: Mapping[str, str] | None = None,
 ) -> SweepResult:
     """``engine.sweep`` split into ``chunks`` chunks (default: the executor's worker count) run
     on ``executor``'s workers; the same :class:`~coinbt.engine.SweepResult`, row for row.
@@ -219,6 +239,7 @@ async def sweep_on(
         slippage_bps=slippage_bps,
         fill=fill,
         sort_by=sort_by,
+        rules=rules,
     )
     base: dict[str, Any] = {
         "strategy": plan.strategy,
@@ -229,6 +250,8 @@ async def sweep_on(
         "sort_by": sort_by,
         "descending": descending,
     }
+    if rules is not None:
+        base["rules"] = dict(rules)
     if isinstance(data, SyntheticSpec):
         base["synthetic"] = {
             "bars": data.bars,

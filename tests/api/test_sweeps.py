@@ -258,3 +258,40 @@ async def test_malformed_and_misplaced_sweeps(open_system: OpenSystem) -> None:
         assert "sweep" in [d["field"] for d in response.json()["error"]["details"]]
         assert (await http.get("/sweeps/x/rows?cursor=zz")).status_code == 404
         assert await system.store.last_position() == 0
+
+
+async def test_a_rules_strategy_is_swept_over_its_parameters(open_system: OpenSystem) -> None:
+    from coinbt.engine.rules import rules_strategy
+
+    rules = {
+        "entry": "cross_above(sma(close, fast), sma(close, slow))",
+        "exit": "cross_below(sma(close, fast), sma(close, slow))",
+    }
+    async with open_system(workers=2) as system, http_client("asgi", system) as http:
+        body = sweep_body(strategy="rules", rules=rules, grid={"fast": [5, 10], "slow": [30, 60]})
+        response = await http.post("/sweeps", json=body)
+        assert response.status_code == 202, response.text
+        task_id = response.json()["task_id"]
+        await system.drain()
+        done = (await http.get(f"/sweeps/{task_id}")).json()
+        assert done["status"] == "completed", done
+        expected = engine.sweep(
+            rules_strategy(rules, {"fast": 5, "slow": 30}),
+            {"fast": [5, 10], "slow": [30, 60]},
+            engine.synthetic(20_000, seed=1, interval="1h"),
+            fee_bps=5,
+        )
+        assert done["sweep"]["best"] == [dict(row) for row in expected.rows]
+        # The same rows as sma_cross: the rules use the engine's exact indicators.
+        plain = engine.sweep(
+            "sma_cross",
+            {"fast": [5, 10], "slow": [30, 60]},
+            engine.synthetic(20_000, seed=1, interval="1h"),
+            fee_bps=5,
+        )
+        assert [r["sharpe"] for r in done["sweep"]["best"]] == [r["sharpe"] for r in plain.rows]
+        before = await system.store.last_position()
+        bad = sweep_body(strategy="rules", rules=rules, grid={"fast": [5], "slwo": [30]})
+        response = await http.post("/sweeps", json=bad)
+        assert response.status_code == 422
+        assert await system.store.last_position() == before
