@@ -147,6 +147,7 @@ async def validate_sweep(
 
     assert spec.sweep is not None
     options = spec.sweep
+    _plain_only(spec)
     grid = sweep_grid(spec, max_combinations)
     # The data, costs and limits; a builtin strategy with its defaults (the grid may leave
     # them), a rules strategy with the grid's first values (its parameters are the names its
@@ -191,6 +192,34 @@ async def validate_sweep(
             lambda: plan_folds(strategy, grid, ts, interval_ms, train_ms, test_ms, wf.anchored)
         )
     return plan
+
+
+_TRADING_DEFAULTS = {
+    "direction": "long",
+    "sl_stop": None,
+    "tp_stop": None,
+    "sl_trail": False,
+    "size": None,
+    "size_type": "all",
+}
+
+
+def _plain_only(spec: TaskSpec) -> None:
+    """Sweeps on the service run long, all-in, without stops (the split sweep's model); the
+    trading options are refused by name rather than ignored."""
+    errors = [
+        FieldError(name, "a sweep on the service runs long, all-in, without stops (for now)")
+        for name, default in _TRADING_DEFAULTS.items()
+        if getattr(spec, name, default) != default
+    ]
+    assert spec.sweep is not None
+    errors += [
+        FieldError(f"grid.{name}", "a sweep on the service grids strategy parameters (for now)")
+        for name in spec.sweep.grid
+        if name in _TRADING_DEFAULTS
+    ]
+    if errors:
+        raise SpecError(errors)
 
 
 def _timestamps(spec: TaskSpec, plan: DataPlan) -> tuple[Any, int]:

@@ -200,7 +200,6 @@ def openapi(*, token_required: bool, max_bars: int = DEFAULT_MAX_BARS) -> dict[s
                                                     "items": {"$ref": _REF.format(name="TaskOut")},
                                                 }
                                             },
-                                            "required": ["tasks"],
                                             "additionalProperties": False,
                                         },
                                     ]

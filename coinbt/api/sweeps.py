@@ -13,7 +13,7 @@ from starlette.responses import Response
 from coinbt.api._params import int_param, read_body, task_id_param
 from coinbt.api.backtests import STATUSES, decode_cursor, encode_cursor
 from coinbt.api.errors import json_response
-from coinbt.errors import InvalidRequestError
+from coinbt.errors import ArtifactPendingError, InvalidRequestError
 from coinbt.projections.status import TaskView
 from coinbt.runtime import System
 from coinbt.sweeps import decode_sweep
@@ -33,8 +33,7 @@ class Sweeps:
     def _json(self, view: TaskView, summary: dict[str, Any] | None = None) -> dict[str, Any]:
         out = self.system.task_json(view)
         out["kind"] = "walk_forward" if _walk_forward(view) else "grid"
-        if summary is not None:
-            out["sweep"] = summary
+        out["sweep"] = summary  # once completed (and its summary artifact stored)
         return out
 
     async def submit(self, request: Request) -> Response:
@@ -70,8 +69,17 @@ class Sweeps:
 
     async def get(self, request: Request) -> Response:
         view = await self.system.sweep(task_id_param(request))
-        summary = await self.system.sweep_summary(view) if view.status == "completed" else None
-        return json_response(self._json(view, summary))
+        summary: dict[str, Any] | None = None
+        pending = False
+        if view.status == "completed":
+            try:
+                summary = await self.system.sweep_summary(view)
+            except ArtifactPendingError:  # stored in a moment: the task reads fine meanwhile
+                pending = True
+        out = self._json(view, summary)
+        if pending:
+            out["sweep_pending"] = True
+        return json_response(out)
 
     async def cancel(self, request: Request) -> Response:
         task_id = task_id_param(request)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 import urllib.parse
 from typing import Any
 
@@ -116,9 +117,21 @@ def submit_sweep(
         _print_task(task, args.json)
         return 0
     status = _follow(client, task["task_id"], False, quiet=True)
-    sweep = client.call("GET", f"/sweeps/{urllib.parse.quote(task['task_id'])}")
+    sweep = _finished(client, task["task_id"])
     _print_sweep(sweep, args.json, args.top if args.top is not None else 10)
     return status
+
+
+def _finished(client: ApiClient, task_id: str) -> dict[str, Any]:
+    """The sweep once it ended, with its summary if it completed (whose artifact may take a
+    moment to be stored: asked again for up to 30 s)."""
+    path = f"/sweeps/{urllib.parse.quote(task_id)}"
+    deadline = time.monotonic() + 30.0
+    while True:
+        sweep: dict[str, Any] = client.call("GET", path)
+        if not sweep.get("sweep_pending") or time.monotonic() > deadline:
+            return sweep
+        time.sleep(0.2)
 
 
 def _list(args: argparse.Namespace) -> int:

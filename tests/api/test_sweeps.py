@@ -208,6 +208,8 @@ BAD_SWEEPS = [
     pytest.param({"walk_forward": {"train": "180d"}}, "walk_forward.test", id="wf-missing-test"),
     pytest.param({"grid": None}, "grid", id="grid-null"),
     pytest.param({"colour": "red"}, "colour", id="unknown-field"),
+    pytest.param({"direction": "short"}, "direction", id="trading-option"),
+    pytest.param({"grid": {"fast": [5], "sl_stop": [0.1]}}, "grid.sl_stop", id="trading-grid"),
     pytest.param({"strategy": "nope"}, "strategy", id="unknown-strategy"),
     pytest.param({"data": {"synthetic": {"bars": 1}}}, "data.synthetic.bars", id="bad-data"),
 ]
