@@ -13,7 +13,7 @@ from starlette.responses import Response
 from coinbt.api._params import int_param, read_body, task_id_param
 from coinbt.api.backtests import STATUSES, decode_cursor, encode_cursor
 from coinbt.api.errors import json_response
-from coinbt.errors import ArtifactPendingError, InvalidRequestError
+from coinbt.errors import ArtifactPendingError, InvalidRequestError, MissingExtraError
 from coinbt.projections.status import TaskView
 from coinbt.runtime import System
 from coinbt.sweeps import decode_sweep
@@ -157,14 +157,9 @@ class Sweeps:
                 headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
             )
         try:
-            import pyarrow  # type: ignore[import-not-found]  # noqa: F401
+            import pyarrow  # noqa: F401
         except ImportError:
-            raise InvalidRequestError(
-                "Parquet needs pyarrow on the server (pip install 'coinbt[parquet]'); "
-                "ask for format=csv",
-                field="format",
-                code="parquet_unavailable",
-            ) from None
+            raise MissingExtraError("Parquet export", "parquet", "pyarrow") from None
         parquet = await anyio.to_thread.run_sync(_to_parquet, data)
         return Response(
             parquet,
@@ -190,8 +185,8 @@ def _offset(cursor: str) -> int:
 def _to_parquet(data: bytes) -> bytes:
     import io
 
-    import pyarrow.csv as pa_csv  # type: ignore[import-not-found]
-    import pyarrow.parquet as pq  # type: ignore[import-not-found]
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
 
     table = pa_csv.read_csv(io.BytesIO(data))
     out = io.BytesIO()

@@ -92,6 +92,14 @@ async def test_a_sweep_runs_as_a_task_and_equals_engine_sweep(
         parsed = list(csv.DictReader(io.StringIO(table.text)))
         assert len(parsed) == 9
         assert float(parsed[0]["sharpe"]) == pytest.approx(expected.rows[0]["sharpe"])
+        parquet = await http.get(f"/sweeps/{task_id}/table?format=parquet")
+        assert parquet.status_code == 200
+        import pyarrow.parquet as pq
+
+        frame = pq.read_table(io.BytesIO(parquet.content))
+        assert frame.num_rows == 9
+        assert frame.column("sharpe").to_pylist()[0] == pytest.approx(expected.rows[0]["sharpe"])
+        assert (await http.get(f"/sweeps/{task_id}/table?format=xls")).status_code == 400
 
         # Listed under /sweeps; a backtest is not.
         backtest = await http.post(
