@@ -314,3 +314,65 @@ def test_all_is_refused_for_several_assets_and_misaligned_data_is_named() -> Non
     assert error.field == "data.datasets[1]"
     assert "'B'" in error.message
     assert "2024-01-01T01:40:00Z" in error.message
+
+
+def replay(fills: Any, k: int, n: int, cash: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cash and each asset's position after every bar, from the fills alone."""
+    q = np.zeros(k)
+    cash_path, qty_path = np.empty(n), np.empty((n, k))
+    j = 0
+    for t in range(n):
+        while j < len(fills.bar) and fills.bar[j] == t:
+            signed = float(fills.side[j]) * float(fills.qty[j])
+            cash -= signed * float(fills.price[j]) + float(fills.fee[j])
+            q[int(fills.asset[j])] += signed
+            j += 1
+        cash_path[t], qty_path[t] = cash, q
+    return cash_path, qty_path
+
+
+@pytest.mark.parametrize("fill", ["next_open", "close"])
+def test_equity_is_cash_plus_positions_and_the_future_is_never_read(fill: str) -> None:
+    @settings(
+        max_examples=40,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+        derandomize=True,
+    )
+    @given(data=st.data())
+    def inner(data: st.DataObject) -> None:
+        assets = data.draw(portfolio(3))
+        o = data.draw(options(len(assets)))
+        spec = spec_of("sma_cross", {"fast": 2, "slow": 5}, o, fill=fill, slippage_bps=3.0)
+        named = {f"A{i}": b for i, b in enumerate(assets)}
+        if len(assets[0]) < 6:
+            return
+        result = run(spec, named)
+        n, k = len(assets[0]), len(assets)
+        cash, qty = replay(result.fills, k, n, CASH)
+        closes = np.stack([b.close for b in assets], axis=1)
+        scale = 1e-9 * max(CASH, float(np.max(np.abs(result.equity))))
+        np.testing.assert_allclose(
+            result.equity, cash + (qty * closes).sum(axis=1), rtol=1e-9, atol=scale
+        )
+        # rewrite everything after bar `cut`: no fill up to `cut` may change
+        cut = data.draw(st.integers(1, n - 1))
+        changed = {}
+        for name, b in named.items():
+            o2 = data.draw(gappy_series(min_size=n, max_size=n))
+            cols = [
+                np.concatenate((getattr(b, c)[: cut + 1], getattr(o2, c)[cut + 1 :]))
+                for c in ("open", "high", "low", "close")
+            ]
+            lo = np.minimum.reduce([cols[0], cols[3], cols[2]])
+            hi = np.maximum.reduce([cols[0], cols[3], cols[1]])
+            changed[name] = Bars(b.ts, cols[0], hi, lo, cols[3], b.volume)
+        again = run(spec, changed)
+        upto = result.fills.bar <= cut
+        upto_again = again.fills.bar <= cut
+        assert result.fills.bar[upto].tolist() == again.fills.bar[upto_again].tolist()
+        assert result.fills.reason[upto].tolist() == again.fills.reason[upto_again].tolist()
+        np.testing.assert_allclose(result.fills.qty[upto], again.fills.qty[upto_again], rtol=1e-12)
+        np.testing.assert_array_equal(result.equity[:cut], again.equity[:cut])
+
+    inner()
