@@ -148,7 +148,18 @@ class _Trade:
 def ledger(fills: Fills, symbols: Sequence[str], last_closes: Sequence[float]) -> Ledger:
     """Fold ``fills`` (time order; ``fills.asset`` indexes ``symbols``) into per-asset position
     summaries and round-trip trades (see the module doc for the definitions).
+
+    When every fill opens from flat, closes the whole position or reverses it (what the engine
+    produces, but for a cover the cash could not pay in full), the fold is done with array
+    operations, in the same floating-point operations and order as the loop (equal results).
     """
+    fast = _whole_fills(fills, symbols, last_closes)
+    if fast is not None:
+        return fast
+    return _fold(fills, symbols, last_closes)
+
+
+def _fold(fills: Fills, symbols: Sequence[str], last_closes: Sequence[float]) -> Ledger:
     n_assets = len(symbols)
     qty = [0.0] * n_assets
     basis = [0.0] * n_assets
@@ -271,3 +282,129 @@ def ledger_of(result: BacktestResult) -> Ledger:
     """The ledger of a finished backtest (its symbols, marked at each asset's last close)."""
     closes = result.last_closes or (result.last_close,)
     return ledger(result.fills, result.symbols, closes)
+
+
+def _whole_fills(
+    fills: Fills, symbols: Sequence[str], last_closes: Sequence[float]
+) -> Ledger | None:
+    """The fold for fills that never add to a position nor close part of it; None otherwise."""
+    m = len(fills)
+    n_assets = len(symbols)
+    asset = fills.asset.astype(np.int64)
+    side = fills.side.astype(np.float64)
+    qty, price, fee = fills.qty, fills.price, fills.fee
+    # One pass in plain floats: what each fill closes and opens, and each asset's previous and
+    # next fill; give up (the loop decides) on a fill that adds to a position or closes part.
+    opening_l = [0.0] * m
+    closing_l = [0.0] * m
+    prev_l = [-1] * m
+    next_l = [-1] * m
+    held = [0.0] * n_assets
+    held_side = [0] * n_assets
+    last = [-1] * n_assets
+    for i, (a, sd, qt) in enumerate(
+        zip(fills.asset.tolist(), fills.side.tolist(), qty.tolist(), strict=True)
+    ):
+        before = held[a]
+        if before > 0.0:
+            if sd == held_side[a] or qt < before:
+                return None
+            closing_l[i] = before
+            op = qt - before
+        else:
+            op = qt
+        opening_l[i] = op
+        held[a], held_side[a] = op, sd
+        j = last[a]
+        prev_l[i] = j
+        if j >= 0:
+            next_l[j] = i
+        last[a] = i
+    opening = np.array(opening_l, dtype=np.float64)
+    closing = np.array(closing_l, dtype=np.float64)
+    prev = np.array(prev_l, dtype=np.int64)
+    order = np.lexsort((np.arange(m), asset))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share_c = np.where(closing > 0.0, closing / qty, 0.0)
+        share_o = np.where(opening > 0.0, opening / qty, 0.0)
+    c_fee = fee * share_c
+    o_fee = fee * share_o
+    basis_open = side * opening * price + o_fee  # 0.0 + ... in the loop: the same value
+    released = np.where(prev >= 0, basis_open[np.maximum(prev, 0)], 0.0)
+    gain = -(side * closing * price) - c_fee - released
+    gain = np.where(closing > 0.0, gain, 0.0)
+    realized = np.zeros(n_assets)
+    fees_sum = np.zeros(n_assets)
+    opened = np.zeros(n_assets, dtype=np.int64)
+    qty_end = np.zeros(n_assets)
+    basis_end = np.zeros(n_assets)
+    entry_qty = np.zeros(n_assets)
+    entry_value = np.zeros(n_assets)
+    last_of = np.full(n_assets, -1, dtype=np.int64)
+    for a in range(n_assets):
+        mine = order[asset[order] == a]
+        if len(mine) == 0:
+            continue
+        g = gain[mine][closing[mine] > 0.0]
+        realized[a] = float(np.cumsum(g)[-1]) if len(g) else 0.0
+        fees_sum[a] = float(np.cumsum(fee[mine])[-1])
+        opened[a] = int(np.count_nonzero(opening[mine] > 0.0))
+        last = int(mine[-1])
+        last_of[a] = last
+        if opening[last] > 0.0:
+            qty_end[a] = 0.0 + side[last] * opening[last]
+            basis_end[a] = basis_open[last]
+            entry_qty[a] = opening[last]
+            entry_value[a] = opening[last] * price[last]
+    positions = []
+    unrealized = np.zeros(n_assets)
+    for a in range(n_assets):
+        close = float(last_closes[a])
+        u = float(qty_end[a] * close - basis_end[a]) if qty_end[a] != 0.0 else 0.0
+        unrealized[a] = u
+        avg = _avg(float(entry_value[a]), float(entry_qty[a])) if qty_end[a] != 0.0 else 0.0
+        positions.append(
+            PositionSummary(
+                symbol=symbols[a],
+                qty=float(qty_end[a]),
+                avg_entry_price=avg,
+                realized_pnl=float(realized[a]),
+                unrealized_pnl=u,
+                fees=float(fees_sum[a]),
+                trades=int(opened[a]),
+                last_close=close,
+            )
+        )
+    # trades: one per opening fill, closed by the next fill of its asset (if any)
+    opens = np.flatnonzero(opening > 0.0)
+    closer = np.array(next_l, dtype=np.int64)[opens]
+    closed = closer >= 0
+    cl = np.maximum(closer, 0)
+    t_asset = asset[opens]
+    pnl = np.where(closed, gain[cl], 0.0)
+    still_open = ~closed
+    if bool(still_open.any()):
+        pnl[still_open] = pnl[still_open] + unrealized[t_asset[still_open]]
+    t_fees = np.where(closed, (0.0 + o_fee[opens]) + c_fee[cl], 0.0 + o_fee[opens])
+    peak_basis = np.abs(basis_open[opens])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ret = np.where(peak_basis > 0.0, pnl / peak_basis, 0.0)
+        exit_price = np.where(
+            closed,
+            (closing[cl] * price[cl]) / closing[cl],
+            np.array([float(last_closes[a]) for a in t_asset.tolist()]),
+        )
+    trades = Trades(
+        asset=t_asset.astype(np.int16),
+        side=fills.side[opens].astype(np.int8),
+        entry_bar=fills.bar[opens].astype(np.int64),
+        entry_price=(opening[opens] * price[opens]) / opening[opens],
+        exit_bar=np.where(closed, fills.bar[cl], -1).astype(np.int64),
+        exit_price=exit_price,
+        qty=np.abs(0.0 + side[opens] * opening[opens]),
+        pnl=pnl,
+        ret=ret,
+        fees=t_fees,
+        exit_reason=np.where(closed, fills.reason[cl], OPEN).astype(np.int8),
+    )
+    return Ledger(tuple(positions), trades)

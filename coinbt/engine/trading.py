@@ -464,6 +464,7 @@ def trade(assets: list[AssetSignals], t: Trading, *, one_loop: bool = True) -> B
             if q_new < MIN_UNITS:
                 q_new = 0.0
             total = q_old + q_new
+            q_new = total - q_old  # what the fill opens, as a fold of the fills computes it
             f = record(a, bar, -1, total, price, SIGNAL)
             cash = cash + total * price - f
         else:  # cover the short and open a long
@@ -477,6 +478,7 @@ def trade(assets: list[AssetSignals], t: Trading, *, one_loop: bool = True) -> B
             if q_new < MIN_UNITS:
                 q_new, spent_all = 0.0, False
             total = q_old + q_new
+            q_new = total - q_old  # what the fill opens, as a fold of the fills computes it
             f = record(a, bar, 1, total, price, SIGNAL)
             cash = 0.0 if spent_all else cash - total * price - f
         if q_new > 0.0:
@@ -668,6 +670,7 @@ def _one(s: AssetSignals, m: _Asset, t: Trading) -> Book:
             else:
                 new_units = 0.0
             total = held + new_units
+            new_units = total - held  # what the fill opens, as a fold of the fills computes it
             f = total * price * fee
             cash = cash + total * price - f
         else:
@@ -689,6 +692,7 @@ def _one(s: AssetSignals, m: _Asset, t: Trading) -> Book:
                 if not new_units >= MIN_UNITS:
                     new_units, spent_all = 0.0, False
             total = held + new_units
+            new_units = total - held  # what the fill opens, as a fold of the fills computes it
             f = total * price * fee
             cash = 0.0 if spent_all else cash - total * price - f
         fill_side = -side

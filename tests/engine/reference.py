@@ -422,6 +422,7 @@ def backtest_5b(
                 new, _ = size_units(-1, after, p, base, equity)
                 new = new if new >= MIN_UNITS else 0.0
                 total = old + new
+                new = total - old  # the opening part, as the fill's split gives it
                 out.fills.append(Fill5b(t, "sell", total, p, total * p * f, "signal", i))
                 cash = cash + total * p - total * p * f
                 side = -1
@@ -439,6 +440,7 @@ def backtest_5b(
                 if not new >= MIN_UNITS:
                     new, all_cash = 0.0, False
                 total = old + new
+                new = total - old  # the opening part, as the fill's split gives it
                 out.fills.append(Fill5b(t, "buy", total, p, total * p * f, "signal", i))
                 cash = 0.0 if all_cash else cash - total * p - total * p * f
                 side = 1

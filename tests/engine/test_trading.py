@@ -376,3 +376,31 @@ def test_equity_is_cash_plus_positions_and_the_future_is_never_read(fill: str) -
         np.testing.assert_array_equal(result.equity[:cut], again.equity[:cut])
 
     inner()
+
+
+@pytest.mark.parametrize("fill", ["next_open", "close"])
+def test_the_ledger_of_whole_fills_equals_the_fold(fill: str) -> None:
+    from coinbt.engine.ledger import _fold, ledger
+    from coinbt.engine.result import Fills
+
+    @SETTINGS
+    @given(data=st.data())
+    def inner(data: st.DataObject) -> None:
+        assets = data.draw(portfolio(4))
+        o = data.draw(options(len(assets)))
+        sigs = [data.draw(random_signals(len(assets[0]), False)) for _ in assets]
+        book = trade(_assets(assets, sigs, False), _trading(o, fill, 5.0))
+        fills = Fills(
+            book.bar, book.bar * 60_000, book.side, book.qty, book.price, book.fee,
+            book.reason, book.asset,
+        )  # fmt: skip
+        symbols = [f"A{i}" for i in range(len(assets))]
+        closes = [float(b.close[-1]) for b in assets]
+        fast, slow = ledger(fills, symbols, closes), _fold(fills, symbols, closes)
+        assert fast.positions == slow.positions
+        for name in fast.trades.__dataclass_fields__:
+            got, want = getattr(fast.trades, name), getattr(slow.trades, name)
+            assert got.dtype == want.dtype, name
+            np.testing.assert_array_equal(got, want, err_msg=name)
+
+    inner()
