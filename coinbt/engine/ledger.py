@@ -340,7 +340,6 @@ def _whole_fills(
     basis_end = np.zeros(n_assets)
     entry_qty = np.zeros(n_assets)
     entry_value = np.zeros(n_assets)
-    last_of = np.full(n_assets, -1, dtype=np.int64)
     for a in range(n_assets):
         mine = order[asset[order] == a]
         if len(mine) == 0:
@@ -349,13 +348,12 @@ def _whole_fills(
         realized[a] = float(np.cumsum(g)[-1]) if len(g) else 0.0
         fees_sum[a] = float(np.cumsum(fee[mine])[-1])
         opened[a] = int(np.count_nonzero(opening[mine] > 0.0))
-        last = int(mine[-1])
-        last_of[a] = last
-        if opening[last] > 0.0:
-            qty_end[a] = 0.0 + side[last] * opening[last]
-            basis_end[a] = basis_open[last]
-            entry_qty[a] = opening[last]
-            entry_value[a] = opening[last] * price[last]
+        end = int(mine[-1])
+        if opening[end] > 0.0:
+            qty_end[a] = 0.0 + side[end] * opening[end]
+            basis_end[a] = basis_open[end]
+            entry_qty[a] = opening[end]
+            entry_value[a] = opening[end] * price[end]
     positions = []
     unrealized = np.zeros(n_assets)
     for a in range(n_assets):
