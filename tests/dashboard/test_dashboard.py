@@ -343,3 +343,40 @@ async def test_a_token_protected_server_asks_for_the_token_once(
             await expect(row(page, task.task_id)).to_be_visible()
             await wait_live(page)
             assert await page.evaluate("window.__prompts") == 0
+
+
+async def test_datasets_are_listed_and_a_csv_imports_from_the_page(
+    browser: Browser, tmp_path: Path
+) -> None:
+    from tests.data.test_versions import T0, csv_rows
+
+    csv = tmp_path / "eth.csv"
+    csv.write_bytes(csv_rows(T0, 200, skip=range(50, 55)))
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(
+        b"timestamp,open,high,low,close,volume\n2024-01-01,1,2,0.5,1.5,1\nx,1,2,0.5,1,1\n"
+    )
+    async with system_factory(tmp_path)(workers=0) as system:
+        await system.catalog.import_bytes("btc-1h", csv_rows(T0, 100), source="btc.csv")
+        async with server_url(system) as url, open_page(browser, url + "/#/data") as page:
+            listed = page.locator('tr[data-dataset="btc-1h"]')
+            await expect(listed).to_contain_text("100")
+            await expect(listed).to_contain_text("1h")
+            await expect(listed).to_contain_text("btc.csv")
+            await expect(page.get_by_role("link", name="Datasets")).to_have_attribute(
+                "aria-current", "page"
+            )
+            await page.get_by_label("CSV file").set_input_files(str(bad))
+            await page.get_by_label("Dataset name").fill("bad-1h")
+            await page.get_by_role("button", name="Import").click()
+            await expect(page.locator(".import-form .form-status")).to_contain_text("Not imported (row 3)")
+            await page.get_by_label("CSV file").set_input_files(str(csv))
+            await page.get_by_label("Dataset name").fill("eth-1h")
+            await page.get_by_role("button", name="Import").click()
+            await expect(page.locator(".import-form .form-status")).to_contain_text(
+                "Imported eth-1h version 1: 195 bars, 1 gap(s)"
+            )
+            imported = page.locator('tr[data-dataset="eth-1h"]')
+            await expect(imported).to_contain_text("195")
+            await expect(imported.locator("td[data-gaps]")).to_have_attribute("data-gaps", "1")
+        assert [d.name for d in await system.catalog.all()] == ["btc-1h", "eth-1h"]

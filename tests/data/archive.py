@@ -60,13 +60,17 @@ class Archive:
         keep = np.ones(count, dtype=bool)
         if holes:
             keep[count // 2 : count // 2 + holes] = False
-        lines = []
-        for t, o, h, lo, c, v in zip(
-            ts[keep].tolist(),
-            *(x[keep].tolist() for x in (bars.open, bars.high, bars.low, bars.close, bars.volume)),
-            strict=True,
-        ):  # the 12 columns of a kline file
-            lines.append(f"{t},{o!r},{h!r},{lo!r},{c!r},{v!r},{t + step - 1},0,1,0,0,0")
+        # As the real files: prices in cents and volumes written with 8 decimals.
+        o, h, lo, c = (np.round(x, 2) for x in (bars.open, bars.high, bars.low, bars.close))
+        v = np.round(bars.volume, 5)
+        lines = [
+            f"{t},{a:.8f},{b:.8f},{d:.8f},{e:.8f},{g:.8f},{t + step - 1},0,1,0,0,0"
+            for t, a, b, d, e, g in zip(
+                ts[keep].tolist(),
+                *(x[keep].tolist() for x in (o, h, lo, c, v)),
+                strict=True,
+            )
+        ]  # the 12 columns of a kline file
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
             z.writestr(f"{stem}.csv", "\n".join(lines) + "\n")

@@ -61,8 +61,9 @@ async function errorOf(response) {
   return new ApiError(response.status, error, response.headers);
 }
 
-/** fetch() with the token; on 401 asks for the token (once for all requests) and retries. */
-export async function request(method, path, { body, headers = {}, signal } = {}) {
+/** fetch() with the token; on 401 asks for the token (once for all requests) and retries.
+ * `body` is sent as JSON, `raw` (a File or Blob) as it is. */
+export async function request(method, path, { body, raw, headers = {}, signal } = {}) {
   for (;;) {
     const sent = token();
     const init = { method, signal, cache: "no-store", headers: { Accept: "application/json", ...headers } };
@@ -70,6 +71,8 @@ export async function request(method, path, { body, headers = {}, signal } = {})
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
+    } else if (raw !== undefined) {
+      init.body = raw; // a File or Blob as it is (give its Content-Type in headers)
     }
     const response = await fetch(path, init);
     if (response.status !== 401) return response;

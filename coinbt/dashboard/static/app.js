@@ -3,6 +3,7 @@
 
 import { get, setTokenPrompt } from "./api.js";
 import { compareView } from "./compare.js";
+import { datasetsView } from "./datasets.js";
 import { detailView } from "./detail.js";
 import { LiveStream } from "./live.js";
 import * as store from "./store.js";
@@ -58,7 +59,7 @@ function route() {
   current?.destroy();
   current?.el.remove();
   current = null;
-  const active = name === "compare" ? "compare" : name === "task" ? null : "tasks";
+  const active = name === "compare" || name === "data" ? name : name === "task" ? null : "tasks";
   for (const link of document.querySelectorAll("nav.main a")) {
     if (link.dataset.route === active) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
@@ -66,6 +67,10 @@ function route() {
   if (name === "task" && arg) {
     tasks.hide();
     current = detailView(decodeURIComponent(arg));
+  } else if (name === "data") {
+    tasks.hide();
+    current = datasetsView();
+    document.title = "Datasets \u00b7 coinbt";
   } else if (name === "compare") {
     tasks.hide();
     current = compareView(decodeURIComponent(arg).split(","));
