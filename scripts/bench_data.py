@@ -50,9 +50,24 @@ def measure_fetch(work: Path) -> dict[str, Any]:
         zips = [p for p in archive.files if p.endswith(".zip")]
         size = sum(len(archive.files[p]) for p in zips)
         db = str(work / "coinbt.db")
-        base = ["data", "fetch", "binance", "BTCUSDT", "1m", "--from", "2023-01", "--to",
-                "2023-12", "--base-url", archive.url, "--db", db, "--create", "--today",
-                "2024-06-01"]
+        base = [
+            "data",
+            "fetch",
+            "binance",
+            "BTCUSDT",
+            "1m",
+            "--from",
+            "2023-01",
+            "--to",
+            "2023-12",
+            "--base-url",
+            archive.url,
+            "--db",
+            db,
+            "--create",
+            "--today",
+            "2024-06-01",
+        ]
         start = time.perf_counter()
         _quiet(base)
         cold = time.perf_counter() - start
@@ -72,8 +87,20 @@ def measure_fetch(work: Path) -> dict[str, Any]:
     except ImportError:
         out["pandas_read_csv_s"] = None
         return out
-    names = ["open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume",
-             "trades", "taker_base", "taker_quote", "ignore"]
+    names = [
+        "open_time",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "close_time",
+        "quote_volume",
+        "trades",
+        "taker_base",
+        "taker_quote",
+        "ignore",
+    ]
     start = time.perf_counter()
     frames = [pd.read_csv(p, compression="zip", header=None, names=names) for p in local]
     frame = pd.concat(frames, ignore_index=True)

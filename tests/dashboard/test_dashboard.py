@@ -369,7 +369,9 @@ async def test_datasets_are_listed_and_a_csv_imports_from_the_page(
             await page.get_by_label("CSV file").set_input_files(str(bad))
             await page.get_by_label("Dataset name").fill("bad-1h")
             await page.get_by_role("button", name="Import").click()
-            await expect(page.locator(".import-form .form-status")).to_contain_text("Not imported (row 3)")
+            await expect(page.locator(".import-form .form-status")).to_contain_text(
+                "Not imported (row 3)"
+            )
             await page.get_by_label("CSV file").set_input_files(str(csv))
             await page.get_by_label("Dataset name").fill("eth-1h")
             await page.get_by_role("button", name="Import").click()
