@@ -31,10 +31,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from coinbt import engine  # noqa: E402
-from coinbt.cli import main as coinbt  # noqa: E402
-from coinbt.data.resample import resample  # noqa: E402
-from tests.data.archive import serve_archive  # noqa: E402
+from coinbt import engine
+from coinbt.cli import main as coinbt
+from coinbt.data.resample import resample
+from tests.data.archive import serve_archive
 
 
 def _quiet(argv: list[str]) -> None:
@@ -169,13 +169,15 @@ def table(result: dict[str, Any]) -> str:
             f"{'pandas read_csv of the same zips (parse only)':<44} {f['pandas_read_csv_s']:>9.3f} "
             f"{f['bars'] / f['pandas_read_csv_s']:>12,.0f}"
         )
+        cold, cached = (f[k] / f["pandas_read_csv_s"] for k in ("fetch_cold_s", "fetch_cached_s"))
         lines.append(
-            f"  same run: coinbt fetch-cold takes {f['fetch_cold_s'] / f['pandas_read_csv_s']:.2f}x "
-            f"pandas' time, fetch-cached {f['fetch_cached_s'] / f['pandas_read_csv_s']:.2f}x"
+            f"  same run: coinbt fetch-cold takes {cold:.2f}x pandas' time, fetch-cached "
+            f"{cached:.2f}x"
         )
     r, i = result["resample"], result["info"]
+    label = f"resample {r['bars']:,} 1m bars to 1h"
     lines += [
-        f"{'resample ' + format(r['bars'], ',') + ' 1m bars to 1h':<44} {r['best_ms'] / 1000:>9.4f} "
+        f"{label:<44} {r['best_ms'] / 1000:>9.4f} "
         f"{r['bars'] / (r['best_ms'] / 1000):>12,.0f}   ({r['ms_per_million']} ms per million; "
         "goal < 100)",
         f"{'data info on ' + format(i['bars'], ',') + ' bars':<44} {i['info_best_s']:>9.3f} "
