@@ -278,3 +278,73 @@ def test_a_bad_market_is_an_argparse_error(
         main(["data", "fetch", "binance", "BTCUSDT", "1h", "--from", "2024-01", "--market", market])
     assert exit_info.value.code == 2
     assert "--market" in capsys.readouterr().err
+
+
+async def test_a_fetched_dataset_backtests_through_the_service(tmp_path: Path) -> None:
+    import anyio
+
+    from coinbt.events import DataSpec, TaskSpec
+    from tests.system import system_factory
+
+    with serve_archive() as archive:
+        jan = archive.add_month("BTCUSDT", "1h", date(2024, 1, 1))
+        argv = [
+            "data",
+            "fetch",
+            "binance",
+            "BTCUSDT",
+            "1h",
+            "--from",
+            "2024-01",
+            "--to",
+            "2024-01",
+            "--base-url",
+            archive.url,
+            "--db",
+            str(tmp_path / "coinbt.db"),
+            "--create",
+        ]
+        assert await anyio.to_thread.run_sync(main, argv) == 0
+    async with system_factory(tmp_path)(workers=1) as system:
+        spec = TaskSpec(
+            strategy="sma_cross",
+            params={"fast": 5, "slow": 20},
+            data=DataSpec(dataset="BTCUSDT-1h"),
+        )
+        task = await system.submit(spec)
+        await system.drain()
+        done = await system.task(task.task_id)
+        assert done.status == "completed", done.error
+        assert done.spec.data.version == 1
+        assert done.result is not None
+        assert done.result["symbol"] == "BTCUSDT"
+        assert len(jan) == 744
+
+
+def test_progress_shows_on_a_terminal_only(archive: Archive, tmp_path: Path) -> None:
+    from tests.cli.terminal import on_a_terminal
+
+    archive.add_month("BTCUSDT", "1h", date(2024, 1, 1))
+    archive.add_month("BTCUSDT", "1h", date(2024, 2, 1))
+    argv = [
+        "data",
+        "fetch",
+        "binance",
+        "BTCUSDT",
+        "1h",
+        "--from",
+        "2024-01",
+        "--to",
+        "2024-02",
+        "--base-url",
+        archive.url,
+        "--db",
+        str(tmp_path / "coinbt.db"),
+        "--create",
+    ]
+    status, out, terminal = on_a_terminal(*argv)
+    assert status == 0, terminal
+    assert "fetching BTCUSDT-1h: 2 of 2 files (100%)" in terminal
+    assert "\r\x1b[K" in terminal
+    assert "\r" not in out  # standard output holds the result only
+    assert "fetched BTCUSDT-1h version 1" in out
