@@ -76,10 +76,12 @@ class GatedCatalog:
     def path_of(self, info: DatasetInfo) -> Path:
         return self.inner.path_of(info)
 
-    async def get(self, name: str) -> DatasetInfo:
+    async def get(
+        self, name: str, version: int | None = None, *, include_retired: bool = False
+    ) -> DatasetInfo:
         self.entered.set()
         await self.gate.wait()
-        return await self.inner.get(name)
+        return await self.inner.get(name, version, include_retired=include_retired)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
