@@ -69,7 +69,42 @@ def decode_spec(body: bytes) -> TaskSpec:
     try:
         return _json_decoder.decode(body)
     except msgspec.ValidationError as e:
-        raise SpecError([field_error(e)]) from e
+        raise SpecError(_every_field_error(body, e)) from e
+
+
+# Decodable stand-ins for a required field that is wrong or missing, so that decoding again can
+# find the errors of the other fields (msgspec stops at the first).
+_STAND_INS: dict[str, Any] = {"strategy": "buy_and_hold", "data": {"synthetic": {"bars": 2}}}
+
+
+def _every_field_error(body: bytes, first: msgspec.ValidationError) -> list[FieldError]:
+    """The first error of every top-level field, not only the first one msgspec meets: decode
+    again without each bad field (a stand-in for a required one) until the rest decodes."""
+    errors = [field_error(first)]
+    try:
+        raw = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return errors
+    if not isinstance(raw, dict):
+        return errors
+    for _ in range(len(raw) + len(_STAND_INS)):
+        key = re.split(r"[.\[]", errors[-1].field, maxsplit=1)[0]
+        if key in _STAND_INS and raw.get(key) != _STAND_INS[key]:
+            raw[key] = _STAND_INS[key]
+        elif key in raw:
+            del raw[key]
+        else:
+            break
+        try:
+            _json_decoder.decode(msgspec.json.encode(raw))
+        except msgspec.ValidationError as e:
+            error = field_error(e)
+            if any(error.field == seen.field for seen in errors):
+                break
+            errors.append(error)
+        else:
+            break
+    return errors
 
 
 def decode_specs(body: bytes) -> list[TaskSpec]:

@@ -375,3 +375,21 @@ async def test_a_nested_field_error_names_its_path_once(open_system: OpenSystem)
         assert detail["field"] == "data.synthetic.interval"
         assert detail["message"].startswith("invalid interval '0m'")  # not "interval: ..."
         assert "interval: interval" not in response.json()["error"]["message"]
+
+
+async def test_every_badly_typed_field_is_named_not_only_the_first(
+    open_system: OpenSystem,
+) -> None:
+    async with open_system(workers=0) as system, http_client("asgi", system) as http:
+        body = {
+            "strategy": 5,
+            "data": {"synthetic": {"bars": "many"}},
+            "cash": "lots",
+            "fee_bps": -1,
+            "colour": "red",
+        }
+        response = await http.post("/backtests", json=body)
+        assert response.status_code == 422
+        fields = [d["field"] for d in response.json()["error"]["details"]]
+        assert sorted(fields) == ["cash", "colour", "data.synthetic.bars", "fee_bps", "strategy"]
+        assert await system.store.last_position() == 0
