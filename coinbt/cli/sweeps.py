@@ -32,7 +32,12 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = sweeps.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    lst = commands.add_parser("list", help="sweeps, newest first", description="List sweeps.")
+    lst = commands.add_parser(
+        "list",
+        help="sweeps, newest first",
+        description="List sweeps.",
+        epilog="example: coinbt sweeps list --status completed",
+    )
     _add_common(lst)
     lst.add_argument("--status", choices=["queued", "running", "completed", "failed", "cancelled"])
     lst.add_argument("--limit", type=int, default=20, help="how many (20)")
@@ -42,6 +47,7 @@ def register(subparsers: Any) -> None:
         help="one sweep, with its best rows when completed",
         description="Show one sweep: status, and when completed its best rows, the deflated "
         "Sharpe ratio and, for a walk-forward, every fold and the degradation.",
+        epilog="example: coinbt sweeps status TASK_ID --top 10",
     )
     _add_common(status)
     status.add_argument("task_id", metavar="ID")
@@ -52,6 +58,7 @@ def register(subparsers: Any) -> None:
         help="cancel a queued or running sweep",
         description="Cancel a sweep (every chunk's process is stopped). Cancelling a cancelled "
         "sweep changes nothing; a completed or failed one cannot be cancelled (exit 2).",
+        epilog="example: coinbt sweeps cancel TASK_ID",
     )
     _add_common(cancel)
     cancel.add_argument("task_id", metavar="ID")
