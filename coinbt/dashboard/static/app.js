@@ -7,6 +7,7 @@ import { datasetsView } from "./datasets.js";
 import { detailView } from "./detail.js";
 import { LiveStream } from "./live.js";
 import * as store from "./store.js";
+import { sweepView, sweepsView } from "./sweeps.js";
 import { tasksView } from "./tasks.js";
 
 const main = document.getElementById("view");
@@ -59,7 +60,9 @@ function route() {
   current?.destroy();
   current?.el.remove();
   current = null;
-  const active = name === "compare" || name === "data" ? name : name === "task" ? null : "tasks";
+  const sweeps = name === "sweeps" || name === "sweep";
+  const active =
+    name === "compare" || name === "data" ? name : sweeps ? "sweeps" : name === "task" ? null : "tasks";
   for (const link of document.querySelectorAll("nav.main a")) {
     if (link.dataset.route === active) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
@@ -71,6 +74,10 @@ function route() {
     tasks.hide();
     current = datasetsView();
     document.title = "Datasets \u00b7 coinbt";
+  } else if (sweeps) {
+    tasks.hide();
+    current = name === "sweep" && arg ? sweepView(decodeURIComponent(arg)) : sweepsView();
+    document.title = "Sweeps \u00b7 coinbt";
   } else if (name === "compare") {
     tasks.hide();
     current = compareView(decodeURIComponent(arg).split(","));
