@@ -284,6 +284,9 @@ def _job(claim: Claim, plan: DataPlan, out: Path) -> Job:
         start_ms=plan.start_ms,
         end_ms=plan.end_ms,
         rules=None if spec.rules is None else _rules(spec.rules),
+        plugin_sha256=spec.source.sha256
+        if spec.source is not None and spec.source.kind == "plugin"
+        else None,
         direction=spec.direction,
         sl_stop=spec.sl_stop,
         tp_stop=spec.tp_stop,

@@ -76,6 +76,8 @@ def execute(job: Job, progress: Any = None) -> JobResult:
 
     from coinbt.engine import BacktestSpec, run
 
+    if job.plugin_sha256 is not None:
+        _same_plugin(job.strategy, job.plugin_sha256)
     assets, bars = _bars_of(job)
     spec = BacktestSpec(
         strategy=job.strategy,
@@ -150,6 +152,21 @@ def _bars_of(job: Job) -> tuple[Any, Any]:
     assert job.dataset_path is not None
     bars = load_bars(job.dataset_path).slice(job.start_ms, job.end_ms)
     return bars, bars
+
+
+def _same_plugin(name: str, recorded: str) -> None:
+    """The plugin this process would run is the code ``Queued`` recorded (its module's sha256);
+    ``StrategyError`` otherwise, so a result never comes from code the log does not name."""
+    from coinbt.engine.strategies import find_strategy
+    from coinbt.errors import StrategyError
+
+    strategy = find_strategy(name)
+    found = None if strategy is None else strategy.provenance.get("sha256")
+    if found != recorded:
+        raise StrategyError(
+            f"plugin strategy {name!r} changed since the task was queued: its module's sha256 is "
+            f"{found or 'unknown (not found here)'}, the task recorded {recorded}"
+        )
 
 
 FILL_DTYPE = [

@@ -31,6 +31,7 @@ class Job(msgspec.Struct, frozen=True):
     start_ms: int | None = None
     end_ms: int | None = None
     rules: dict[str, str] | None = None  # with strategy "rules": entry, exit[, short_*]
+    plugin_sha256: str | None = None  # a plugin's module as recorded in Queued: checked on run
     direction: str = "long"
     sl_stop: float | None = None
     tp_stop: float | None = None

@@ -97,3 +97,37 @@ async def test_serve_refuses_a_plugin_that_cannot_load(tmp_path: Path) -> None:
     assert err.startswith("coinbt: error: --strategies: cannot load a plugin strategy from ")
     assert "broken.py: SyntaxError" in err
     assert "Traceback" not in err
+
+
+PLUGIN = """
+import numpy as np
+
+class Drift:
+    name = "drift"
+    description = "version {n}"
+    params = {{}}
+
+    def signals(self, bars, params):
+        z = np.zeros(len(bars), bool)
+        z[{n}] = True
+        return z, np.zeros(len(bars), bool)
+"""
+
+
+async def test_a_plugin_changed_after_queueing_fails_its_task(tmp_path: Path) -> None:
+    """Queued records the module's sha256; a worker that would run other code refuses."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    module = plugins / "drift.py"
+    module.write_text(PLUGIN.format(n=1))
+    data = tmp_path / "data"
+    data.mkdir()
+    args = ("--workers", "1", "--strategies", str(plugins))
+    async with serve(str(tmp_path / "c.db"), data, "drift", *args) as server:
+        module.write_text(PLUGIN.format(n=2))  # after the server loaded it, before any worker did
+        task = await submit(server, spec("drift"))
+        assert await wait_status(server, task, "failed", "completed") == "failed"
+        view = (await server.http.get(f"/backtests/{task}")).json()
+        assert "changed since the task was queued" in view["error"]
+        original = hashlib.sha256(PLUGIN.format(n=1).encode()).hexdigest()
+        assert view["spec"]["source"]["sha256"] == original
