@@ -345,18 +345,6 @@ def _shift(a: BoolArray) -> BoolArray:
     return out
 
 
-class _Position:
-    __slots__ = ("entry", "event", "price", "qty", "side", "start")
-
-    def __init__(self) -> None:
-        self.qty = 0.0  # signed
-        self.side = 0
-        self.entry = 0
-        self.price = 0.0
-        self.start = 0  # flat: search opens from here
-        self.event: tuple[int, int, float, bool] = (_NEVER, SIGNAL, np.nan, False)
-
-
 def trade(assets: list[AssetSignals], t: Trading, *, one_loop: bool = True) -> Book:
     """Run the model over one or several aligned assets sharing ``t.cash`` (see the module doc).
 
@@ -364,188 +352,140 @@ def trade(assets: list[AssetSignals], t: Trading, *, one_loop: bool = True) -> B
     models = [_Asset(s, t) for s in assets]
     if one_loop and len(models) == 1:
         return _one(assets[0], models[0], t)
-    n = models[0].n
-    k = len(models)
+    return _many(assets, models, t)
+
+
+def _many(assets: list[AssetSignals], models: list[_Asset], t: Trading) -> Book:
+    """The portfolio loop: assets' events in bar order (a heap); on a bar, closing fills in
+    asset order, then opening fills (entries and reversals) in asset order."""
+    n, k = models[0].n, len(models)
     fee, slip = t.fee_rate, t.slippage_rate
-    size_type = t.size_type
     cash = t.cash
-    pos = [_Position() for _ in models]
+    target = t.size_type == "target_percent"
+    flat_event: tuple[int, int, float, bool] = (_NEVER, SIGNAL, np.nan, False)
+    side = [0] * k
+    q = [0.0] * k  # signed
+    entry = [0] * k
+    entry_price = [0.0] * k
+    start = [0] * k
+    cursor = [0] * k
+    event = [flat_event] * k
+    opens = [m.open_bars for m in models]
+    open_sides = [m.open_sides for m in models]
+    bases = [m.base for m in models]
     fills: list[tuple[int, int, float, float, float, int, int]] = []
     states: list[tuple[float, float]] = []  # cash and the asset's position after each fill
     opened = 0
-    stuck = False  # one asset, short, no cash to cover: nothing can fill any more
 
     def next_bar(a: int) -> int:
-        p = pos[a]
-        if p.side == 0:
-            bar, _ = models[a].next_open(p.start)
-            return bar
-        return p.event[0]
+        if side[a] == 0:
+            bars = opens[a]
+            i = bisect_left(bars, start[a], cursor[a])
+            cursor[a] = i
+            return bars[i] if i < len(bars) else _NEVER
+        return event[a][0]
 
-    def open_qty(
-        side: int, cash_now: float, price: float, base: float, equity: float
-    ) -> tuple[float, bool]:
-        return _size(t, side, cash_now, price, base, equity)
-
-    equity_needed = size_type == "target_percent"
-
-    def marks_equity(bar: int) -> float:
-        if not equity_needed:
-            return cash
-        total = cash
-        for j, m in enumerate(models):
-            if pos[j].qty != 0.0:
-                total += pos[j].qty * float(m.base[bar])
-        return total
-
-    def record(a: int, bar: int, side: int, q: float, price: float, reason: int) -> float:
-        f = q * price * fee
-        fills.append((bar, side, q, price, f, reason, a))
-        return f
-
-    def after_fill(a: int) -> None:
-        states.append((cash, pos[a].qty))
-
-    def set_open(a: int, side: int, bar: int, price: float, q: float) -> None:
-        p = pos[a]
-        p.side, p.entry, p.price = side, bar, price
-        p.qty = side * q
-        p.event = models[a].exit_event(side, bar, price, bar + 1)
-
-    def set_flat(a: int, bar: int) -> None:
-        p = pos[a]
-        p.side, p.qty, p.start = 0, 0.0, bar + 1
-        p.event = (_NEVER, SIGNAL, np.nan, False)
-
-    def close(a: int, bar: int, reason: int, stop_price: float) -> None:
-        nonlocal cash, stuck
-        p = pos[a]
-        m = models[a]
-        if reason == SIGNAL:
-            base = float(m.base[bar])
-            price = base * (1.0 - slip) if p.side == LONG else base * (1.0 + slip)
-        else:
-            price = stop_price
-        q = abs(p.qty)
-        if p.side == LONG:
-            f = record(a, bar, -1, q, price, reason)
-            cash = cash + q * price - f
-            set_flat(a, bar)
-        else:
-            cost = q * price * (1.0 + fee)
-            if cost > cash:  # cover only what the cash pays for
+    queue = [(next_bar(a), a) for a in range(k)]
+    heapq.heapify(queue)
+    while queue and queue[0][0] < n:
+        bar = queue[0][0]
+        due = []
+        while queue and queue[0][0] == bar:
+            due.append(heapq.heappop(queue)[1])
+        due.sort()
+        later = []
+        for a in due:  # closing fills: exits, covers, stops
+            sd = side[a]
+            if sd == 0 or event[a][3]:
+                later.append(a)
+                continue
+            _, reason, stop_price, _ = event[a]
+            held = abs(q[a])
+            if reason == SIGNAL:
+                base = float(bases[a][bar])
+                price = base * (1.0 - slip) if sd == LONG else base * (1.0 + slip)
+            else:
+                price = stop_price
+            if sd == SHORT and held * price * (1.0 + fee) > cash:  # cover what cash pays
                 part = cash / (price * (1.0 + fee))
                 if part >= MIN_UNITS:
-                    record(a, bar, 1, part, price, reason)
+                    q[a] += part
                     cash = 0.0
-                    p.qty += part
-                    after_fill(a)
-                if k == 1 and cash == 0.0:
-                    stuck = True  # nothing can pay for a buy any more
+                    fills.append((bar, LONG, part, price, part * price * fee, reason, a))
+                    states.append((cash, q[a]))
+                event[a] = models[a].exit_event(sd, entry[a], entry_price[a], bar + 1)
+                continue
+            f = held * price * fee
+            cash = cash + held * price - f if sd == LONG else cash - held * price - f
+            side[a], q[a], start[a], event[a] = 0, 0.0, bar + 1, flat_event
+            fills.append((bar, -sd, held, price, f, reason, a))
+            states.append((cash, 0.0))
+        for a in later:  # opening fills: entries and reversals
+            equity = cash
+            if target:
+                for j in range(k):
+                    if q[j] != 0.0:
+                        equity += q[j] * float(bases[j][bar])
+            sd = side[a]
+            base = float(bases[a][bar])
+            if sd == 0:
+                new = open_sides[a][cursor[a]]
+                price = base * (1.0 + slip) if new == LONG else base * (1.0 - slip)
+                units, spent_all = _size(t, new, cash, price, base, equity)
+                if not units >= MIN_UNITS:  # rejected (also when there is no cash at all)
+                    start[a] = bar + 1
+                    continue
+                f = units * price * fee
+                if new == LONG:
+                    cash = 0.0 if spent_all else cash - units * price - f
                 else:
-                    p.event = m.exit_event(p.side, p.entry, p.price, bar + 1)
-                return
-            f = record(a, bar, 1, q, price, reason)
-            cash = cash - q * price - f
-            set_flat(a, bar)
-        after_fill(a)
-
-    def reverse(a: int, bar: int) -> None:
-        nonlocal cash, stuck, opened
-        p = pos[a]
-        m = models[a]
-        base = float(m.base[bar])
-        q_old = abs(p.qty)
-        equity = marks_equity(bar)
-        if p.side == LONG:  # sell the long and open a short in one fill
-            price = base * (1.0 - slip)
-            after_close = cash + q_old * price - q_old * price * fee
-            q_new, _ = open_qty(SHORT, after_close, price, base, equity)
-            if q_new < MIN_UNITS:
-                q_new = 0.0
-            total = q_old + q_new
-            q_new = total - q_old  # what the fill opens, as a fold of the fills computes it
-            f = record(a, bar, -1, total, price, SIGNAL)
-            cash = cash + total * price - f
-        else:  # cover the short and open a long
-            price = base * (1.0 + slip)
-            cover = q_old * price * (1.0 + fee)
-            if cover > cash:
-                close(a, bar, SIGNAL, price)  # a partial cover, as a plain exit would
-                return
-            after_close = cash - cover
-            q_new, spent_all = open_qty(LONG, after_close, price, base, equity)
-            if q_new < MIN_UNITS:
-                q_new, spent_all = 0.0, False
-            total = q_old + q_new
-            q_new = total - q_old  # what the fill opens, as a fold of the fills computes it
-            f = record(a, bar, 1, total, price, SIGNAL)
-            cash = 0.0 if spent_all else cash - total * price - f
-        if q_new > 0.0:
-            opened += 1
-            set_open(a, -p.side, bar, price, q_new)
-        else:
-            set_flat(a, bar)
-        after_fill(a)
-
-    def enter(a: int, bar: int, side: int) -> None:
-        nonlocal cash, opened
-        m = models[a]
-        base = float(m.base[bar])
-        price = base * (1.0 + slip) if side == LONG else base * (1.0 - slip)
-        equity = marks_equity(bar)
-        q, spent_all = open_qty(side, cash, price, base, equity)
-        if not q >= MIN_UNITS:  # rejected (also when there is no cash at all)
-            pos[a].start = bar + 1
-            return
-        f = record(a, bar, side, q, price, SIGNAL)
-        if side == LONG:
-            cash = 0.0 if spent_all else cash - q * price - f
-        else:
-            cash = cash + q * price - f
-        opened += 1
-        set_open(a, side, bar, price, q)
-        after_fill(a)
-
-    def step(a: int, bar: int, opening: bool) -> None:
-        p = pos[a]
-        if p.side == 0:
-            if opening:
-                at, side = models[a].next_open(p.start)
-                if at == bar:
-                    enter(a, bar, side)
-            return
-        ev_bar, reason, stop_price, rev = p.event
-        if ev_bar != bar:
-            return
-        if rev and reason == SIGNAL:
-            if opening:
-                reverse(a, bar)
-        elif not opening:
-            close(a, bar, reason, stop_price)
-
-    if k == 1:
-        while not stuck:
-            bar = next_bar(0)
-            if bar >= n:
-                break
-            step(0, bar, opening=False)
-            step(0, bar, opening=True)
-    else:
-        queue = [(next_bar(a), a) for a in range(k)]
-        heapq.heapify(queue)
-        while queue and queue[0][0] < n:
-            bar = queue[0][0]
-            due = []
-            while queue and queue[0][0] == bar:
-                due.append(heapq.heappop(queue)[1])
-            due.sort()
-            for a in due:
-                step(a, bar, opening=False)
-            for a in due:
-                step(a, bar, opening=True)
-            for a in due:
-                heapq.heappush(queue, (next_bar(a), a))
+                    cash = cash + units * price - f
+                side[a], entry[a], entry_price[a], q[a] = new, bar, price, new * units
+                opened += 1
+                fills.append((bar, new, units, price, f, SIGNAL, a))
+                states.append((cash, q[a]))
+                event[a] = models[a].exit_event(new, bar, price, bar + 1)
+                continue
+            held = abs(q[a])
+            if sd == LONG:  # sell the long and open a short in one fill
+                price = base * (1.0 - slip)
+                after = cash + held * price - held * price * fee
+                new_units, _ = _size(t, SHORT, after, price, base, equity)
+                if new_units < MIN_UNITS:
+                    new_units = 0.0
+                total = held + new_units
+                new_units = total - held  # what the fill opens, as a fold of the fills computes it
+                f = total * price * fee
+                cash = cash + total * price - f
+            else:  # cover the short and open a long
+                price = base * (1.0 + slip)
+                cover = held * price * (1.0 + fee)
+                if cover > cash:  # a partial cover, as a plain exit would
+                    part = cash / (price * (1.0 + fee))
+                    if part >= MIN_UNITS:
+                        q[a] += part
+                        cash = 0.0
+                        fills.append((bar, LONG, part, price, part * price * fee, SIGNAL, a))
+                        states.append((cash, q[a]))
+                    event[a] = models[a].exit_event(sd, entry[a], entry_price[a], bar + 1)
+                    continue
+                new_units, spent_all = _size(t, LONG, cash - cover, price, base, equity)
+                if not new_units >= MIN_UNITS:
+                    new_units, spent_all = 0.0, False
+                total = held + new_units
+                new_units = total - held
+                f = total * price * fee
+                cash = 0.0 if spent_all else cash - total * price - f
+            if new_units > 0.0:
+                side[a], entry[a], entry_price[a], q[a] = -sd, bar, price, -sd * new_units
+                opened += 1
+                event[a] = models[a].exit_event(-sd, bar, price, bar + 1)
+            else:
+                side[a], q[a], start[a], event[a] = 0, 0.0, bar + 1, flat_event
+            fills.append((bar, -sd, total, price, f, SIGNAL, a))
+            states.append((cash, q[a]))
+        for a in due:
+            heapq.heappush(queue, (next_bar(a), a))
     return _book(assets, t.cash, fills, states, opened)
 
 
