@@ -15,7 +15,7 @@ so two racing decisions (a cancel and a completion) cannot both be recorded.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from enum import StrEnum
 
 import msgspec
@@ -89,7 +89,6 @@ class Start(msgspec.Struct, frozen=True):
 
 
 class Complete(msgspec.Struct, frozen=True):
-    fills: Sequence[Filled]
     completed: Completed
 
 
@@ -134,9 +133,9 @@ def decide(state: TaskState, command: Command) -> list[TaskEvent]:
         case Start(worker_id=worker_id):
             _require(state, Status.QUEUED, "start")
             return [Started(worker_id=worker_id, attempt=state.attempt)]
-        case Complete(fills=fills, completed=completed):
+        case Complete(completed=completed):
             _require(state, Status.RUNNING, "complete")
-            return [*fills, completed]
+            return [completed]
         case Fail(error=error, error_type=error_type):
             _require(state, Status.RUNNING, "fail")
             return [Failed(error=error, error_type=error_type)]

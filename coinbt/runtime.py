@@ -42,7 +42,6 @@ from coinbt.clock import Clock, IdFactory, SystemClock, random_ids
 from coinbt.datasets import Catalog
 from coinbt.errors import (
     ArtifactLostError,
-    ArtifactNotFoundError,
     ArtifactPendingError,
     BackupError,
     FieldError,
@@ -58,6 +57,7 @@ from coinbt.projections.live import LiveProgress
 from coinbt.projections.live_pg import ProgressRelay
 from coinbt.projections.positions import PositionView
 from coinbt.projections.status import TaskView
+from coinbt.results import Page, Results
 from coinbt.specs import DEFAULT_MAX_BARS, DataPlan, validate
 from coinbt.store.base import EventStore
 from coinbt.store.instances import worker_id
@@ -165,6 +165,7 @@ class System:
         self.locations = locations
         self.backups = backups
         self._sweep_reads = TableCache()
+        self.results = Results(store, self.artifact)
 
     # --- commands --------------------------------------------------------------------------------
 
@@ -346,33 +347,17 @@ class System:
             await self.task(task_id)
         return events
 
-    async def fills(self, task_id: str, *, offset: int = 0, limit: int = 100) -> list[StoredEvent]:
-        """The task's Filled events, ``offset`` to ``offset + limit`` (they are contiguous in its
-        stream, just before Completed)."""
-        view = await self.task(task_id)
-        if view.num_fills == 0 or offset >= view.num_fills:
-            return []
-        first_version = _first_fill_version(view)
-        events = await self.store.read_stream(
-            task_id,
-            after_version=first_version - 1 + offset,
-            limit=min(limit, view.num_fills - offset),
-        )
-        return [e for e in events if e.type == "Filled"]
+    async def fills(self, task_id: str, *, offset: int = 0, limit: int = 100) -> Page:
+        """The task's fills ``offset`` to ``offset + limit`` and their total (coinbt.results)."""
+        return await self.results.fills(await self.task(task_id), offset, limit)
+
+    async def trades(self, task_id: str, *, offset: int = 0, limit: int | None = 100) -> Page:
+        """The task's round-trip trades ``offset`` to ``offset + limit`` and their total."""
+        return await self.results.trades(await self.task(task_id), offset, limit)
 
     async def equity(self, task_id: str) -> tuple[Any, Any]:
         """(ts, equity) arrays of a completed task's equity curve."""
-        import io
-
-        import numpy as np
-
-        view = await self.task(task_id)
-        ref = view.artifacts.get("equity")
-        if ref is None:
-            raise ArtifactNotFoundError(f"tasks/{task_id}: no equity curve (status {view.status})")
-        data = await self.artifact(ref)
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-        return array["ts"], array["equity"]
+        return await self.results.equity(await self.task(task_id))
 
     async def artifact(self, ref: ArtifactRef) -> bytes:
         """An artifact's bytes from whichever store holds it, checked against its sha256.
@@ -401,11 +386,6 @@ def indexed(index: int, field: str) -> str:
     if not field:
         return f"[{index}]"
     return f"[{index}]{field}" if field.startswith("[") else f"[{index}].{field}"
-
-
-def _first_fill_version(view: TaskView) -> int:
-    """Fills are the ``num_fills`` events right before Completed (the view's last version)."""
-    return view.version - view.num_fills
 
 
 @asynccontextmanager

@@ -27,9 +27,9 @@ from coinbt.lifecycle import (
     fold,
 )
 from coinbt.store import MemoryEventStore
-from tests.factories import completed, filled, spec
+from tests.factories import completed, filled, queued, spec, started
 
-COMPLETE = Complete(fills=[filled(1, "buy"), filled(5, "sell")], completed=completed())
+COMPLETE = Complete(completed=completed())
 
 
 def state_in(status: Status | None, attempt: int = 1) -> TaskState:
@@ -42,7 +42,7 @@ def state_in(status: Status | None, attempt: int = 1) -> TaskState:
         history.append(Started(worker_id="w", attempt=attempt))
     match status:
         case Status.COMPLETED:
-            history += [*COMPLETE.fills, COMPLETE.completed]
+            history += [COMPLETE.completed]
         case Status.FAILED:
             history.append(Failed(error="x", error_type="RuntimeError"))
         case Status.CANCELLED:
@@ -57,7 +57,7 @@ def state_in(status: Status | None, attempt: int = 1) -> TaskState:
     [
         pytest.param(None, Submit(spec()), ["Queued"], id="submit-new"),
         pytest.param(Status.QUEUED, Start("w-1"), ["Started"], id="start-queued"),
-        pytest.param(Status.RUNNING, COMPLETE, ["Filled", "Filled", "Completed"], id="complete"),
+        pytest.param(Status.RUNNING, COMPLETE, ["Completed"], id="complete"),
         pytest.param(Status.RUNNING, Fail("boom", "RuntimeError"), ["Failed"], id="fail-running"),
         pytest.param(Status.QUEUED, Cancel(), ["Cancelled"], id="cancel-queued"),
         pytest.param(Status.RUNNING, Cancel(), ["Cancelled"], id="cancel-running"),
@@ -119,7 +119,12 @@ def test_recovery_past_max_attempts_fails_interrupted() -> None:
 
 def test_evolve_counts_versions() -> None:
     state = state_in(Status.COMPLETED)
-    assert state.version == 5  # Queued, Started, Filled, Filled, Completed
+    assert state.version == 3  # Queued, Started, Completed
+
+
+def test_an_old_logs_filled_events_count_as_versions() -> None:
+    state = fold("t", [queued(), started(), filled(1, "buy"), filled(5, "sell"), completed()])
+    assert (state.status, state.version) == (Status.COMPLETED, 5)
 
 
 # --- racing deciders ------------------------------------------------------------------------------

@@ -89,7 +89,6 @@ async def test_sigkill_then_restart_loses_nothing(
                 "Started",
                 "Queued",
                 "Started",
-                "Filled",
                 "Completed",
             ]
             requeued = history[2].event

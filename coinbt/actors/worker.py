@@ -29,7 +29,7 @@ from coinbt.actors.uploader import Uploader
 from coinbt.artifacts.outbox import Outbox
 from coinbt.datasets import Catalog
 from coinbt.errors import CoinbtError, ShuttingDownError
-from coinbt.events import ArtifactRef, Completed, Filled, RuleSet
+from coinbt.events import ArtifactRef, Completed, RuleSet
 from coinbt.executor._errors import ExecutorUnavailableError, JobLostError
 from coinbt.executor.base import Executor, Job, JobError, JobResult
 from coinbt.executor.sweep_task import run_sweep_task
@@ -302,11 +302,8 @@ def _rules(rules: RuleSet) -> dict[str, str]:
 
 
 def _complete(task_id: str, attempt: int, plan: DataPlan, result: JobResult) -> Complete:
-    symbol = plan.symbol
-    fills = [
-        Filled(bar=bar, ts=ts, side=side, qty=qty, price=price, fee=fee, symbol=symbol)  # type: ignore[arg-type]
-        for bar, ts, side, qty, price, fee in result.fills
-    ]
+    """The one event a finished run adds: its fills, trades and equity are artifacts whose
+    sha256 it records, its positions per-asset summaries."""
     artifacts = {
         name: ArtifactRef(
             key=f"tasks/{task_id}-{attempt}-{name}{Path(a.path).suffix or '.npy'}",
@@ -319,8 +316,10 @@ def _complete(task_id: str, attempt: int, plan: DataPlan, result: JobResult) -> 
         metrics=result.metrics,
         result_digest=result.result_digest,
         artifacts=artifacts,
-        symbol=symbol,
+        symbol=plan.symbol,
         last_close=result.last_close,
         final_equity=result.final_equity,
+        positions=result.positions,
+        num_fills=result.num_fills,
     )
-    return Complete(fills=fills, completed=completed)
+    return Complete(completed=completed)

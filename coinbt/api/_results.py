@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from coinbt.engine import Bars, Fills, Trades, ledger
 from coinbt.errors import ArtifactNotFoundError, InvalidTransitionError
-from coinbt.events import Completed, Filled, StoredEvent
+from coinbt.events import Completed, StoredEvent
 from coinbt.projections.status import TaskView
 from coinbt.runtime import System
 
@@ -64,7 +64,8 @@ async def load_outcome(system: System, task_id: str) -> Outcome:
     if raw is not None:
         fills = await anyio.to_thread.run_sync(_fills_from_npy, raw, symbols)
     else:  # a log written before the fills artifact: the Filled events
-        fills = _fills_from_events(await system.fills(task_id, limit=max(1, view.num_fills)))
+        page = await system.fills(task_id, limit=max(1, view.num_fills))
+        fills = _fills_from_rows(page.rows)
     return Outcome(view, completed, fills, ts, equity, symbols, closes)
 
 
@@ -97,18 +98,17 @@ def _fills_from_npy(data: bytes, symbols: tuple[str, ...]) -> Fills:
     )
 
 
-def _fills_from_events(events: list[StoredEvent]) -> Fills:
-    fills = [e.event for e in events if isinstance(e.event, Filled)]
-    z8 = np.zeros(len(fills), dtype=np.int8)
+def _fills_from_rows(rows: list[dict[str, Any]]) -> Fills:
+    z8 = np.zeros(len(rows), dtype=np.int8)
     return Fills(
-        np.array([f.bar for f in fills], dtype=np.int64),
-        np.array([f.ts for f in fills], dtype=np.int64),
-        np.array([1 if f.side == "buy" else -1 for f in fills], dtype=np.int8),
-        np.array([f.qty for f in fills], dtype=np.float64),
-        np.array([f.price for f in fills], dtype=np.float64),
-        np.array([f.fee for f in fills], dtype=np.float64),
+        np.array([f["bar"] for f in rows], dtype=np.int64),
+        np.array([f["ts"] for f in rows], dtype=np.int64),
+        np.array([1 if f["side"] == "buy" else -1 for f in rows], dtype=np.int8),
+        np.array([f["qty"] for f in rows], dtype=np.float64),
+        np.array([f["price"] for f in rows], dtype=np.float64),
+        np.array([f["fee"] for f in rows], dtype=np.float64),
         z8,
-        np.zeros(len(fills), dtype=np.int16),
+        np.zeros(len(rows), dtype=np.int16),
     )
 
 

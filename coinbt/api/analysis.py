@@ -18,6 +18,7 @@ from coinbt.api._params import int_param, task_id_param
 from coinbt.api._results import load_assets, load_bars, load_outcome
 from coinbt.api.errors import json_response
 from coinbt.engine import Bars
+from coinbt.errors import InvalidTransitionError
 from coinbt.report import analysis
 from coinbt.runtime import System
 
@@ -33,16 +34,25 @@ class Analysis:
         self.system = system
 
     async def trades(self, request: Request) -> Response:
-        """Every round trip of a completed task (``Trades.to_dicts`` with times), in the order
-        they opened."""
+        """The round trips of a completed task (``Trades.to_dicts`` with times), in the order
+        they opened, read from its trades artifact: every one, or ``limit`` from ``offset``."""
         task_id = task_id_param(request)
-        outcome = await load_outcome(self.system, task_id)
-
-        def shape() -> dict[str, Any]:
-            rows = outcome.trades().to_dicts(outcome.ts, outcome.symbols)
-            return {"task_id": task_id, "total": len(rows), "trades": rows}
-
-        return json_response(await anyio.to_thread.run_sync(shape))
+        offset = int_param(request, "offset", 0)
+        limit = int_param(request, "limit", 0)
+        view = await self.system.task(task_id)
+        if view.status != "completed":
+            raise InvalidTransitionError(task_id, view.status, "export")
+        page = await self.system.trades(task_id, offset=offset, limit=limit or None)
+        end = offset + len(page.rows)
+        return json_response(
+            {
+                "task_id": task_id,
+                "total": page.total,
+                "offset": offset,
+                "trades": page.rows,
+                "next_offset": end if end < page.total else None,
+            }
+        )
 
     async def prices(self, request: Request) -> Response:
         """Each asset's closes (downsampled to ``points`` keeping extremes) and the buy-and-hold

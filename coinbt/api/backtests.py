@@ -4,6 +4,7 @@ artifacts."""
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -16,7 +17,7 @@ from coinbt.api._downsample import downsample, drawdown
 from coinbt.api._params import int_param, read_body, task_id_param
 from coinbt.api.errors import json_response
 from coinbt.errors import InvalidRequestError, PayloadTooLargeError, SpecError
-from coinbt.events import Filled
+from coinbt.results import Page
 from coinbt.runtime import System
 from coinbt.specs import decode_spec, decode_specs
 
@@ -125,26 +126,23 @@ class Backtests:
         )
 
     async def fills(self, request: Request) -> Response:
+        return await self._page(request, "fills", self.system.fills)
+
+    async def _page(
+        self, request: Request, name: str, read: Callable[..., Awaitable[Page]]
+    ) -> Response:
         task_id = task_id_param(request)
         offset = int_param(request, "offset", 0)
         limit = int_param(request, "limit", 100, minimum=1, maximum=1000)
-        view = await self.system.task(task_id)
-        events = await self.system.fills(task_id, offset=offset, limit=limit)
-        fills: list[dict[str, Any]] = []
-        for stored in events:
-            fill = stored.event
-            assert isinstance(fill, Filled)
-            data = msgspec.to_builtins(fill)
-            del data["type"]
-            fills.append({"position": stored.position, **data})
-        end = offset + len(fills)
+        page = await read(task_id, offset=offset, limit=limit)
+        end = offset + len(page.rows)
         return json_response(
             {
                 "task_id": task_id,
-                "total": view.num_fills,
+                "total": page.total,
                 "offset": offset,
-                "fills": fills,
-                "next_offset": end if end < view.num_fills else None,
+                name: page.rows,
+                "next_offset": end if end < page.total else None,
             }
         )
 

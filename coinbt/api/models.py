@@ -34,6 +34,7 @@ __all__ = (
     "StrategyOut",
     "TaskOut",
     "TaskPage",
+    "TradesOut",
 )
 
 Status = Literal["queued", "running", "completed", "failed", "cancelled"]
@@ -78,7 +79,12 @@ class EventPage(msgspec.Struct):
 
 
 class PositionOut(msgspec.Struct):
+    """One asset's position at the end of the run: ``qty`` negative when short;
+    ``realized_pnl`` is net of fees; ``unrealized_pnl`` marked at the last close; ``trades`` counts
+    the positions opened (a reversal opens one)."""
+
     symbol: str
+    side: Literal["long", "short", "flat"]
     qty: float
     avg_entry_price: float
     cost_basis: float
@@ -87,7 +93,7 @@ class PositionOut(msgspec.Struct):
     fees: float
     status: Literal["open", "closed"]
     last_price: float | None
-    fills: int
+    trades: int
 
 
 class PositionsOut(msgspec.Struct):
@@ -96,14 +102,18 @@ class PositionsOut(msgspec.Struct):
 
 
 class FillOut(msgspec.Struct):
-    position: int
+    """``position`` (the Filled event's global position) only on tasks of logs written before
+    fills became an artifact."""
+
     bar: int
     ts: int
     side: Literal["buy", "sell"]
     qty: float
     price: float
     fee: float
+    reason: Literal["signal", "stop_loss", "take_profit", "trailing_stop"]
     symbol: str
+    position: int | msgspec.UnsetType = msgspec.UNSET
 
 
 class FillsOut(msgspec.Struct):
@@ -111,6 +121,36 @@ class FillsOut(msgspec.Struct):
     total: int
     offset: int
     fills: list[FillOut]
+    next_offset: int | None
+
+
+class TradeOut(msgspec.Struct):
+    """One round trip, flat to flat (a reversal ends one and opens the next on the same bar); an
+    open trade has ``exit_bar``, ``exit_ts`` and ``duration_bars`` null, ``exit_reason`` "open"
+    and ``exit_price`` the last close it is marked at. ``pnl`` is net of every fee it paid,
+    ``return`` is ``pnl`` over the most cash it committed."""
+
+    symbol: str
+    side: Literal["long", "short"]
+    entry_bar: int
+    entry_ts: int
+    entry_price: float
+    exit_bar: int | None
+    exit_ts: int | None
+    exit_price: float
+    qty: float
+    pnl: float
+    fees: float
+    duration_bars: int | None
+    exit_reason: Literal["signal", "stop_loss", "take_profit", "trailing_stop", "open"]
+    return_: float = msgspec.field(name="return")
+
+
+class TradesOut(msgspec.Struct):
+    task_id: str
+    total: int
+    offset: int
+    trades: list[TradeOut]
     next_offset: int | None
 
 

@@ -161,6 +161,7 @@ def openapi(*, token_required: bool, max_bars: int = DEFAULT_MAX_BARS) -> dict[s
         models.EventPage,
         models.PositionsOut,
         models.FillsOut,
+        models.TradesOut,
         models.EquityOut,
         models.ArtifactsOut,
         models.StrategiesOut,
@@ -325,7 +326,7 @@ def openapi(*, token_required: bool, max_bars: int = DEFAULT_MAX_BARS) -> dict[s
                         "content": {**_json("FillsOut"), **_FILE},
                     },
                     "400": bad,
-                    "404": not_found,
+                    "404": _error("no such task, or its artifact is lost"),
                     "501": _error("Parquet asked for and pyarrow is not installed"),
                     "503": _error("the fills' upload to the artifact store is still pending"),
                 },
@@ -365,18 +366,24 @@ def openapi(*, token_required: bool, max_bars: int = DEFAULT_MAX_BARS) -> dict[s
         },
         "/backtests/{task_id}/trades": {
             "get": _op(
-                "Round-trip trades of a completed task (JSON, or a CSV or Parquet file)",
+                "Round-trip trades of a completed task, flat to flat, the open one marked at the "
+                "last close (JSON, every trade or a page; or a CSV or Parquet file)",
                 {
                     "200": {
-                        "description": "every trade",
-                        "content": {"application/json": {"schema": {"type": "object"}}, **_FILE},
+                        "description": "the trades",
+                        "content": {**_json("TradesOut"), **_FILE},
                     },
                     "400": _error("bad format, or the task is not completed"),
-                    "404": not_found,
+                    "404": _error("no such task, or its artifact is lost"),
                     "501": _error("Parquet asked for and pyarrow is not installed"),
-                    "503": _error("the fills' upload to the artifact store is still pending"),
+                    "503": _error("the trades' upload to the artifact store is still pending"),
                 },
-                parameters=[_TASK_ID, _FORMAT],
+                parameters=[
+                    _TASK_ID,
+                    _FORMAT,
+                    _query("offset", _INT, "first trade"),
+                    _query("limit", _INT, "page size; 0 (the default) for every trade"),
+                ],
             ),
         },
         "/backtests/{task_id}/prices": {

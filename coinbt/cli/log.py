@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -65,11 +66,26 @@ def register(subparsers: Any) -> None:
         description=(
             "Walk the whole log and check that positions run 1, 2, 3... and that every event's "
             "hash equals sha256(previous hash || its canonical bytes). Exit 0 if the chain holds; "
-            "exit 1 naming the first position that does not match."
+            "exit 1 naming the first position that does not match. With --artifacts, also read "
+            "every artifact a Completed event records (equity, fills, trades), wherever it is "
+            "stored, and check it against the sha256 and size the event holds: exit 1 naming "
+            "each one that differs or cannot be read."
         ),
-        epilog="example: coinbt audit verify --db coinbt-data/coinbt.db",
+        epilog="example: coinbt audit verify --db coinbt-data/coinbt.db --artifacts",
     )
     add_db_argument(verify)
+    verify.add_argument(
+        "--artifacts",
+        action="store_true",
+        help="also check every recorded artifact against its sha256",
+    )
+    verify.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the data directory with the local artifacts/ (default: the database's directory)",
+    )
     verify.add_argument("--json", action="store_true", help="print one JSON object")
     verify.set_defaults(func=_audit_verify)
     show = audit_commands.add_parser(
@@ -209,8 +225,16 @@ def _audit_verify(args: argparse.Namespace) -> int:
             report = _verify_postgres(args.db, line.count)
         else:
             report = verify_file(args.db, line.count)
+    audit = _audit_artifacts(args) if args.artifacts and report.ok else None
     if args.json:
-        print(msgspec.json.encode(report).decode())
+        out = msgspec.to_builtins(report)
+        if audit is not None:
+            out["artifacts"] = {
+                "ok": audit.ok,
+                "checked": audit.checked,
+                "problems": [dataclasses.asdict(p) for p in audit.problems],
+            }
+        print(json.dumps(out))
     elif report.ok:
         print(f"ok: {report.checked:,} events verify; last hash {report.last_hash}")
     else:
@@ -218,7 +242,35 @@ def _audit_verify(args: argparse.Namespace) -> int:
             f"TAMPERED: first bad position {report.first_bad_position}: {report.reason} "
             f"({report.checked:,} events verified before it)"
         )
-    return 0 if report.ok else 1
+    if audit is not None and not args.json:
+        for p in audit.problems:
+            print(f"BAD ARTIFACT {p.key} (task {p.task_id}, {p.name}): {p.reason}")
+        if audit.ok:
+            print(f"ok: {audit.checked:,} artifacts match the sha256 their events record")
+    return 0 if report.ok and (audit is None or audit.ok) else 1
+
+
+def _audit_artifacts(args: argparse.Namespace) -> Any:
+    import anyio
+
+    from coinbt.artifacts.audit import audit_artifacts
+    from coinbt.artifacts.locations import open_locations
+    from coinbt.backend import open_backend
+    from coinbt.cli._progress import ProgressLine
+
+    data_dir: Path = args.data_dir or (
+        Path("coinbt-data") if is_dsn(args.db) else Path(args.db).parent
+    )
+
+    async def run(line: ProgressLine) -> Any:
+        async with (
+            open_backend(args.db, data_dir) as backend,
+            open_locations(data_dir, None) as locations,
+        ):
+            return await audit_artifacts(backend.store, backend.outbox, locations, line.count)
+
+    with ProgressLine("checking the artifacts") as line:
+        return anyio.run(run, line)
 
 
 def _verify_postgres(dsn: str, progress: Progress) -> Any:

@@ -59,7 +59,8 @@ class Started(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="Star
 
 
 class Filled(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="Filled"):
-    """One fill of a finished run; appended in the same transaction as its ``Completed``."""
+    """One fill of a finished run, appended in the same transaction as its ``Completed`` by
+    coinbt before fills became a columnar artifact; no longer appended, still read in old logs."""
 
     bar: int
     ts: int  # epoch milliseconds, UTC
@@ -96,6 +97,7 @@ class Completed(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="Co
     last_close: float = 0.0
     final_equity: float = 0.0
     positions: list[PositionSummary] = []  # per asset; empty in logs that hold Filled events
+    num_fills: int = 0  # the rows of the fills artifact (0 where Filled events hold them)
 
 
 class Failed(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="Failed"):

@@ -3,8 +3,9 @@
 The parent sends a ``Job`` (a msgpack map) or a plain call ``["call", "module:function", args,
 bars]`` (a msgpack array: a sweep chunk, see ``coinbt.executor._calls``). Messages back are msgpack
 arrays: ``["progress", fraction]``, ``["done", JobResult or the call's value]``,
-``["error", type, message]``. Artifacts (equity curve, fills) are written as ``.npy`` files into
-the job's ``out_dir``; only their paths and hashes cross the pipe.
+``["error", type, message]``. Artifacts (equity curve, fills, trades) are written as ``.npy``
+files beside the job's ``out_dir``; only their paths and hashes (and the per-asset position
+summaries) cross the pipe.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import msgspec
 
 from coinbt.errors import CoinbtError
+from coinbt.events import PositionSummary
 from coinbt.executor._calls import invoke
 from coinbt.executor.base import Job, JobResult, ProducedArtifact
 
@@ -71,10 +73,11 @@ def _progress(conn: Connection, fraction: float) -> None:
 
 
 def execute(job: Job, progress: Any = None) -> JobResult:
-    """Run one job in this process (also used directly by tests)."""
-    import numpy as np
-
-    from coinbt.engine import BacktestSpec, run
+    """Run one job in this process (also used directly by tests): the engine's result becomes
+    three columnar artifacts (coinbt.engine.columns: equity, fills, trades) and per-asset
+    position summaries; nothing per fill crosses the pipe."""
+    from coinbt.engine import BacktestSpec, ledger_of, run
+    from coinbt.engine.columns import equity_array, fills_array, save_array, trades_array
 
     if job.plugin_sha256 is not None:
         _same_plugin(job.strategy, job.plugin_sha256)
@@ -95,35 +98,39 @@ def execute(job: Job, progress: Any = None) -> JobResult:
         size_type=job.size_type,
     )
     result = run(spec, assets, progress=progress)
+    book = ledger_of(result)
+    symbols = _symbols(result.symbols, job.symbol)
+    positions = [
+        PositionSummary(
+            symbol=symbols[i],
+            qty=p.qty,
+            avg_entry_price=p.avg_entry_price,
+            realized_pnl=p.realized_pnl,
+            unrealized_pnl=p.unrealized_pnl,
+            fees=p.fees,
+            trades=p.trades,
+            last_close=p.last_close,
+        )
+        for i, p in enumerate(book.positions)
+    ]
     out = Path(job.out_dir)  # files are named <out_dir>-equity.npy etc.: no directory per job
-    equity = np.empty(len(bars), dtype=[("ts", "<i8"), ("equity", "<f8")])
-    equity["ts"] = bars.ts
-    equity["equity"] = result.equity
-    f = result.fills
-    fills = np.empty(len(f), dtype=FILL_DTYPE)
-    for name in ("bar", "ts", "side", "qty", "price", "fee"):
-        fills[name] = getattr(f, name)
-    sides = ["buy" if side > 0 else "sell" for side in f.side.tolist()]
+    ts = bars.ts
+    arrays = {
+        "equity": equity_array(ts, result.equity),
+        "fills": fills_array(result.fills),
+        "trades": trades_array(book.trades, lambda index: ts[index]),
+    }
     return JobResult(
-        fills=list(
-            zip(
-                f.bar.tolist(),
-                f.ts.tolist(),
-                sides,
-                f.qty.tolist(),
-                f.price.tolist(),
-                f.fee.tolist(),
-                strict=True,
-            )
-        ),
+        positions=positions,
+        num_fills=len(result.fills),
         metrics=dict(result.metrics),
         result_digest=result.digest(),
         final_equity=float(result.final_equity),
         last_close=float(result.last_close),
         bars=len(bars),
         artifacts={
-            "equity": _save(out.with_name(f"{out.name}-equity.npy"), equity),
-            "fills": _save(out.with_name(f"{out.name}-fills.npy"), fills),
+            name: _save(out.with_name(f"{out.name}-{name}.npy"), save_array(array))
+            for name, array in arrays.items()
         },
     )
 
@@ -169,24 +176,14 @@ def _same_plugin(name: str, recorded: str) -> None:
         )
 
 
-FILL_DTYPE = [
-    ("bar", "<i8"),
-    ("ts", "<i8"),
-    ("side", "i1"),
-    ("qty", "<f8"),
-    ("price", "<f8"),
-    ("fee", "<f8"),
-]
+def _symbols(names: tuple[str, ...], symbol: str) -> tuple[str, ...]:
+    """The run's asset names; an unnamed single asset is the job's symbol."""
+    if len(names) == 1 and not names[0]:
+        return (symbol,)
+    return names
 
 
-def _save(path: Path, array: Any) -> ProducedArtifact:
-    import io
-
-    import numpy as np
-
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    data = buffer.getbuffer()
+def _save(path: Path, data: bytes) -> ProducedArtifact:
     with path.open("wb") as f:
         f.write(data)
     return ProducedArtifact(

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import msgspec
 
 from coinbt.errors import CoinbtError
-from coinbt.events import ParamValue, SyntheticSpec
+from coinbt.events import ParamValue, PositionSummary, SyntheticSpec
 
 __all__ = ("Executor", "Job", "JobError", "JobResult", "ProducedArtifact")
 
@@ -48,9 +48,11 @@ class ProducedArtifact(msgspec.Struct, frozen=True):
 
 
 class JobResult(msgspec.Struct, frozen=True):
-    """A finished run: its fills (bar, ts, side, qty, price, fee), summary and artifact files."""
+    """A finished run: its per-asset positions, summary and artifact files (equity, fills,
+    trades: coinbt.engine.columns)."""
 
-    fills: list[tuple[int, int, str, float, float, float]]
+    positions: list[PositionSummary]
+    num_fills: int
     metrics: dict[str, float | int | None]
     result_digest: str
     final_equity: float

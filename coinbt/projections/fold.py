@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 import msgspec
 
 from coinbt.events import Completed, Filled, StoredEvent
-from coinbt.projections.positions import PositionView, apply_fill, mark
+from coinbt.projections.positions import PositionView, apply_fill, from_summary, mark
 from coinbt.projections.status import TaskView, apply_status
 
 __all__ = (
@@ -59,10 +59,11 @@ class ViewChanges:
 
 
 def _position_key(stored: StoredEvent) -> PositionKey | None:
+    """The position view an event reads (a new ``Completed`` replaces its views unread)."""
     event = stored.event
     if isinstance(event, Filled):
         return (stored.stream_id, event.symbol)
-    if isinstance(event, Completed) and event.symbol:
+    if isinstance(event, Completed) and event.symbol and not event.positions:
         return (stored.stream_id, event.symbol)
     return None
 
@@ -102,7 +103,11 @@ def fold_page(
             key = (task_id, event.symbol)
             current = positions.get(key) or position_of(key)
             positions[key] = apply_fill(current, task_id, event)
-        elif isinstance(event, Completed) and event.symbol:
+        elif isinstance(event, Completed) and event.positions:
+            for summary in event.positions:
+                if summary.trades:  # an asset never traded has no position (as in old logs)
+                    positions[(task_id, summary.symbol)] = from_summary(task_id, summary)
+        elif isinstance(event, Completed) and event.symbol:  # an old log's: mark its fills
             key = (task_id, event.symbol)
             current = positions.get(key) or position_of(key)
             if current is not None:

@@ -47,6 +47,7 @@ class TaskView(msgspec.Struct, frozen=True, gc=False):
     worker_id: str | None = None
     num_fills: int = 0
     artifacts: dict[str, ArtifactRef] = {}
+    fills_logged: bool = False  # its fills are Filled events (an old log), not an artifact
 
     def to_builtins(self, progress: float | None = None) -> dict[str, Any]:
         """The API representation (DESIGN section 6), with live ``progress`` if given."""
@@ -92,7 +93,7 @@ def apply_status(view: TaskView | None, stored: StoredEvent) -> TaskView:
     version = stored.version
     match event:
         case Filled():
-            return replace(view, version=version, num_fills=view.num_fills + 1)
+            return replace(view, version=version, num_fills=view.num_fills + 1, fills_logged=True)
         case Queued(attempt=attempt):
             return replace(
                 view,
@@ -113,8 +114,10 @@ def apply_status(view: TaskView | None, stored: StoredEvent) -> TaskView:
                 worker_id=worker_id,
             )
         case Completed():
+            num_fills = view.num_fills if view.fills_logged else event.num_fills
             return replace(
                 view,
+                num_fills=num_fills,
                 version=version,
                 status="completed",
                 progress=1.0,
@@ -124,8 +127,10 @@ def apply_status(view: TaskView | None, stored: StoredEvent) -> TaskView:
                     "metrics": event.metrics,
                     "final_equity": event.final_equity,
                     "result_digest": event.result_digest,
-                    "num_fills": view.num_fills,
+                    "num_fills": num_fills,
                     "symbol": event.symbol,
+                    "symbols": [p.symbol for p in event.positions] or [event.symbol],
+                    "last_close": event.last_close,
                     "artifacts": {name: ref.key for name, ref in event.artifacts.items()},
                 },
             )

@@ -207,6 +207,16 @@ MIGRATIONS: tuple[PgMigration, ...] = (
         ALTER TABLE datasets ADD PRIMARY KEY (name, version);
         """,
     ),
+    PgMigration(
+        4,
+        "read models refolded",
+        """
+        -- As SQLite's migration 6: the read models are rebuilt from the log.
+        DELETE FROM positions;
+        DELETE FROM tasks;
+        UPDATE projection_checkpoints SET position = 0 WHERE name = 'main';
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

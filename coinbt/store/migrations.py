@@ -162,6 +162,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE dataset_versions RENAME TO datasets;
         """,
     ),
+    Migration(
+        6,
+        "read models refolded",
+        """
+        -- Positions are folded from Completed's summaries now (and Filled events of old logs by
+        -- the ledger's signed rule), task views know where their fills are: the read models are
+        -- rebuilt from the log when the service starts (the log itself is untouched).
+        DELETE FROM positions;
+        DELETE FROM tasks;
+        DELETE FROM projection_checkpoints WHERE name = 'main';
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from coinbt.api.models import EventPage, FillsOut, PositionsOut, TaskOut, TaskPage
+from coinbt.api.models import EventPage, FillsOut, PositionsOut, TaskOut, TaskPage, TradesOut
 from coinbt.executor.local import LocalProcessExecutor
 from tests.api.helpers import http_client
 from tests.system import OpenSystem, long, system_factory, tiny, wait_status
@@ -105,6 +105,19 @@ async def test_submit_and_read_a_completed_backtest(open_system: OpenSystem, kin
             more = (await http.get(f"/backtests/{task_id}/fills?offset=3&limit=1000")).json()
             assert len(fills.fills) + len(more["fills"]) == got.num_fills
             assert more["next_offset"] is None
+        assert {f.reason for f in fills.fills} <= {"signal"}
+
+        trades = msgspec.convert(
+            (await http.get(f"/backtests/{task_id}/trades?limit=1000")).json(), TradesOut
+        )
+        assert trades.total == len(trades.trades) == metrics["num_trades"]
+        assert trades.next_offset is None
+        [position] = positions.positions
+        closed = [t for t in trades.trades if t.exit_reason != "open"]
+        assert sum(t.pnl for t in closed) == pytest.approx(position.realized_pnl)
+        assert position.trades == trades.total
+        second = (await http.get(f"/backtests/{task_id}/trades?offset=1&limit=1")).json()
+        assert second["trades"] == [msgspec.to_builtins(trades.trades[1])]
 
         equity = (await http.get(f"/backtests/{task_id}/equity?points=100")).json()
         assert equity["total_points"] == 2000

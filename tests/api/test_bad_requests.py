@@ -334,6 +334,9 @@ async def test_task_of_another_status_reads_fine_but_equity_is_404(
         assert "queued" in response.json()["error"]["message"]
         fills = (await http.get(f"/backtests/{task['task_id']}/fills")).json()
         assert fills["fills"] == []
+        trades = await http.get(f"/backtests/{task['task_id']}/trades")
+        assert trades.status_code == 400
+        assert trades.json()["error"]["details"]["status"] == "queued"
 
 
 @pytest.mark.parametrize(

@@ -54,8 +54,11 @@ async def test_artifacts_go_to_s3_and_are_read_back_from_there(
         assert [(r.name, r.state, r.location) for r in rows] == [
             ("equity", "stored", f"s3://{bucket}/runs"),
             ("fills", "stored", f"s3://{bucket}/runs"),
+            ("trades", "stored", f"s3://{bucket}/runs"),
         ]
         _, equity = await system.equity(view.task_id)
+        trades = await system.trades(view.task_id)  # read back from S3 too
+        assert trades.total == (await system.positions(view.task_id))[0].trades
         np.testing.assert_array_equal(equity, expected_equity())
     listed = admin_client(moto.url).list_objects_v2(Bucket=bucket)["Contents"]
     assert sorted(o["Key"] for o in listed) == sorted(f"runs/{r.key}" for r in rows)
@@ -93,7 +96,7 @@ async def test_a_task_completes_while_the_store_is_down_and_its_artifacts_land_l
         assert "upload is pending" in response.json()["error"]["message"]
         assert int(response.headers["Retry-After"]) >= 1
         metrics = (await http.get("/metrics")).text
-        assert 'coinbt_artifacts{state="pending"} 2' in metrics
+        assert 'coinbt_artifacts{state="pending"} 3' in metrics
         assert "coinbt_artifact_upload_failures_total 0" not in metrics
 
         proxy.up()
@@ -119,7 +122,7 @@ async def test_pending_uploads_survive_a_restart(
             task_id = (await system.submit(tiny(seed=2))).task_id
             assert await wait_status(system, task_id, "completed") == "completed"
             await wait_artifacts(system, task_id, lambda rows: rows[0].attempts >= 1)
-        assert len(list((tmp_path / "staging").iterdir())) == 2  # kept for the next process
+        assert len(list((tmp_path / "staging").iterdir())) == 3  # kept for the next process
         proxy.up()
         async with open_system(artifacts=store, upload_backoff_s=BACKOFF) as system:
             await wait_artifacts(
@@ -147,6 +150,7 @@ async def test_an_artifact_whose_staged_file_is_lost_or_damaged_fails_for_good(
         rows = await wait_artifacts(system, task_id, lambda rows: all(r.attempts for r in rows))
         staged = {r.name: tmp_path / str(r.staged) for r in rows}
         staged["equity"].unlink()  # lost
+        staged["trades"].unlink()
         staged["fills"].write_bytes(b"damaged")  # no longer the bytes the run recorded
         # With the endpoint still down, wait for a round that began after the damage (a round
         # in flight then adds at most one attempt): the damaged file fails for good at once.
@@ -162,6 +166,7 @@ async def test_an_artifact_whose_staged_file_is_lost_or_damaged_fails_for_good(
         )
         errors = {r.name: r.last_error or "" for r in rows}
         assert "missing" in errors["equity"]
+        assert "missing" in errors["trades"]
         assert "corrupt" in errors["fills"]
         with pytest.raises(ArtifactLostError, match="lost before it reached the store"):
             await system.equity(task_id)
@@ -169,7 +174,7 @@ async def test_an_artifact_whose_staged_file_is_lost_or_damaged_fails_for_good(
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "artifact_lost"
         assert (await system.task(task_id)).status == "completed"  # the task itself is fine
-        assert 'coinbt_artifacts{state="failed"} 2' in (await http.get("/metrics")).text
+        assert 'coinbt_artifacts{state="failed"} 3' in (await http.get("/metrics")).text
 
 
 async def test_one_artifact_that_keeps_failing_does_not_hold_up_the_others(tmp_path: Path) -> None:

@@ -92,6 +92,35 @@ def test_audit_verify_names_the_tampered_position(
     assert json.loads(out)["first_bad_position"] == 7
 
 
+def test_audit_verify_artifacts_names_an_artifact_that_differs(
+    workload: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, task_ids = workload
+    code, out, _ = run(capsys, "audit", "verify", "--db", str(db), "--artifacts")
+    assert code == 0, out
+    assert "ok: 9 artifacts match the sha256 their events record" in out  # 3 runs x 3
+    # Damage one stored artifact (the log and its hash chain are untouched).
+    damaged = db.parent / "artifacts" / "tasks" / f"{task_ids[2]}-1-trades.npy"
+    data = bytearray(damaged.read_bytes())
+    data[-1] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    (db.parent / "artifacts" / "tasks" / f"{task_ids[3]}-1-fills.npy").unlink()
+    code, out, _ = run(capsys, "audit", "verify", "--db", str(db), "--artifacts", "--json")
+    assert code == 1
+    report = json.loads(out)
+    assert report["ok"]  # the chain holds
+    problems = {p["key"]: p["reason"] for p in report["artifacts"]["problems"]}
+    assert problems.keys() == {
+        f"tasks/{task_ids[2]}-1-trades.npy",
+        f"tasks/{task_ids[3]}-1-fills.npy",
+    }
+    assert "but the log records" in problems[f"tasks/{task_ids[2]}-1-trades.npy"]
+    assert "unreadable" in problems[f"tasks/{task_ids[3]}-1-fills.npy"]
+    code, out, _ = run(capsys, "audit", "verify", "--db", str(db), "--artifacts")
+    assert code == 1
+    assert f"BAD ARTIFACT tasks/{task_ids[2]}-1-trades.npy (task {task_ids[2]}, trades)" in out
+
+
 def test_audit_show_prints_a_tasks_history(
     workload: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -208,7 +208,6 @@ async def test_sigkill_mid_run_and_the_other_process_finishes_the_task(
             "Started",
             "Queued",
             "Started",
-            "Filled",
             "Completed",
         ]
         assert history[2]["data"]["attempt"] == 2

@@ -147,7 +147,7 @@ async def test_a_live_process_tasks_are_left_alone(open_system: OpenSystem) -> N
         assert await wait_status(a, view.task_id, "running") == "running"
         async with open_system(workers=0) as b:
             assert await wait_status(b, view.task_id, "completed") == "completed"
-        assert await types_of(a, view.task_id) == ["Queued", "Started", "Filled", "Completed"]
+        assert await types_of(a, view.task_id) == ["Queued", "Started", "Completed"]
 
 
 @pytest.mark.parametrize(

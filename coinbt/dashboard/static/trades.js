@@ -15,7 +15,7 @@ const POSITION_COLUMNS = [
   ["Realized PnL (net of fees)", "num"],
   ["Unrealized PnL", "num"],
   ["Fees", "num"],
-  ["Fills", "num"],
+  ["Trades", "num"],
 ];
 const FILL_COLUMNS = [
   ["#", "num"],
@@ -26,7 +26,7 @@ const FILL_COLUMNS = [
   ["Price", "num"],
   ["Fee", "num"],
   ["Symbol"],
-  ["Log position", "num"],
+  ["Reason"],
 ];
 
 /** The positions of task `id` as a table (or a note when it never traded). */
@@ -44,7 +44,7 @@ export async function positionsTable(id) {
       h("td", { class: `num ${f.tone(p.realized_pnl)}` }, f.money(p.realized_pnl)),
       h("td", { class: `num ${f.tone(p.unrealized_pnl)}` }, f.money(p.unrealized_pnl)),
       h("td", { class: "num" }, f.money(p.fees)),
-      h("td", { class: "num" }, f.int(p.fills)),
+      h("td", { class: "num" }, f.int(p.trades)),
     ),
   );
   return rows.length
@@ -70,7 +70,7 @@ export async function showFills(box, id, offset = 0) {
       h("td", { class: "num" }, f.price(x.price)),
       h("td", { class: "num" }, f.money(x.fee)),
       h("td", {}, x.symbol),
-      h("td", { class: "num muted" }, f.int(x.position)),
+      h("td", { class: "muted" }, x.reason),
     ),
   );
   const go = (to) => () =>

@@ -1,0 +1,180 @@
+"""A finished run's results as columnar artifacts (``.npy`` structured arrays), and back.
+
+A run stores three artifacts; ``Completed`` records each one's sha256, so the hash chain covers
+them (docs/event-log.md):
+
+- ``equity``: ``ts`` (epoch ms), ``equity``, one row per bar;
+- ``fills``: ``bar, ts, side (1 buy, -1 sell), qty, price, fee, reason (index into
+  coinbt.engine.result.REASONS), asset (index into the run's symbols)``, in time order;
+- ``trades``: the round trips of :mod:`coinbt.engine.ledger`, one row per trade in the order they
+  opened; an open trade has ``exit_bar`` and ``exit_ts`` -1 and ``exit_reason`` -1.
+
+Fills artifacts written before ``reason`` and ``asset`` existed lack those columns: they read as
+``signal`` and asset 0. Reading is row-range based, so a page of a 275k-fill run stays cheap.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from coinbt.engine.ledger import Trades
+from coinbt.engine.result import REASONS, Fills
+
+__all__ = (
+    "EQUITY_DTYPE",
+    "FILL_DTYPE",
+    "TRADE_DTYPE",
+    "equity_array",
+    "fill_rows",
+    "fills_array",
+    "load_array",
+    "save_array",
+    "trade_rows",
+    "trades_array",
+)
+
+EQUITY_DTYPE = np.dtype([("ts", "<i8"), ("equity", "<f8")])
+FILL_DTYPE = np.dtype(
+    [
+        ("bar", "<i8"),
+        ("ts", "<i8"),
+        ("side", "i1"),
+        ("qty", "<f8"),
+        ("price", "<f8"),
+        ("fee", "<f8"),
+        ("reason", "i1"),
+        ("asset", "<i2"),
+    ]
+)
+TRADE_DTYPE = np.dtype(
+    [
+        ("asset", "<i2"),
+        ("side", "i1"),
+        ("entry_bar", "<i8"),
+        ("entry_ts", "<i8"),
+        ("entry_price", "<f8"),
+        ("exit_bar", "<i8"),
+        ("exit_ts", "<i8"),
+        ("exit_price", "<f8"),
+        ("qty", "<f8"),
+        ("pnl", "<f8"),
+        ("ret", "<f8"),
+        ("fees", "<f8"),
+        ("exit_reason", "i1"),
+    ]
+)
+
+IntArray = NDArray[np.int64]
+
+
+def equity_array(ts: IntArray, equity: NDArray[np.float64]) -> NDArray[Any]:
+    out = np.empty(len(ts), dtype=EQUITY_DTYPE)
+    out["ts"] = ts
+    out["equity"] = equity
+    return out
+
+
+def fills_array(fills: Fills) -> NDArray[Any]:
+    out = np.empty(len(fills), dtype=FILL_DTYPE)
+    for name in FILL_DTYPE.names or ():
+        out[name] = getattr(fills, name)
+    return out
+
+
+def trades_array(trades: Trades, ts_of: Callable[[IntArray], IntArray]) -> NDArray[Any]:
+    """``ts_of(bars)`` gives the timestamps of bar indices (every entry and exit bar is valid)."""
+    out = np.empty(len(trades), dtype=TRADE_DTYPE)
+    for name in ("asset", "side", "entry_bar", "entry_price", "exit_bar", "exit_price", "qty"):
+        out[name] = getattr(trades, name)
+    out["pnl"] = trades.pnl
+    out["ret"] = trades.ret
+    out["fees"] = trades.fees
+    out["exit_reason"] = trades.exit_reason
+    out["entry_ts"] = ts_of(trades.entry_bar) if len(trades) else []
+    closed = trades.exit_bar >= 0
+    exit_ts = np.full(len(trades), -1, dtype=np.int64)
+    if closed.any():
+        exit_ts[closed] = ts_of(trades.exit_bar[closed])
+    out["exit_ts"] = exit_ts
+    return out
+
+
+def save_array(array: NDArray[Any]) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def load_array(data: bytes) -> NDArray[Any]:
+    array: NDArray[Any] = np.load(io.BytesIO(data), allow_pickle=False)
+    return array
+
+
+def fill_rows(
+    array: NDArray[Any], symbols: Sequence[str], offset: int = 0, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Rows ``offset`` to ``offset + limit`` of a fills artifact as
+    ``{"bar", "ts", "side", "qty", "price", "fee", "reason", "symbol"}``."""
+    page = array[offset : None if limit is None else offset + limit]
+    names = page.dtype.names or ()
+    reasons = page["reason"].tolist() if "reason" in names else [0] * len(page)
+    assets = page["asset"].tolist() if "asset" in names else [0] * len(page)
+    return [
+        {
+            "bar": bar,
+            "ts": ts,
+            "side": "buy" if side > 0 else "sell",
+            "qty": qty,
+            "price": price,
+            "fee": fee,
+            "reason": REASONS[reason],
+            "symbol": symbols[asset] if asset < len(symbols) else "",
+        }
+        for bar, ts, side, qty, price, fee, reason, asset in zip(
+            page["bar"].tolist(),
+            page["ts"].tolist(),
+            page["side"].tolist(),
+            page["qty"].tolist(),
+            page["price"].tolist(),
+            page["fee"].tolist(),
+            reasons,
+            assets,
+            strict=True,
+        )
+    ]
+
+
+def trade_rows(
+    array: NDArray[Any], symbols: Sequence[str], offset: int = 0, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Rows of a trades artifact in the shape of ``Trades.to_dicts(ts, symbols)``."""
+    page = array[offset : None if limit is None else offset + limit]
+    out: list[dict[str, Any]] = []
+    for row in page.tolist():
+        (asset, side, entry_bar, entry_ts, entry_price, exit_bar, exit_ts, exit_price, qty, pnl,
+         ret, fees, reason) = row  # fmt: skip
+        closed = exit_bar >= 0
+        out.append(
+            {
+                "symbol": symbols[asset] if asset < len(symbols) else "",
+                "side": "long" if side > 0 else "short",
+                "entry_bar": entry_bar,
+                "entry_price": entry_price,
+                "exit_bar": exit_bar if closed else None,
+                "exit_price": exit_price,
+                "qty": qty,
+                "pnl": pnl,
+                "return": ret,
+                "fees": fees,
+                "duration_bars": exit_bar - entry_bar if closed else None,
+                "exit_reason": REASONS[reason] if reason >= 0 else "open",
+                "entry_ts": entry_ts,
+                "exit_ts": exit_ts if closed else None,
+            }
+        )
+    return out
