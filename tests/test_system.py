@@ -23,7 +23,7 @@ from coinbt.errors import (
     SpecError,
     TaskNotFoundError,
 )
-from coinbt.events import DataSpec, TaskSpec
+from coinbt.events import DataSpec, SyntheticSpec, TaskSpec
 from coinbt.executor.local import LocalProcessExecutor
 from coinbt.projections.rebuild import verify_read_models
 from coinbt.store import verify_file
@@ -308,3 +308,58 @@ async def test_cancel_racing_completion_records_exactly_one_outcome(
             outcomes.append(terminal[0])
     assert verify_read_models(system.config.db).ok
     assert verify_file(system.config.db).ok
+
+
+async def test_a_portfolio_short_run_records_one_completed_with_each_assets_position(
+    open_system: OpenSystem,
+) -> None:
+    """Two assets, both directions, target_percent sizing: one Completed whose summaries the
+    positions read model shows per asset (a short one negative), and fills and trades that name
+    their asset; the engine's ledger is the reference."""
+    spec = TaskSpec(
+        strategy="sma_cross",
+        params={"fast": 5, "slow": 20},
+        data=DataSpec(synthetic=SyntheticSpec(bars=2000, seed=4, symbols=2)),
+        direction="both",
+        size=0.4,
+        size_type="target_percent",
+    )
+    async with open_system(workers=1) as system:
+        view = await system.submit(spec)
+        await system.drain()
+        view = await system.task(view.task_id)
+        assert view.status == "completed", view.error
+        assert await types_of(system, view.task_id) == ["Queued", "Started", "Completed"]
+        bars = engine.synthetic_portfolio(2000, 2, seed=4)
+        expected = engine.run(
+            engine.BacktestSpec(
+                "sma_cross",
+                {"fast": 5, "slow": 20},
+                direction="both",
+                size=0.4,
+                size_type="target_percent",
+            ),
+            bars,
+        )
+        book = engine.ledger_of(expected)
+        assert view.result is not None
+        assert view.result["symbols"] == list(expected.symbols)
+        positions = {p.symbol: p for p in await system.positions(view.task_id)}
+        traded = {p.symbol: p for p in book.positions if p.trades}
+        assert positions.keys() == traded.keys()
+        for symbol, p in traded.items():
+            got = positions[symbol]
+            assert (got.qty, got.realized_pnl, got.unrealized_pnl, got.trades) == (
+                p.qty,
+                p.realized_pnl,
+                p.unrealized_pnl,
+                p.trades,
+            )
+            assert got.side == ("long" if p.qty > 0 else "short" if p.qty < 0 else "flat")
+        fills = await system.fills(view.task_id, limit=1000)
+        assert fills.total == len(expected.fills)
+        assert fills.rows == expected.fills.to_dicts(expected.symbols)[:1000]
+        trades = await system.trades(view.task_id, limit=1000)
+        ts = next(iter(bars.values())).ts
+        assert trades.rows == book.trades.to_dicts(ts, expected.symbols)[:1000]
+        assert {t["side"] for t in trades.rows} == {"long", "short"}
