@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from coinbt.api._downsample import downsample
-from coinbt.api._params import int_param, task_id_param
+from coinbt.api._params import int_param, optional_int_param, task_id_param
 from coinbt.api._results import load_assets, load_bars, load_outcome
 from coinbt.api.errors import json_response
 from coinbt.engine import Bars
@@ -38,11 +38,11 @@ class Analysis:
         they opened, read from its trades artifact: every one, or ``limit`` from ``offset``."""
         task_id = task_id_param(request)
         offset = int_param(request, "offset", 0)
-        limit = int_param(request, "limit", 0)
+        limit = optional_int_param(request, "limit", minimum=1, maximum=1000)
         view = await self.system.task(task_id)
         if view.status != "completed":
             raise InvalidTransitionError(task_id, view.status, "export")
-        page = await self.system.trades(task_id, offset=offset, limit=limit or None)
+        page = await self.system.trades(task_id, offset=offset, limit=limit)
         end = offset + len(page.rows)
         return json_response(
             {

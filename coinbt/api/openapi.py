@@ -382,7 +382,11 @@ def openapi(*, token_required: bool, max_bars: int = DEFAULT_MAX_BARS) -> dict[s
                     _TASK_ID,
                     _FORMAT,
                     _query("offset", _INT, "first trade"),
-                    _query("limit", _INT, "page size; 0 (the default) for every trade"),
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": 1000},
+                        "page size (without it: every trade)",
+                    ),
                 ],
             ),
         },
