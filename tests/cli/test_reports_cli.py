@@ -40,7 +40,7 @@ async def test_export_and_report_download_from_the_server(
         assert code == 0, err
         trades = list(csv.DictReader(io.StringIO(out)))
         positions = await system.positions(view.task_id)
-        assert len(trades) == positions[0].fills // 2 + positions[0].fills % 2
+        assert len(trades) == positions[0].trades
         assert {t["side"] for t in trades} == {"long"}
 
         target = tmp_path / "equity.csv"
