@@ -51,14 +51,14 @@ class JobResult(msgspec.Struct, frozen=True):
     """A finished run: its per-asset positions, summary and artifact files (equity, fills,
     trades: coinbt.engine.columns)."""
 
-    positions: list[PositionSummary]
-    num_fills: int
     metrics: dict[str, float | int | None]
     result_digest: str
     final_equity: float
     last_close: float
     bars: int
     artifacts: dict[str, ProducedArtifact]
+    positions: list[PositionSummary] = []  # none for a sweep
+    num_fills: int = 0
 
 
 class JobError(CoinbtError):

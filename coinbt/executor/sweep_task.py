@@ -225,7 +225,6 @@ def _sweep_result(
         deflated_sharpe=None if dsr is None else dsr.get("probability"),
     )
     return JobResult(
-        fills=[],
         metrics=metrics,
         result_digest=digest,
         final_equity=float(best.get("final_equity") or 0.0),
@@ -289,7 +288,6 @@ def _walk_forward_result(
     metrics.update(report["degradation"])
     metrics["folds"] = len(folds)
     return JobResult(
-        fills=[],
         metrics=metrics,
         result_digest=digest,
         final_equity=float(report["metrics"].get("final_equity") or 0.0),
