@@ -298,7 +298,8 @@ class DatasetExistsError(CoinbtError):
         self.name = name
         super().__init__(
             f"a dataset named {name!r} already exists; datasets never change once imported "
-            "(past backtests refer to them), so import under a new name"
+            "(past backtests refer to them): add newer bars as a new version with --update "
+            "(update=1 over HTTP), or import under a new name"
         )
 
 

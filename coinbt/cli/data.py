@@ -46,8 +46,8 @@ def register(subparsers: Any) -> None:
             "ms, us or ns. Every row is checked (sorted unique timestamps, positive prices, "
             "high >= low); an error names the row. Gaps are reported (--strict refuses them)."
         ),
-        epilog="example: coinbt data import examples/BTCUSDT-1h-sample.csv --name BTCUSDT-1h "
-        "--create",
+        epilog="examples: coinbt data import examples/SAMPLE-1h.csv --name SAMPLE-1h --create; "
+        "coinbt data import btc.csv --name BTCUSDT-1h --url http://127.0.0.1:8000",
     )
     imp.add_argument("csv", type=Path, metavar="CSV", help="the file to import")
     imp.add_argument("--name", required=True, help="the dataset's name, e.g. BTCUSDT-1m")

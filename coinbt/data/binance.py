@@ -33,6 +33,7 @@ __all__ = (
     "ArchiveFile",
     "FetchError",
     "Fetched",
+    "NotInArchiveError",
     "download_all",
     "plan_files",
     "read_zip",
@@ -50,9 +51,17 @@ class FetchError(CoinbtError):
     code = "fetch_failed"
 
 
+class NotInArchiveError(FetchError):
+    """The archive has no such file (404)."""
+
+    code = "not_in_archive"
+
+
 @dataclass(frozen=True, slots=True)
 class ArchiveFile:
     path: str  # relative to the base URL
+    # The daily files to use instead while this (last month's) monthly file is not published yet.
+    instead: tuple[ArchiveFile, ...] = ()
 
     @property
     def name(self) -> str:
@@ -71,22 +80,32 @@ def plan_files(
     market: str, symbol: str, interval: str, start: date, end: date, today: date
 ) -> list[ArchiveFile]:
     """The archive files covering ``start`` to ``end`` (inclusive days): monthly files for the
-    months before ``today``'s, daily files (up to yesterday) for ``today``'s month."""
+    months before ``today``'s, daily files (up to yesterday) for ``today``'s month. Last month's
+    file carries its daily files as a fallback: the archive publishes a monthly file some days
+    after the month ends."""
     folder = f"data/{MARKETS[market]}"
+
+    def daily(first: date, last: date) -> list[ArchiveFile]:
+        files = []
+        while first <= last:
+            stem = f"{symbol}-{interval}-{first:%Y-%m-%d}"
+            files.append(ArchiveFile(f"{folder}/daily/klines/{symbol}/{interval}/{stem}.zip"))
+            first += timedelta(days=1)
+        return files
+
     files: list[ArchiveFile] = []
     month = date(start.year, start.month, 1)
     this_month = date(today.year, today.month, 1)
+    last_month = (this_month - timedelta(days=1)).replace(day=1)
     while month <= end and month < this_month:
         stem = f"{symbol}-{interval}-{month:%Y-%m}"
-        files.append(ArchiveFile(f"{folder}/monthly/klines/{symbol}/{interval}/{stem}.zip"))
+        instead: tuple[ArchiveFile, ...] = ()
+        if month == last_month:
+            instead = tuple(daily(max(start, month), min(end, this_month - timedelta(days=1))))
+        path = f"{folder}/monthly/klines/{symbol}/{interval}/{stem}.zip"
+        files.append(ArchiveFile(path, instead))
         month = (month + timedelta(days=32)).replace(day=1)
-    day = max(start, this_month)
-    last = min(end, today - timedelta(days=1))
-    while day <= last:
-        stem = f"{symbol}-{interval}-{day:%Y-%m-%d}"
-        files.append(ArchiveFile(f"{folder}/daily/klines/{symbol}/{interval}/{stem}.zip"))
-        day += timedelta(days=1)
-    return files
+    return files + daily(max(start, this_month), min(end, today - timedelta(days=1)))
 
 
 async def download_all(
@@ -103,7 +122,7 @@ async def download_all(
 
     Raises :class:`FetchError` for a file that cannot be had (404 names its URL) and
     :class:`DataError` for a checksum mismatch (the bad download is deleted)."""
-    results: dict[int, Fetched] = {}
+    results: dict[int, list[Fetched]] = {}
     limiter = anyio.CapacityLimiter(max(1, jobs))
     timeout = aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_read=timeout_s)
     base = base_url.rstrip("/")
@@ -116,7 +135,16 @@ async def download_all(
             nonlocal done
             try:
                 async with limiter:
-                    results[index] = await _fetch_one(session, base, file, cache, attempts)
+                    try:
+                        got = [await _fetch_one(session, base, file, cache, attempts)]
+                    except NotInArchiveError:
+                        if not file.instead:
+                            raise
+                        got = [
+                            await _fetch_one(session, base, day, cache, attempts)
+                            for day in file.instead
+                        ]
+                    results[index] = got
             except CoinbtError as e:  # the first failure stops the others (files already
                 failures.append(e)  # verified stay in the cache for the rerun)
                 tg.cancel_scope.cancel()
@@ -130,7 +158,7 @@ async def download_all(
                 tg.start_soon(one, index, file)
         if failures:
             raise failures[0]
-    return [results[i] for i in range(len(files))]
+    return [fetched for i in range(len(files)) for fetched in results[i]]
 
 
 async def _fetch_one(
@@ -211,7 +239,7 @@ async def _download(session: aiohttp.ClientSession, url: str, part: Path) -> Non
 
 def _check_status(response: aiohttp.ClientResponse, url: str) -> None:
     if response.status == 404:
-        raise FetchError(
+        raise NotInArchiveError(
             f"not in the archive: {url} (404); check the symbol, the interval, the market and "
             "the dates (the archive starts when the symbol was listed)"
         )

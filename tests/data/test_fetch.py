@@ -348,3 +348,36 @@ def test_progress_shows_on_a_terminal_only(archive: Archive, tmp_path: Path) -> 
     assert "\r\x1b[K" in terminal
     assert "\r" not in out  # standard output holds the result only
     assert "fetched BTCUSDT-1h version 1" in out
+
+
+def test_last_months_daily_files_stand_in_until_its_monthly_file_is_published(
+    archive: Archive, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jan = archive.add_month("BTCUSDT", "1h", date(2024, 1, 1))
+    feb = [archive.add_day("BTCUSDT", "1h", date(2024, 2, d)) for d in range(1, 30)]
+    mar1 = archive.add_day("BTCUSDT", "1h", date(2024, 3, 1))
+    status, out, err = fetch(
+        capsys, archive, tmp_path, "--from", "2024-01", "--to", "2024-03", "--today", "2024-03-02"
+    )
+    assert status == 0, err
+    assert "31 archive file(s)" in out  # January, February's 29 days, March 1st
+    got = info(capsys, tmp_path)
+    assert got["rows"] == len(jan) + sum(len(d) for d in feb) + len(mar1)
+    assert got["gaps"]["count"] == 0
+    # An older month has no such fallback: its absence is an error.
+    archive.files = {k: v for k, v in archive.files.items() if "2024-01" not in k}
+    status, _, err = fetch(
+        capsys,
+        archive,
+        tmp_path,
+        "--from",
+        "2024-01",
+        "--to",
+        "2024-01",
+        "--today",
+        "2024-03-02",
+        "--name",
+        "jan-only",
+    )
+    assert status == 2
+    assert "BTCUSDT-1h-2024-01.zip (404)" in err
