@@ -5,6 +5,7 @@ tear sheet button; and the form and pages at 1440x900 and 420 px."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import re
 from pathlib import Path
@@ -89,6 +90,14 @@ async def test_detail_draws_trades_benchmark_log_scale_and_exports(
             rows = list(csv.DictReader(io.StringIO(text)))
             assert [float(r["pnl"]) for r in rows] == [t["pnl"] for t in trades]
             assert download.suggested_filename.endswith("-trades.csv")
+            async with page.expect_download() as info:
+                await page.get_by_role("button", name="trades Parquet").click()
+            parquet = await (await info.value).path()
+            if importlib.util.find_spec("pyarrow") is not None:  # the test extra installs it
+                import pyarrow.parquet as pq
+
+                table = pq.read_table(parquet)
+                assert table.column("pnl").to_pylist() == [t["pnl"] for t in trades]
             async with page.expect_download() as info:
                 await page.get_by_role("button", name="equity CSV").click()
             lines = (await anyio.Path(await (await info.value).path()).read_text()).splitlines()
