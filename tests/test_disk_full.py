@@ -8,6 +8,7 @@ root: elsewhere the test is skipped and says why.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import subprocess
 from collections.abc import Iterator
@@ -17,10 +18,13 @@ import anyio
 import msgspec
 import pytest
 
+from coinbt.errors import DatabaseError
+from coinbt.executor.base import Job
 from coinbt.projections.rebuild import verify_read_models
 from coinbt.store import verify_file
+from tests.actors.test_worker_faults import hooked
 from tests.api.helpers import http_client
-from tests.system import system_factory, tiny
+from tests.system import system_factory, tiny, wait_status
 
 SIZE = "8m"
 
@@ -109,3 +113,57 @@ async def test_a_full_disk_refuses_writes_serves_reads_and_recovers(small_disk: 
         assert counts == {"completed": len(done) + accepted + 1}
     assert verify_file(system.config.db).ok
     assert verify_read_models(system.config.db).ok
+
+
+async def test_a_run_that_ends_while_the_disk_is_full_is_recorded_when_space_returns(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    """The run finishes while its outcome cannot be appended: the worker keeps trying, and the
+    outcome is in the log once space returns, without a restart (before, it was dropped and the
+    task stayed running until the next start re-queued it)."""
+    factory, made = hooked()
+    gate = anyio.Event()
+    at_the_gate = anyio.Event()
+
+    async def hold(job: Job) -> None:
+        at_the_gate.set()
+        await gate.wait()
+
+    open_system = system_factory(small_disk)
+    data_dir = tmp_path / "data"  # staging and artifacts off the full disk: only the log is full
+    async with open_system(workers=1, executor=factory, data_dir=data_dir) as system:
+        made[0].before_run = hold
+        view = await system.submit(tiny(seed=1))
+        with anyio.fail_after(30):
+            await at_the_gate.wait()
+        filler = small_disk / "filler"
+        await anyio.to_thread.run_sync(fill, filler)
+        for seed in range(100, 3100):  # until the log has no room left
+            try:
+                await system.submit(tiny(seed=seed))
+            except DatabaseError:
+                break
+        else:
+            pytest.fail("3,000 submissions fitted on a full disk")
+        refused = anyio.Event()
+
+        class Refusals(logging.Handler):  # the worker's warning, logged on the event loop
+            def emit(self, record: logging.LogRecord) -> None:
+                if "recording the outcome of" in record.getMessage():
+                    refused.set()
+
+        handler = Refusals()
+        logging.getLogger("coinbt.worker").addHandler(handler)
+        try:
+            gate.set()  # the run ends now; its outcome cannot be appended
+            with anyio.fail_after(30):
+                await refused.wait()
+        finally:
+            logging.getLogger("coinbt.worker").removeHandler(handler)
+        assert (await system.task(view.task_id)).status == "running"
+        await anyio.Path(filler).unlink()
+        status = await wait_status(system, view.task_id, "completed", "failed")
+        task = await system.task(view.task_id)
+        # Completed, or (when its artifact rows could not be written either) honestly failed.
+        assert status == "completed" or task.error_type == "artifacts_unrecorded", task
+    assert verify_file(system.config.db).ok

@@ -28,7 +28,7 @@ from coinbt.actors.task_manager import Claim, ClaimTask, FinishTask, RequeueTask
 from coinbt.actors.uploader import Uploader
 from coinbt.artifacts.outbox import Outbox
 from coinbt.datasets import Catalog
-from coinbt.errors import CoinbtError, ShuttingDownError
+from coinbt.errors import CoinbtError, DatabaseError, InvalidTransitionError, ShuttingDownError
 from coinbt.events import ArtifactRef, Completed, RuleSet
 from coinbt.executor._errors import ExecutorUnavailableError, JobLostError
 from coinbt.executor.base import Executor, Job, JobError, JobResult
@@ -43,6 +43,9 @@ log = logging.getLogger("coinbt.worker")
 
 _STAGE_TRIES = 3  # recording a run's artifacts: tries before the run is reported failed
 _STAGE_BACKOFF_S = 0.1
+_OUTCOME_BACKOFF_S = 0.2  # recording a run's outcome the log refused: first wait, doubling
+_OUTCOME_BACKOFF_MAX_S = 10.0
+_OUTCOME_RECHECKS = 8  # refusals as a stale transition tolerated after a database failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,18 +220,7 @@ class Worker(Actor[Abort]):
                     )
             accepted = False
             if outcome is not None:
-                task_id = claim.task_id
-                try:
-                    await self._tm.ask(
-                        lambda reply: (
-                            RequeueTask(task_id, claim.version, outcome.reason, reply)
-                            if isinstance(outcome, _Lost)
-                            else FinishTask(task_id, claim.version, outcome, reply)
-                        )
-                    )
-                    accepted = True
-                except CoinbtError as e:
-                    log.info("%s: result of %s discarded: %s", self.name, task_id, e)
+                accepted = await self._tell_outcome(claim, outcome)
             if accepted and staged:
                 files = []  # the uploader's now
                 self._uploader.notify()
@@ -242,6 +234,38 @@ class Worker(Actor[Abort]):
             self._pending -= 1
             self._pending_done.set()
             self._pending_done = anyio.Event()
+
+    async def _tell_outcome(self, claim: Claim, outcome: Complete | Fail | _Lost) -> bool:
+        """Have the TaskManager record the outcome; whether it did. While the log cannot take
+        the append (a full disk, a lost database connection) it is tried again, backing off, for
+        as long as the service runs: the run's outcome is not dropped. A refusal (the task was
+        cancelled or re-queued meanwhile) discards it."""
+        task_id, delay, refused_by_database = claim.task_id, _OUTCOME_BACKOFF_S, 0
+        while True:
+            try:
+                await self._tm.ask(
+                    lambda reply: (
+                        RequeueTask(task_id, claim.version, outcome.reason, reply)
+                        if isinstance(outcome, _Lost)
+                        else FinishTask(task_id, claim.version, outcome, reply)
+                    )
+                )
+                return True
+            except DatabaseError as e:
+                refused_by_database += 1
+                log.warning("%s: recording the outcome of %s failed (%s)", self.name, task_id, e)
+            except InvalidTransitionError as e:
+                # Right after a failed append, the TaskManager may not have reloaded the task
+                # yet (its state still shows the outcome it could not record): ask again.
+                if not refused_by_database or refused_by_database > _OUTCOME_RECHECKS:
+                    log.info("%s: result of %s discarded: %s", self.name, task_id, e)
+                    return False
+                refused_by_database += 1
+            except CoinbtError as e:
+                log.info("%s: result of %s discarded: %s", self.name, task_id, e)
+                return False
+            await anyio.sleep(delay)
+            delay = min(delay * 2, _OUTCOME_BACKOFF_MAX_S)
 
     async def _stage(self, task_id: str, outcome: Complete, result: JobResult) -> list[str]:
         """Put the run's artifacts in the outbox; their keys. A failing database is tried
