@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,3 +174,25 @@ def test_sweep_frame_is_the_rows_best_first() -> None:
     assert frame.to_dict("records") == result.to_dicts()
     assert list(frame.columns[:2]) == ["fast", "slow"]
     assert frame.attrs["sort_by"] == result.sort_by
+
+
+def test_a_portfolio_of_shorts_and_longs_in_frames_and_a_report(tmp_path: Path) -> None:
+    many = engine.synthetic_portfolio(3000, 2, seed=3, interval="1h")
+    spec = engine.BacktestSpec(
+        "sma_cross",
+        {"fast": 5, "slow": 20},
+        size=0.5,
+        size_type="target_percent",
+        direction="both",
+    )
+    result = engine.run(spec, many)
+    equity, fills, trades = result.to_pandas()
+    assert set(fills["symbol"]) == set(trades["symbol"]) == {"SYNTH1", "SYNTH2"}
+    assert set(trades["side"]) == {"long", "short"}
+    assert trades["pnl"].sum() == pytest.approx(result.final_equity - spec.cash, rel=1e-9)
+    assert np.array_equal(equity.index.as_unit("ms").asi8, many["SYNTH1"].ts)
+    target = tmp_path / "r.html"
+    result.report(target)
+    page = target.read_text()
+    assert "SYNTH1, SYNTH2" in page
+    assert result.digest() in page
