@@ -177,10 +177,11 @@ async def _not_allowed(request: Request, exc: Exception) -> Response:
 def _allowed_methods(request: Request) -> list[str]:
     """The methods some route takes on this path (RFC 9110: a 405 carries ``Allow``)."""
     methods: set[str] = set()
+    scope = {**request.scope, "root_path": ""}  # inside a Mount, the path from the top again
     for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:  # a Mount (the static files) takes GET and HEAD
+            methods |= getattr(route, "methods", None) or {"GET", "HEAD"}
     return sorted(methods)
 
 

@@ -357,6 +357,7 @@ async def test_a_non_ascii_last_event_id_is_a_400(open_system: OpenSystem, value
         pytest.param("TRACE", "/backtests/abc", "DELETE, GET, HEAD", id="task"),
         pytest.param("POST", "/health", "GET, HEAD", id="health"),
         pytest.param("DELETE", "/datasets", "GET, HEAD, POST", id="datasets"),
+        pytest.param("POST", "/static/app.js", "GET, HEAD", id="static-file"),
     ],
 )
 async def test_every_405_says_which_methods_are_allowed(
