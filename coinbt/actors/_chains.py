@@ -47,6 +47,10 @@ class AppendChains:
         self._tg = tg
         self._tails.clear()
 
+    def pending(self, task_id: str) -> bool:
+        """Whether an append of ``task_id`` is still on its way to the log."""
+        return task_id in self._tails
+
     @property
     def busy(self) -> bool:
         """Whether any append is still on its way to the log."""

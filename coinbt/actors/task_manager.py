@@ -402,6 +402,11 @@ class TaskManager(Actor[Message]):
 
     def _cancel(self, message: CancelTask) -> None:
         task_id = message.task_id
+        if self._chains.pending(task_id):
+            # The state in memory runs ahead of the log while an append is on its way (a
+            # Completed, another cancel): decide only on what the log recorded, once it settled.
+            self._chains.after(task_id, partial(self._retell, message))
+            return
         state = self._states.get(task_id) or message.loaded
         if state is None:  # not in memory: load it off the mailbox, then come back
             assert self._tg is not None
@@ -412,8 +417,8 @@ class TaskManager(Actor[Message]):
         except CoinbtError as e:
             message.reply.fail(e)
             return
-        if not events:  # already cancelled: idempotent, nothing appended
-            self._chains.after(task_id, lambda: message.reply.set(0))
+        if not events:  # already cancelled (in the log): idempotent, nothing appended
+            message.reply.set(0)
             return
         worker_id = self._running.get(task_id) if state.status is Status.RUNNING else None
         self._settle(_evolve_all(state, events))
@@ -429,6 +434,14 @@ class TaskManager(Actor[Message]):
             message.reply.set(stored[-1].position)
 
         self._chains.append(task_id, events, state.version, done)
+
+    def _retell(self, message: CancelTask) -> None:
+        """Decide ``message`` again through the mailbox (the actor's state is only its own)."""
+        message.loaded = None
+        try:
+            self.tell_nowait(message)
+        except CoinbtError as e:
+            message.reply.fail(e)
 
     def _decide_again(self, message: CancelTask, error: CoinbtError) -> bool:
         """Another process changed the task first (the state is reloaded by now): decide the
@@ -468,8 +481,19 @@ class TaskManager(Actor[Message]):
         except CoinbtError as e:  # cancelled meanwhile: the result is discarded
             message.reply.fail(e)
             return
-        self._settle(_evolve_all(state, events))
-        self._chains.append(task_id, events, message.started_version, _answer(message.reply))
+        # The worker is done with it; the task itself is settled only once the outcome is in the
+        # log (a cancel meanwhile waits for that, and is answered from what was recorded).
+        self._running.pop(task_id, None)
+        finished = _evolve_all(state, events)
+        answer = _answer(message.reply)
+
+        def done(stored: list[StoredEvent] | None, error: CoinbtError | None) -> None:
+            if error is None:
+                assert stored is not None
+                self._settle(finished, stored[-1].position)
+            answer(stored, error)
+
+        self._chains.append(task_id, events, message.started_version, done)
 
     def _requeue(self, message: RequeueTask) -> None:
         task_id = message.task_id
