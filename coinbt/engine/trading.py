@@ -14,7 +14,7 @@ as it comes).
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_left
+from bisect import bisect_left, insort
 from dataclasses import dataclass
 
 import numpy as np
@@ -376,6 +376,7 @@ def _many(assets: list[AssetSignals], models: list[_Asset], t: Trading) -> Book:
     fills: list[tuple[int, int, float, float, float, int, int]] = []
     states: list[tuple[float, float]] = []  # cash and the asset's position after each fill
     opened = 0
+    holding: list[int] = []  # the assets with a position, in asset order
 
     def next_bar(a: int) -> int:
         if side[a] == 0:
@@ -418,14 +419,14 @@ def _many(assets: list[AssetSignals], models: list[_Asset], t: Trading) -> Book:
             f = held * price * fee
             cash = cash + held * price - f if sd == LONG else cash - held * price - f
             side[a], q[a], start[a], event[a] = 0, 0.0, bar + 1, flat_event
+            holding.remove(a)
             fills.append((bar, -sd, held, price, f, reason, a))
             states.append((cash, 0.0))
         for a in later:  # opening fills: entries and reversals
             equity = cash
             if target:
-                for j in range(k):
-                    if q[j] != 0.0:
-                        equity += q[j] * float(bases[j][bar])
+                for j in holding:
+                    equity += q[j] * float(bases[j][bar])
             sd = side[a]
             base = float(bases[a][bar])
             if sd == 0:
@@ -441,6 +442,7 @@ def _many(assets: list[AssetSignals], models: list[_Asset], t: Trading) -> Book:
                 else:
                     cash = cash + units * price - f
                 side[a], entry[a], entry_price[a], q[a] = new, bar, price, new * units
+                insort(holding, a)
                 opened += 1
                 fills.append((bar, new, units, price, f, SIGNAL, a))
                 states.append((cash, q[a]))
@@ -482,6 +484,7 @@ def _many(assets: list[AssetSignals], models: list[_Asset], t: Trading) -> Book:
                 event[a] = models[a].exit_event(-sd, bar, price, bar + 1)
             else:
                 side[a], q[a], start[a], event[a] = 0, 0.0, bar + 1, flat_event
+                holding.remove(a)
             fills.append((bar, -sd, total, price, f, SIGNAL, a))
             states.append((cash, q[a]))
         for a in due:
