@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, insort
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 from numpy.typing import NDArray
@@ -240,9 +241,23 @@ class _Asset:
             width = min(width * 2, 1024)
         reason = np.zeros(m, dtype=np.int8)
         fill = np.full(m, np.nan)
-        hit_rows = np.flatnonzero(out_bar >= 0)
-        for r, t in zip(hit_rows.tolist(), out_bar[hit_rows].tolist(), strict=True):
-            reason[r], fill[r] = self._classify(side, t, float(out_level[r]), float(tp_level[r]))
+        rows = np.flatnonzero(out_bar >= 0)
+        t = out_bar[rows]
+        o, lo, hi = self.open[t], low[t], high[t]
+        sl_at, tp_at = out_level[rows], tp_level[rows]  # NaN when off: every test is false
+        if side == LONG:
+            at_open_sl, at_open_tp = o <= sl_at, o >= tp_at
+            inside_sl = lo <= sl_at
+        else:
+            at_open_sl, at_open_tp = o >= sl_at, o <= tp_at
+            inside_sl = hi >= sl_at
+        # DESIGN.md 5b step 2, first match: (a) SL at the open, (b) TP at the open, (c) SL at
+        # its level, (d) TP at its level
+        at_open_tp &= ~at_open_sl
+        inside_sl &= ~(at_open_sl | at_open_tp)
+        sl_reason = TRAILING_STOP if trail else STOP_LOSS
+        reason[rows] = np.where(at_open_sl | inside_sl, sl_reason, TAKE_PROFIT)
+        fill[rows] = np.where(at_open_sl | at_open_tp, o, np.where(inside_sl, sl_at, tp_at))
         return out_bar, reason, fill
 
     def exit_event(
@@ -501,8 +516,8 @@ def _book(
 ) -> Book:
     n = len(assets[0].close)
     m = len(fills)
-    table = np.array(fills, dtype=np.float64).reshape(m, 7)
-    state = np.array(states, dtype=np.float64).reshape(m, 2)
+    table = np.fromiter(chain.from_iterable(fills), np.float64, 7 * m).reshape(m, 7)
+    state = np.fromiter(chain.from_iterable(states), np.float64, 2 * m).reshape(m, 2)
     bar = table[:, 0].astype(np.int64)
     asset = table[:, 6].astype(np.int16)
     # cash after each fill, held from that bar to the next fill's bar
@@ -658,7 +673,7 @@ def _book_rows(
 ) -> Book:
     n = len(assets[0].close)
     m = len(rows)
-    table = np.array(rows, dtype=np.float64).reshape(m, 8)
+    table = np.fromiter(chain.from_iterable(rows), np.float64, 8 * m).reshape(m, 8)
     bar = table[:, 0].astype(np.int64)
     bounds = np.concatenate(((0,), bar, (n,)))
     lengths = np.diff(bounds)
