@@ -191,19 +191,39 @@ def _save(path: Path, data: bytes) -> ProducedArtifact:
     )
 
 
-def _die_with_parent() -> None:
-    """On Linux, ask the kernel to kill this process when the service dies (even by SIGKILL),
-    so an orphaned backtest never keeps burning a core."""
+PARENT_CHECK_S = 0.5
+
+
+def _die_with_parent(parent: int) -> None:
+    """Exit when the service (process ``parent``) dies, even by SIGKILL, so an orphaned backtest
+    never keeps burning a core. On Linux the kernel kills this process then (PR_SET_PDEATHSIG);
+    that only covers a death after the call, so the parent is checked once more right after it.
+    Elsewhere, or if the call fails, a watchdog thread checks every ``PARENT_CHECK_S`` whether
+    this process was re-parented (its parent gone), busy backtest or not."""
     import ctypes
     import signal
     import sys
+    import threading
 
+    watched = False
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+            watched = libc.prctl(1, int(signal.SIGKILL)) == 0  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
+    if os.getppid() != parent:  # it died before the kernel watched it
+        os._exit(1)
+    if not watched:
+        threading.Thread(
+            target=_watch_parent, args=(parent,), name="coinbt-parent", daemon=True
+        ).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)
 
 
 def _lower_priority() -> None:
@@ -218,6 +238,6 @@ def _lower_priority() -> None:
 if __name__ == "__main__":
     import sys
 
-    _die_with_parent()
+    _die_with_parent(int(sys.argv[2]) if len(sys.argv) > 2 else os.getppid())
     _lower_priority()
     child_main(Connection(int(sys.argv[1])))

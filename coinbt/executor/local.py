@@ -108,7 +108,13 @@ class LocalProcessExecutor:
         parent, child = socket.socketpair()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "coinbt.executor._child", str(child.fileno())],
+                [
+                    sys.executable,
+                    "-m",
+                    "coinbt.executor._child",
+                    str(child.fileno()),
+                    str(os.getpid()),  # the child exits when this process dies
+                ],
                 pass_fds=[child.fileno()],
                 stdin=subprocess.DEVNULL,
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import sys
 import threading
 from pathlib import Path
 
@@ -55,3 +57,16 @@ def _ignore(fraction: float) -> None:
 
 def _state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+async def test_a_worker_process_whose_service_died_before_it_started_exits() -> None:
+    """The kernel's parent-death signal only covers a death after the child asked for it: a
+    child whose parent is already gone (here: it is told a parent it does not have) exits."""
+    parent, child = socket.socketpair()
+    with parent, child:
+        done = await anyio.run_process(
+            [sys.executable, "-m", "coinbt.executor._child", str(child.fileno()), "1"],
+            pass_fds=[child.fileno()],
+            check=False,
+        )
+    assert done.returncode == 1
