@@ -155,7 +155,9 @@ async def test_list_keys_by_prefix_sorted(backend: Backend) -> None:
         assert await store.list_keys("nothing") == []
 
 
-@pytest.mark.parametrize("key", ["../escape", "/absolute", "a//b", "", "a/./b", "sp ace"])
+@pytest.mark.parametrize(
+    "key", ["../escape", "/absolute", "a//b", "", "a/./b", "sp ace", "tasks/a\n", "a\n/b"]
+)
 async def test_keys_that_could_escape_the_store_are_refused(backend: Backend, key: str) -> None:
     async with backend.open() as store:
         with pytest.raises(ArtifactError, match="invalid artifact key"):
