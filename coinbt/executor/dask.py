@@ -394,12 +394,12 @@ class DaskExecutor:
             with anyio.fail_after(KILL_TIMEOUT_S):
                 if pid is None:
                     pids = await client.run(_dask_task.worker_pid, workers=[worker], nanny=True)
-                    pid = next(iter(pids.values()), None)
+                    pid = pids.get(worker)
                 answers = await client.run(
                     _dask_task.kill_if_running, key, workers=[worker], on_error="return"
                 )
-                if worker in answers and not isinstance(answers[worker], BaseException):
-                    return  # it was not executing the task: nothing killed
+                if not isinstance(answers.get(worker), BaseException):
+                    return  # it answered (it was not executing the task) or is unknown: no kill
                 if pid is not None:  # it killed itself: wait (through its nanny) until it is gone
                     await client.run(
                         _dask_task.kill_worker_process, pid=pid, workers=[worker], nanny=True
@@ -529,6 +529,10 @@ async def open_dask_executor(
         local = address is None
         if address is None:
             count = workers or os.cpu_count() or 1
+            # Read by the cluster while it runs: a LocalCluster closes for good the nanny of a
+            # worker away for lost-worker-timeout (15 s), which a killed worker's replacement can
+            # take on a loaded machine; the cluster would shrink with each kill.
+            stack.enter_context(dask.config.set({"distributed.deploy.lost-worker-timeout": "1h"}))
             cluster: Any = start_local_cluster(count, asynchronous=True)
             with dask.config.set(CLUSTER_CONFIG):  # the scheduler and nannies start here
                 await cluster

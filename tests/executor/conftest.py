@@ -22,13 +22,19 @@ CLUSTER_WORKERS = 2
 @pytest.fixture(scope="package")
 def dask_cluster() -> Iterator[LocalCluster]:
     pytest.importorskip("distributed", reason="Dask is missing: pip install coinbt[distributed]")
+    import dask
+
     from coinbt.executor.dask import start_local_cluster
 
-    cluster = start_local_cluster(CLUSTER_WORKERS)
-    try:
-        yield cluster
-    finally:
-        cluster.close()
+    # A LocalCluster closes the nanny of a worker that stays away from the scheduler for
+    # lost-worker-timeout (15 s): on a loaded machine a killed worker's replacement can take that
+    # long to start, and the cluster would shrink for every later test.
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "10m"}):
+        cluster = start_local_cluster(CLUSTER_WORKERS)
+        try:
+            yield cluster
+        finally:
+            cluster.close()
 
 
 @pytest.fixture
