@@ -122,6 +122,7 @@ class _Asset:
         )
         order = np.argsort(merged, kind="stable")
         self.open_bars: list[int] = merged[order].tolist()
+        self.open_base: list[float] = self.base[merged[order]].tolist()
         self.open_sides: list[int] = sides[order].tolist()
         exit_long_bars, exit_short_bars = np.flatnonzero(exit_long), np.flatnonzero(exit_short)
         self.exits = {LONG: exit_long_bars.tolist(), SHORT: exit_short_bars.tolist()}
@@ -165,6 +166,8 @@ class _Asset:
         if self.stops:
             bar, reason, fill = self._stops_batch(side, opens + 1, end, price)
         stopped = bar >= 0
+        signal_exit = ~stopped & has_exit
+        fill[signal_exit] = self.base[x[signal_exit]]  # a signal event carries its bar's price
         rev = np.zeros(len(opens), dtype=np.bool_)
         rev[has_exit] = self.reverses[side][x[has_exit]]
         ev_bar = np.where(stopped, bar, x)
@@ -264,7 +267,8 @@ class _Asset:
         self, side: int, entry: int, price: float, start: int
     ) -> tuple[int, int, float, bool]:
         """How a position opened at bar ``entry`` for ``price`` ends, looking from bar ``start``:
-        ``(bar, reason, stop price or nan, reversal)``; bar _NEVER if it stays open."""
+        ``(bar, reason, price, reversal)``: a stop's fill price, or a signal bar's price before
+        slippage (its open or close); bar _NEVER if it stays open."""
         if start == entry + 1:
             known = self.known[side].get(entry)
             if known is not None:
@@ -279,7 +283,7 @@ class _Asset:
                 return found[0], found[1], found[2], False
         if x == _NEVER:
             return _NEVER, SIGNAL, float("nan"), False
-        return x, SIGNAL, float("nan"), bool(self.reverses[side][x])
+        return x, SIGNAL, float(self.base[x]), bool(self.reverses[side][x])
 
     def _first_stop(
         self, side: int, entry: int, price: float, start: int, end: int
@@ -580,8 +584,9 @@ def _one(s: AssetSignals, m: _Asset, t: Trading) -> Book:
     n = m.n
     fee, slip = t.fee_rate, t.slippage_rate
     cash = t.cash
-    base_of = m.base
-    open_bars, open_sides = m.open_bars, m.open_sides
+    open_bars, open_sides, open_base = m.open_bars, m.open_sides, m.open_base
+    all_in = t.size_type == "all"
+    buy_cost = 1.0 + fee
     n_open = len(open_bars)
     rows: list[tuple[int, int, float, float, float, int, float, float]] = []
     opened = 0
@@ -594,10 +599,12 @@ def _one(s: AssetSignals, m: _Asset, t: Trading) -> Book:
             i = bisect_left(open_bars, start, i)
             if i >= n_open:
                 break
-            bar, new = open_bars[i], open_sides[i]
-            base = float(base_of[bar])
+            bar, new, base = open_bars[i], open_sides[i], open_base[i]
             price = base * (1.0 + slip) if new == LONG else base * (1.0 - slip)
-            units, spent_all = _size(t, new, cash, price, base, cash)
+            if all_in:
+                units, spent_all = cash / (price * buy_cost), new == LONG
+            else:
+                units, spent_all = _size(t, new, cash, price, base, cash)
             if not units >= MIN_UNITS:
                 start = bar + 1
                 continue
@@ -611,15 +618,15 @@ def _one(s: AssetSignals, m: _Asset, t: Trading) -> Book:
             rows.append((bar, new, units, price, f, SIGNAL, cash, q))
             event = m.exit_event(side, bar, price, bar + 1)
             continue
-        bar, reason, stop_price, rev = event
+        bar, reason, at, rev = event  # at: the stop's fill price, or the signal bar's price
         if bar >= n:
             break
         held = abs(q)
         if reason == SIGNAL:
-            base = float(base_of[bar])
+            base = at
             price = base * (1.0 - slip) if side == LONG else base * (1.0 + slip)
         else:
-            price = stop_price
+            price = at
         if side == LONG:
             if rev:  # sell the long and open a short in one fill
                 after = cash + held * price - held * price * fee
