@@ -392,6 +392,7 @@ def _many(assets: list[AssetSignals], models: list[_Asset], t: Trading) -> Book:
     opens = [m.open_bars for m in models]
     open_sides = [m.open_sides for m in models]
     bases = [m.base for m in models]
+    open_base = [m.open_base for m in models]
     fills: list[tuple[int, int, float, float, float, int, int]] = []
     states: list[tuple[float, float]] = []  # cash and the asset's position after each fill
     opened = 0
@@ -419,13 +420,12 @@ def _many(assets: list[AssetSignals], models: list[_Asset], t: Trading) -> Book:
             if sd == 0 or event[a][3]:
                 later.append(a)
                 continue
-            _, reason, stop_price, _ = event[a]
+            _, reason, at, _ = event[a]  # at: the stop's fill price, or the bar's price
             held = abs(q[a])
             if reason == SIGNAL:
-                base = float(bases[a][bar])
-                price = base * (1.0 - slip) if sd == LONG else base * (1.0 + slip)
+                price = at * (1.0 - slip) if sd == LONG else at * (1.0 + slip)
             else:
-                price = stop_price
+                price = at
             if sd == SHORT and held * price * (1.0 + fee) > cash:  # cover what cash pays
                 part = cash / (price * (1.0 + fee))
                 if part >= MIN_UNITS:
@@ -447,7 +447,7 @@ def _many(assets: list[AssetSignals], models: list[_Asset], t: Trading) -> Book:
                 for j in holding:
                     equity += q[j] * float(bases[j][bar])
             sd = side[a]
-            base = float(bases[a][bar])
+            base = open_base[a][cursor[a]] if sd == 0 else event[a][2]
             if sd == 0:
                 new = open_sides[a][cursor[a]]
                 price = base * (1.0 + slip) if new == LONG else base * (1.0 - slip)
