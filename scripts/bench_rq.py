@@ -1,0 +1,293 @@
+#!/usr/bin/env python
+"""coinbt against RQ on the same workload, in the same run: N tiny backtests until all completed.
+
+    .venv/bin/python scripts/bench_rq.py            # a table
+    .venv/bin/python scripts/bench_rq.py --json     # one JSON object
+
+coinbt: the service in this process (SQLite, durable appends), the N specs submitted as one batch
+(``System.submit_batch``, DESIGN section 11), ``workers`` backtest processes, until every task is
+completed, projected and its artifacts stored.
+
+RQ: RQ 3 with Redis, installed by this script (``redis-server`` from Debian's packages if it is
+missing; RQ in its own virtualenv under ``~/.cache/coinbt-bench/rq``), the same N jobs enqueued
+(each runs ``coinbt.executor._child.execute``: the same engine run and artifact files as a
+coinbt worker), ``workers`` ``SimpleWorker`` processes in burst mode, from the first enqueue until
+the last worker exits. Redis runs with its defaults minus persistence (no RDB, no AOF): RQ's queue
+is not durable here, coinbt's log is (fsync per commit).
+
+Also the 10M-bar check: a real ``coinbt serve``, ``coinbt submit --synthetic 10000000 --wait``
+(sma_cross 5/20): the events the task added, and how long after its Completed was recorded the
+command returned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = Path.home() / ".cache" / "coinbt-bench" / "rq"
+
+
+def ensure_redis() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", "redis-server"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
+    found = shutil.which("redis-server")
+    if not found:
+        raise SystemExit("redis-server is not installed and apt-get could not install it")
+    return found
+
+
+def ensure_rq_venv() -> Path:
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    probe = subprocess.run([str(python), "-c", "import rq, numpy, msgspec"], check=False)
+    if probe.returncode != 0:
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "rq>=3,<4", "redis", "numpy", "msgspec"],
+            check=True,
+        )
+    return python
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+_ENQUEUE = """
+import sys, msgspec
+from redis import Redis
+from rq import Queue
+from coinbt.events import SyntheticSpec
+from coinbt.executor.base import Job
+url, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+q = Queue("bench", connection=Redis.from_url(url))
+jobs = [
+    Queue.prepare_data(
+        "coinbt.executor._child.execute",
+        args=(Job(task_id=f"t{i}", attempt=1, strategy="sma_cross",
+                  params={"fast": 10, "slow": 30}, cash=10000.0, fee_bps=10.0,
+                  slippage_bps=0.0, fill="next_open", symbol="SYNTH",
+                  out_dir=f"{out}/t{i}", synthetic=SyntheticSpec(bars=300, seed=i + 1)),),
+        result_ttl=600,
+    )
+    for i in range(n)
+]
+q.enqueue_many(jobs)
+"""
+
+
+def run_rq(tasks: int, workers: int) -> dict[str, Any]:
+    redis_server = ensure_redis()
+    python = ensure_rq_venv()
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = subprocess.Popen(
+            [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", tmp],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            ping = [str(python), "-c", f"import redis; redis.Redis.from_url({url!r}).ping()"]
+            for _ in range(100):
+                if subprocess.run(ping, check=False, capture_output=True).returncode == 0:
+                    break
+                time.sleep(0.05)
+            start = time.perf_counter()
+            subprocess.run([str(python), "-c", _ENQUEUE, url, str(tasks), tmp], check=True, env=env)
+            enqueued = time.perf_counter() - start
+            procs = [
+                subprocess.Popen(
+                    [
+                        str(VENV / "bin" / "rq"),
+                        "worker",
+                        "--burst",
+                        "--url",
+                        url,
+                        "--worker-class",
+                        "rq.SimpleWorker",
+                        "--quiet",
+                        "bench",
+                    ],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                for _ in range(workers)
+            ]
+            for p in procs:
+                p.wait()
+            elapsed = time.perf_counter() - start
+            check = subprocess.run(
+                [str(python), "-c",
+                 "import sys; from redis import Redis; from rq import Queue; "
+                 "q = Queue('bench', connection=Redis.from_url(sys.argv[1])); "
+                 "print(q.finished_job_registry.count, q.failed_job_registry.count)", url],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+            finished, failed = map(int, check.stdout.split())
+        finally:
+            redis.terminate()
+            redis.wait()
+    return {
+        "tasks": tasks,
+        "workers": workers,
+        "seconds": elapsed,
+        "enqueue_seconds": enqueued,
+        "tasks_per_s": tasks / elapsed,
+        "finished": finished,
+        "failed": failed,
+    }
+
+
+async def run_coinbt(tasks: int, workers: int) -> dict[str, Any]:
+    from coinbt.events import DataSpec, SyntheticSpec, TaskSpec
+    from coinbt.runtime import Config, open_system
+
+    specs = [
+        TaskSpec(
+            strategy="sma_cross",
+            params={"fast": 10, "slow": 30},
+            data=DataSpec(synthetic=SyntheticSpec(bars=300, seed=n + 1)),
+        )
+        for n in range(tasks)
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Config(db=Path(tmp) / "bench.db", workers=workers, queue_capacity=tasks + 1)
+        async with open_system(config) as system:
+            first = await system.store.last_position()
+            start, cpu = time.perf_counter(), time.process_time()
+            await system.submit_batch(specs)
+            submitted = time.perf_counter() - start
+            await system.drain()
+            elapsed = time.perf_counter() - start
+            cpu = time.process_time() - cpu
+            counts = await system.read.counts()
+            events = await system.store.last_position() - first
+    assert counts["completed"] == tasks, counts
+    return {
+        "tasks": tasks,
+        "workers": workers,
+        "seconds": elapsed,
+        "submit_seconds": submitted,
+        "service_cpu_seconds": cpu,
+        "tasks_per_s": tasks / elapsed,
+        "events": events,
+    }
+
+
+async def large_run(bars: int) -> dict[str, Any]:
+    """A real server, ``coinbt submit --wait`` of one sma_cross 5/20 run on ``bars`` bars."""
+    import httpx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        server = await anyio.open_process(
+            [sys.executable, "-m", "coinbt", "serve", "--db", f"{tmp}/c.db", "--port", "0",
+             "--workers", "1", "--log-level", "warning"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+        )  # fmt: skip
+        try:
+            assert server.stdout is not None
+            line = b""
+            while b"serving on" not in line:
+                line += await server.stdout.receive()
+            url = line.decode().split("serving on ")[1].split()[0].rstrip("/")
+            start = time.perf_counter()
+            done = await anyio.run_process(
+                [sys.executable, "-m", "coinbt", "submit", "--url", url, "--synthetic",
+                 f"{bars}:1", "--strategy", "sma_cross", "-p", "fast=5", "-p", "slow=20",
+                 "--wait", "--json"],
+                check=True, env=env,
+            )  # fmt: skip
+            returned = datetime.now(UTC)
+            wall = time.perf_counter() - start
+            lines = [x for x in done.stdout.decode().splitlines() if x.strip().startswith("{")]
+            task = json.loads(lines[-1])
+            async with httpx.AsyncClient(base_url=url) as http:
+                events = (await http.get(f"/backtests/{task['task_id']}/events")).json()["events"]
+        finally:
+            server.terminate()
+            await server.wait()
+    completed = datetime.fromisoformat(events[-1]["recorded_at"].replace("Z", "+00:00"))
+    return {
+        "bars": bars,
+        "status": task["status"],
+        "events": len(events),
+        "types": [e["type"] for e in events],
+        "num_fills": task["num_fills"],
+        "submit_wait_seconds": wall,
+        "returned_after_completed_s": (returned - completed).total_seconds(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--large", type=int, default=10_000_000, help="bars; 0 to skip")
+    args = parser.parse_args()
+    results: dict[str, Any] = {
+        "coinbt": anyio.run(run_coinbt, args.tasks, args.workers),
+        "rq": run_rq(args.tasks, args.workers),
+    }
+    results["ratio"] = results["coinbt"]["tasks_per_s"] / results["rq"]["tasks_per_s"]
+    if args.large:
+        results["large"] = anyio.run(large_run, args.large)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    c, r = results["coinbt"], results["rq"]
+    print(f"{'system':<8} {'tasks':>6} {'workers':>7} {'seconds':>8} {'tasks/s':>8}  notes")
+    print(
+        f"{'coinbt':<8} {c['tasks']:>6} {c['workers']:>7} {c['seconds']:>8.2f} "
+        f"{c['tasks_per_s']:>8,.0f}  one batch submit in {c['submit_seconds']:.2f} s; "
+        f"{c['events']:,} events; service cpu {c['service_cpu_seconds']:.2f} s"
+    )
+    print(
+        f"{'rq':<8} {r['tasks']:>6} {r['workers']:>7} {r['seconds']:>8.2f} "
+        f"{r['tasks_per_s']:>8,.0f}  enqueued in {r['enqueue_seconds']:.2f} s; "
+        f"{r['finished']} finished, {r['failed']} failed"
+    )
+    print(f"coinbt / rq: {results['ratio']:.2f}x")
+    if args.large:
+        g = results["large"]
+        print(
+            f"{g['bars']:,}-bar sma_cross 5/20: {g['status']}, {g['events']} events "
+            f"({', '.join(g['types'])}), {g['num_fills']:,} fills in the artifact; "
+            f"submit --wait took {g['submit_wait_seconds']:.2f} s and returned "
+            f"{g['returned_after_completed_s']:.3f} s after Completed was recorded"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
