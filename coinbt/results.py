@@ -29,7 +29,7 @@ from coinbt.store.base import EventStore
 
 __all__ = ("Page", "Results")
 
-_CACHED = 8  # decoded artifacts kept: paging through one run's fills reads it once
+_CACHED_BYTES = 64 * 1024 * 1024  # decoded artifacts kept (paging through fills reads once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,7 @@ class Results:
         self._store = store
         self._artifact = artifact
         self._arrays: OrderedDict[str, NDArray[Any]] = OrderedDict()
+        self._cached = 0  # bytes
 
     async def fills(self, view: TaskView, offset: int, limit: int) -> Page:
         """Fills ``offset`` to ``offset + limit``: ``{"bar", "ts", "side", "qty", "price",
@@ -80,9 +81,11 @@ class Results:
         if array is None:
             data = await self._artifact(ref)  # checked against ref.sha256
             array = await anyio.to_thread.run_sync(load_array, data)
-            self._arrays[ref.key] = array
-            while len(self._arrays) > _CACHED:
-                self._arrays.popitem(last=False)
+            if array.nbytes <= _CACHED_BYTES // 4:  # a 10M-bar equity curve (160 MB) is not kept
+                self._arrays[ref.key] = array
+                self._cached += array.nbytes
+                while self._cached > _CACHED_BYTES:
+                    self._cached -= self._arrays.popitem(last=False)[1].nbytes
         else:
             self._arrays.move_to_end(ref.key)
         return array
