@@ -223,7 +223,7 @@ async def pg_workload(tmp_path: Path, pg_dsn: str) -> tuple[str, list[str]]:
 
 
 def test_replay_audit_and_migrate_on_postgres(
-    pg_workload: tuple[str, list[str]], capsys: pytest.CaptureFixture[str]
+    pg_workload: tuple[str, list[str]], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     import asyncpg  # type: ignore[import-untyped]
 
@@ -257,6 +257,12 @@ def test_replay_audit_and_migrate_on_postgres(
     code, out, _ = run(capsys, "audit", "verify", "--db", dsn)
     assert code == 0
     assert out.startswith("ok:")
+    data_dir = str(tmp_path)  # the workload's data directory (its local artifact store)
+    code, out, _ = run(
+        capsys, "audit", "verify", "--db", dsn, "--artifacts", "--data-dir", data_dir
+    )
+    assert code == 0, out
+    assert "ok: 9 artifacts match the sha256 their events record" in out
     code, out, _ = run(capsys, "audit", "show", task_ids[0], "--db", dsn, "--json")
     assert code == 0
     assert [e["type"] for e in json.loads(out)] == ["Queued", "Cancelled"]
