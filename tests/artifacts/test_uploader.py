@@ -95,6 +95,10 @@ async def test_a_task_completes_while_the_store_is_down_and_its_artifacts_land_l
         assert [r.levelname for r in api_records] == ["INFO"]
         assert "upload is pending" in response.json()["error"]["message"]
         assert int(response.headers["Retry-After"]) >= 1
+        for path in ("fills", "trades"):  # the other results say the same
+            pending = await http.get(f"/backtests/{task_id}/{path}")
+            assert pending.status_code == 503, path
+            assert pending.json()["error"]["code"] == "artifact_pending"
         metrics = (await http.get("/metrics")).text
         assert 'coinbt_artifacts{state="pending"} 3' in metrics
         assert "coinbt_artifact_upload_failures_total 0" not in metrics
@@ -107,6 +111,8 @@ async def test_a_task_completes_while_the_store_is_down_and_its_artifacts_land_l
         response = await http.get(f"/backtests/{task_id}/equity", params={"points": 0})
         assert response.status_code == 200
         np.testing.assert_array_equal(response.json()["equity"], expected_equity())
+        fills = (await http.get(f"/backtests/{task_id}/fills")).json()
+        assert fills["total"] == (await system.task(task_id)).num_fills > 0
         assert 'coinbt_artifacts{state="pending"} 0' in (await http.get("/metrics")).text
     assert list((tmp_path / "staging").iterdir()) == []
 
