@@ -27,6 +27,7 @@ __all__ = (
     "decode_sweep",
     "expand_grid",
     "sweep_grid",
+    "trading_of",
     "validate_sweep",
 )
 
@@ -147,12 +148,16 @@ async def validate_sweep(
 
     assert spec.sweep is not None
     options = spec.sweep
-    _plain_only(spec)
+    _checks_for_sweeps(spec)
     grid = sweep_grid(spec, max_combinations)
     # The data, costs and limits; a builtin strategy with its defaults (the grid may leave
     # them), a rules strategy with the grid's first values (its parameters are the names its
     # rules use).
-    base = {k: v[0] for k, v in grid.items()} if spec.rules is not None else {}
+    base = (
+        {k: v[0] for k, v in grid.items() if k not in _TRADING_DEFAULTS}
+        if spec.rules is not None
+        else {}
+    )
     plan = await validate(
         msgspec.structs.replace(spec, params=base, sweep=None), catalog, max_bars=max_bars
     )
@@ -167,6 +172,7 @@ async def validate_sweep(
         plan.bars,
         1,
         rules=rules,
+        trading=trading_of(spec),
         cash=spec.cash,
         fee_bps=spec.fee_bps,
         slippage_bps=spec.slippage_bps,
@@ -185,7 +191,7 @@ async def validate_sweep(
         if rules is not None:
             from coinbt.engine.rules import rules_strategy
 
-            strategy = rules_strategy(rules, {k: v[0] for k, v in grid.items()})
+            strategy = rules_strategy(rules, {k: v[0] for k, v in grid.items()})  # (no trading)
         else:
             strategy = strategy_named(spec.strategy)
         await anyio.to_thread.run_sync(
@@ -204,20 +210,35 @@ _TRADING_DEFAULTS = {
 }
 
 
-def _plain_only(spec: TaskSpec) -> None:
-    """Sweeps on the service run long, all-in, without stops (the split sweep's model); the
-    trading options are refused by name rather than ignored."""
-    errors = [
-        FieldError(name, "a sweep on the service runs long, all-in, without stops (for now)")
+def trading_of(spec: TaskSpec) -> dict[str, Any]:
+    """The spec's trading options that differ from the defaults (fixed for the whole sweep)."""
+    return {
+        name: getattr(spec, name, default)
         for name, default in _TRADING_DEFAULTS.items()
         if getattr(spec, name, default) != default
-    ]
+    }
+
+
+def _checks_for_sweeps(spec: TaskSpec) -> None:
+    """What a sweep cannot do: a portfolio (a sweep runs on one asset), and a walk-forward with
+    shorts, stops or sizing (its out-of-sample runs use the long all-in model); refused by
+    name rather than ignored."""
+    from coinbt.specs import _n_assets
+
     assert spec.sweep is not None
-    errors += [
-        FieldError(f"grid.{name}", "a sweep on the service grids strategy parameters (for now)")
-        for name in spec.sweep.grid
-        if name in _TRADING_DEFAULTS
-    ]
+    errors: list[FieldError] = []
+    if _n_assets(spec) > 1:
+        errors.append(FieldError("data", "a sweep runs on one asset, not a portfolio"))
+    if spec.sweep.walk_forward is not None:
+        errors += [
+            FieldError(name, "a walk-forward runs long, all-in, without stops (for now)")
+            for name in trading_of(spec)
+        ]
+        errors += [
+            FieldError(f"grid.{name}", "a walk-forward grids strategy parameters (for now)")
+            for name in spec.sweep.grid
+            if name in _TRADING_DEFAULTS
+        ]
     if errors:
         raise SpecError(errors)
 

@@ -41,6 +41,7 @@ def run_chunk(
         sort_by=args["sort_by"],
         descending=args["descending"],
         progress=progress,
+        **args.get("trading", {}),
     )
     return {
         "rows": [dict(row) for row in result.rows],
@@ -101,6 +102,7 @@ def deflate_best(
         args["slippage_bps"],
         args["fill"],
         args.get("rules"),
+        **{**args.get("trading", {}), **args.get("trading_values", {})},
     )
     result = engine.run(spec, data)
     sharpes = [None if s is None else s / root for s in args["sharpes"]]

@@ -32,6 +32,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from coinbt.engine.sweep import TRADING_GRID
 from coinbt.errors import CoinbtError
 from coinbt.events import SyntheticSpec, TaskSpec
 from coinbt.executor.base import JobError, JobResult, ProducedArtifact
@@ -74,7 +75,7 @@ async def _run(
     out: Path,
     progress: Callable[[float], None],
 ) -> JobResult:
-    from coinbt.sweeps import sweep_grid
+    from coinbt.sweeps import sweep_grid, trading_of
 
     assert spec.sweep is not None
     options = spec.sweep
@@ -138,6 +139,7 @@ async def _run(
         progress=lambda fraction: progress(fraction * _FINISH_SHARE),
         name=f"{task_id}-sweep",
         rules=rules,
+        trading=trading_of(spec),
         **costs,
     )
     best = table.rows[0]
@@ -147,7 +149,11 @@ async def _run(
             "coinbt.executor._sweep_chunk:deflate_best",
             {
                 "strategy": spec.strategy,
-                "params": {name: best[name] for name in table.param_names},
+                "params": {
+                    name: best[name] for name in table.param_names if name not in TRADING_GRID
+                },
+                "trading": trading_of(spec),
+                "trading_values": {k: best[k] for k in table.param_names if k in TRADING_GRID},
                 "sharpes": [row["sharpe"] for row in table.rows],
                 "rules": rules,
                 **costs,

@@ -15,6 +15,7 @@ the executor: a temporary file for local processes, a broadcast ``scatter`` for 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +27,7 @@ import anyio
 
 from coinbt.engine import METRIC_NAMES, BacktestSpec, Bars, Strategy, SweepResult, validate_spec
 from coinbt.engine.strategies import strategy_named
-from coinbt.engine.sweep import grid_values, skip_reason
+from coinbt.engine.sweep import TRADING_GRID, grid_values, skip_reason
 from coinbt.errors import FieldError, SpecError
 from coinbt.events import SyntheticSpec
 from coinbt.executor.base import JobError
@@ -94,44 +95,60 @@ def plan_sweep(
     fill: str = "next_open",
     sort_by: str = "sharpe",
     rules: Mapping[str, str] | None = None,
+    trading: Mapping[str, Any] | None = None,
 ) -> SweepPlan:
     """Validate a sweep the way ``engine.sweep`` does (the same ``SpecError``s, in the same order)
     and split it into at most ``chunks`` chunks for data of ``bars`` bars. ``rules``: the
-    conditions of a ``rules`` strategy, whose parameters are the grid's."""
+    conditions of a ``rules`` strategy, whose parameters are the grid's. ``trading``: the
+    trading options fixed for the sweep (``direction`` ... ``size_type``); the grid may vary
+    ``sl_stop``, ``tp_stop`` and ``size`` too (``engine.sweep``'s ``TRADING_GRID``)."""
     strat = _strategy(strategy, grid, rules)
     if rules is None and strategy_named(strat.name) is not strat:
         raise SpecError("a split sweep runs registered strategies only", field="strategy")
     values = grid_values(strat, grid)
-    validate_spec(
-        BacktestSpec(strat.name, strat.defaults(), cash, fee_bps, slippage_bps, fill, rules)
+    base = BacktestSpec(
+        strat.name, strat.defaults(), cash, fee_bps, slippage_bps, fill, rules, **(trading or {})
     )
-    names = tuple(p.name for p in strat.params)
+    validate_spec(base)
+    trading_keys = [k for k in values if k in TRADING_GRID]
+    trading_combos = list(itertools.product(*(range(len(values[k])) for k in trading_keys)))
+    for t in trading_combos:  # a bad stop or size is an error, as in engine.sweep
+        _check_options(base, {k: values[k][i] for k, i in zip(trading_keys, t, strict=True)})
+    names = tuple(p.name for p in strat.params) + tuple(trading_keys)
     if sort_by not in METRIC_NAMES and sort_by not in names:
         raise SpecError(
             f"unknown metric or parameter {sort_by!r} (metrics: {', '.join(METRIC_NAMES)})",
             field="sort_by",
         )
     keys = tuple(values)
-    # Which combinations engine.sweep will skip, and why (the same checks, in the same order).
+    strategy_keys = [k for k in keys if k not in TRADING_GRID]
+    # Which combinations engine.sweep will skip, and why (the same checks, in the same order:
+    # the strategy's combinations, and inside each every trading combination).
     valid: list[tuple[Any, ...]] = []
     valid_per_position: list[list[int]] = [[0] * len(values[k]) for k in keys]
+    axis_of = {k: a for a, k in enumerate(keys)}
     reasons: dict[str, int] = {}
     total = 0
-    indexes = [range(len(values[k])) for k in keys]
+    indexes = [range(len(values[k])) for k in strategy_keys]
     for position in itertools.product(*indexes):
-        total += 1
-        combo = {k: values[k][i] for k, i in zip(keys, position, strict=True)}
+        total += len(trading_combos)
+        combo = {k: values[k][i] for k, i in zip(strategy_keys, position, strict=True)}
         params, errors = strat.check(combo)
         needed, param = strat.lookback_fn(params) if not errors else (0, None)
         if not errors and bars < needed:
             errors = [FieldError(f"params.{param}", f"needs at least {needed} bars")]
         if errors:
             reason = skip_reason(errors[0])
-            reasons[reason] = reasons.get(reason, 0) + 1
+            reasons[reason] = reasons.get(reason, 0) + len(trading_combos)
             continue
-        valid.append(tuple(params[k] for k in keys))
-        for axis, i in enumerate(position):
-            valid_per_position[axis][i] += 1
+        for t in trading_combos:
+            chosen = {**params, **{k: values[k][i] for k, i in zip(trading_keys, t, strict=True)}}
+            valid.append(tuple(chosen[k] for k in keys))
+            for k, i in (
+                *zip(strategy_keys, position, strict=True),
+                *zip(trading_keys, t, strict=True),
+            ):
+                valid_per_position[axis_of[k]][i] += 1
     if not valid:
         summary = "; ".join(f"{n} x {reason}" for reason, n in reasons.items())
         raise SpecError(f"no valid parameter combination ({summary})", field="grid")
@@ -146,6 +163,19 @@ def plan_sweep(
         combinations=total,
         skip_reasons=reasons,
     )
+
+
+def _check_options(base: BacktestSpec, combo: Mapping[str, Any]) -> None:
+    """``engine.sweep``'s check of one combination of trading grid values (``grid.sl_stop``)."""
+    try:
+        validate_spec(dataclasses.replace(base, **combo))
+    except SpecError as e:
+        raise SpecError(
+            [
+                FieldError(f"grid.{x.field}" if x.field in combo else x.field, x.message)
+                for x in e.errors
+            ]
+        ) from e
 
 
 def _strategy(
@@ -217,6 +247,7 @@ async def sweep_on(
     name: str = "sweep",
     reruns: int = 2,
     rules: Mapping[str, str] | None = None,
+    trading: Mapping[str, Any] | None = None,
 ) -> SweepResult:
     """``engine.sweep`` split into ``chunks`` chunks (default: the executor's worker count) run
     on ``executor``'s workers; the same :class:`~coinbt.engine.SweepResult`, row for row.
@@ -240,6 +271,7 @@ async def sweep_on(
         fill=fill,
         sort_by=sort_by,
         rules=rules,
+        trading=trading,
     )
     base: dict[str, Any] = {
         "strategy": plan.strategy,
@@ -252,6 +284,8 @@ async def sweep_on(
     }
     if rules is not None:
         base["rules"] = dict(rules)
+    if trading:
+        base["trading"] = dict(trading)
     if isinstance(data, SyntheticSpec):
         base["synthetic"] = {
             "bars": data.bars,

@@ -216,8 +216,18 @@ BAD_SWEEPS = [
     pytest.param({"walk_forward": {"train": "180d"}}, "walk_forward.test", id="wf-missing-test"),
     pytest.param({"grid": None}, "grid", id="grid-null"),
     pytest.param({"colour": "red"}, "colour", id="unknown-field"),
-    pytest.param({"direction": "short"}, "direction", id="trading-option"),
-    pytest.param({"grid": {"fast": [5], "sl_stop": [0.1]}}, "grid.sl_stop", id="trading-grid"),
+    pytest.param(
+        {"direction": "short", "walk_forward": {"train": "180d", "test": "60d"}},
+        "direction",
+        id="wf-trading-option",
+    ),
+    pytest.param(
+        {"grid": {"fast": [5], "sl_stop": [0.1]}, "walk_forward": {"train": "180d", "test": "60d"}},
+        "grid.sl_stop",
+        id="wf-trading-grid",
+    ),
+    pytest.param({"grid": {"fast": [5], "sl_stop": [1.5]}}, "grid.sl_stop", id="bad-stop"),
+    pytest.param({"data": {"synthetic": {"bars": 5000, "symbols": 2}}}, "data", id="portfolio"),
     pytest.param({"strategy": "nope"}, "strategy", id="unknown-strategy"),
     pytest.param({"data": {"synthetic": {"bars": 1}}}, "data.synthetic.bars", id="bad-data"),
 ]
@@ -305,3 +315,30 @@ async def test_a_rules_strategy_is_swept_over_its_parameters(open_system: OpenSy
         response = await http.post("/sweeps", json=bad)
         assert response.status_code == 422
         assert await system.store.last_position() == before
+
+
+async def test_trading_options_and_stops_are_swept_like_engine_sweep(
+    open_system: OpenSystem,
+) -> None:
+    async with open_system(workers=2) as system, http_client("asgi", system) as http:
+        body = sweep_body(
+            direction="both",
+            grid={"fast": [5, 10], "slow": [30, 60], "sl_stop": [0.02, 0.05], "tp_stop": [0.1]},
+        )
+        response = await http.post("/sweeps", json=body)
+        assert response.status_code == 202, response.text
+        task_id = response.json()["task_id"]
+        await system.drain()
+        done = (await http.get(f"/sweeps/{task_id}")).json()
+        assert done["status"] == "completed", done
+        expected = engine.sweep(
+            "sma_cross",
+            {"fast": [5, 10], "slow": [30, 60], "sl_stop": [0.02, 0.05], "tp_stop": [0.1]},
+            engine.synthetic(20_000, seed=1, interval="1h"),
+            fee_bps=5,
+            direction="both",
+        )
+        assert done["sweep"]["evaluated"] == expected.evaluated == 8
+        assert done["sweep"]["best"] == [dict(row) for row in expected.rows]
+        assert done["sweep"]["params"] == list(expected.param_names)
+        assert 0.0 <= done["sweep"]["deflated_sharpe"]["probability"] <= 1.0

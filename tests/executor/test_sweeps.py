@@ -157,3 +157,21 @@ def test_coinbt_sweep_refuses_bad_split_options(
     assert status == 2
     assert out == ""
     assert message in err
+
+
+async def test_a_split_along_a_trading_axis_equals_engine_sweep() -> None:
+    """sl_stop has the most values, so the grid is split along it; shorts and a fixed take
+    profit apply to every chunk; the merged table is engine.sweep's, row for row."""
+    grid = {"fast": [5, 10], "slow": [30, 60], "sl_stop": [0.01, 0.03, 0.05]}
+    trading = {"direction": "both", "tp_stop": 0.08}
+    bars = engine.synthetic(5_000, seed=3)
+    expected = engine.sweep("sma_cross", grid, bars, **trading)
+    plan = plan_sweep("sma_cross", grid, len(bars), 2, trading=trading)
+    assert [sorted(c["sl_stop"]) for c in plan.chunks] != [grid["sl_stop"]]  # really split
+    assert len(plan.valid) == expected.evaluated == 12
+    async with open_local_executor(2) as executor:
+        result = await sweep_on(executor, "sma_cross", grid, bars, trading=trading)
+    assert result.to_dict() == expected.to_dict()
+    with pytest.raises(SpecError) as info:
+        plan_sweep("sma_cross", {"fast": [5], "sl_stop": [1.5]}, 1000, 2)
+    assert info.value.errors[0].field == "grid.sl_stop"
