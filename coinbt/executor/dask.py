@@ -392,18 +392,20 @@ class DaskExecutor:
         client = self._client
         try:
             with anyio.fail_after(KILL_TIMEOUT_S):
-                if pid is None:
-                    pids = await client.run(_dask_task.worker_pid, workers=[worker], nanny=True)
-                    pid = pids.get(worker)
+                # Its nanny's address first: once the process is dead the scheduler forgets the
+                # worker, and the nanny is how we wait until the process has exited.
+                identity = await client.scheduler.identity()
+                nanny = identity.get("workers", {}).get(worker, {}).get("nanny")
+                if pid is None and nanny is not None:
+                    pids = await client.run(_dask_task.worker_pid, workers=[nanny])
+                    pid = pids.get(nanny)
                 answers = await client.run(
                     _dask_task.kill_if_running, key, workers=[worker], on_error="return"
                 )
                 if not isinstance(answers.get(worker), BaseException):
                     return  # it answered (it was not executing the task) or is unknown: no kill
-                if pid is not None:  # it killed itself: wait (through its nanny) until it is gone
-                    await client.run(
-                        _dask_task.kill_worker_process, pid=pid, workers=[worker], nanny=True
-                    )
+                if pid is not None and nanny is not None:  # it killed itself: wait until gone
+                    await client.run(_dask_task.kill_worker_process, pid=pid, workers=[nanny])
         except Exception as e:
             log.warning("could not kill the process of Dask worker %s: %r", worker, e)
 
