@@ -4,7 +4,8 @@ The hash chain proves the log was not changed after the fact; a rerun proves the
 follows from the recorded inputs. For a completed task it takes the spec of its last ``Queued``
 (strategy, parameters, costs, the dataset and its version, or the synthetic series), resolves the
 data as the worker did, builds the job with the worker's own recipe and runs it on a process
-executor, like the service. The result digest (sha256 of the canonical result: fills, equity
+executor, like the service (a sweep runs its chunks as the worker does and its summary's digest
+is compared). The result digest (sha256 of the canonical result: fills, equity
 curve, metrics) must equal ``Completed.result_digest``. On a mismatch the first difference is
 named: a metric, the final equity, or else the fills or curve the digest covers.
 """
@@ -68,6 +69,7 @@ async def rerun_task(
     """Run a completed task again and compare. ``TaskNotFoundError`` for an unknown task;
     ``CoinbtError`` naming the status if it did not complete."""
     from coinbt.actors.worker import _job  # the worker's own recipe, so the job is the same
+    from coinbt.executor.sweep_task import run_sweep_task
 
     events = await store.read_stream(task_id)
     if not events:
@@ -79,10 +81,13 @@ async def rerun_task(
     except CoinbtError as e:
         return RerunResult(task_id, completed.result_digest, None, f"its data: {e}")
     with tempfile.TemporaryDirectory(prefix="coinbt-rerun-") as scratch:
-        claim = Claim(task_id, spec, queued.attempt, 0)
-        job = _job(claim, plan, Path(scratch) / f"{task_id}-{queued.attempt}")
+        out = Path(scratch) / f"{task_id}-{queued.attempt}"
         try:
-            result = await executor.run(job, lambda fraction: None)
+            if spec.sweep is None:
+                job = _job(Claim(task_id, spec, queued.attempt, 0), plan, out)
+                result = await executor.run(job, lambda fraction: None)
+            else:  # a sweep: its chunks run as the worker runs them, the summary digest compared
+                result = await run_sweep_task(executor, task_id, spec, plan, out, lambda f: None)
         except JobError as e:
             return RerunResult(task_id, completed.result_digest, None, f"the rerun failed: {e}")
     difference = None

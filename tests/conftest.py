@@ -6,7 +6,6 @@ from __future__ import annotations
 import atexit
 import itertools
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,7 +29,7 @@ def ids() -> SequentialIds:
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[TemporaryServer]:
+def pg_server() -> TemporaryServer:
     """A throwaway server on 127.0.0.1 (installed by scripts/ensure-postgres if need be).
 
     Skips, saying what is missing, where no server can be installed or started.
@@ -49,9 +48,11 @@ def pg_server() -> Iterator[TemporaryServer]:
         server.start()
     except PostgresUnavailableError as e:
         pytest.skip(f"no PostgreSQL server for the tests: {e}")
-    atexit.register(server.stop)  # also if the session is interrupted
-    yield server
-    server.stop()
+    # Stopped at exit, not in this fixture's teardown: the teardown runs inside the last test's
+    # timeout, and removing a data directory that a whole session filled can take longer than
+    # that on a busy disk (seen under load), failing a test that passed.
+    atexit.register(server.stop)
+    return server
 
 
 @pytest.fixture

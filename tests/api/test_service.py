@@ -17,6 +17,7 @@ import pytest
 
 from coinbt import engine
 from coinbt.api.models import DatasetOut, DatasetsOut, HealthOut, StrategiesOut
+from coinbt.demo import DEMO_SPECS
 from coinbt.store import verify_file
 from tests.api.helpers import http_client, server_url
 from tests.system import OpenSystem, system_factory, tiny
@@ -228,7 +229,7 @@ def test_serve_starts_prints_its_url_and_stops_cleanly_on_sigterm(tmp_path: Path
         with httpx.Client(base_url=url, timeout=30) as http:
             assert http.get("/health").json()["status"] == "ok"
             tasks = http.get("/backtests").json()["tasks"]
-            assert len(tasks) == 6  # the demo backtests
+            assert len(tasks) == len(DEMO_SPECS) + 1  # the demo backtests and its sweep
         child.send_signal(signal.SIGTERM)
         _, err = child.communicate(timeout=60)
     finally:
