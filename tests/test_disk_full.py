@@ -136,6 +136,9 @@ async def test_a_run_that_ends_while_the_disk_is_full_is_recorded_when_space_ret
         view = await system.submit(tiny(seed=1))
         with anyio.fail_after(30):
             await at_the_gate.wait()
+        # The read model shows the run before the disk fills (else its Started may not be
+        # projected yet, and the status read below says queued).
+        assert await wait_status(system, view.task_id, "running") == "running"
         filler = small_disk / "filler"
         await anyio.to_thread.run_sync(fill, filler)
         for seed in range(100, 3100):  # until the log has no room left
