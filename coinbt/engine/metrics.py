@@ -10,16 +10,30 @@ from numpy.typing import NDArray
 from coinbt.engine.simulate import Simulation
 
 __all__ = (
+    "CURVE_METRICS",
     "METRIC_NAMES",
     "YEAR_MS",
     "Metrics",
     "compute_metrics",
+    "curve_metrics",
     "metrics_of",
     "periods_per_year",
 )
 
 YEAR_MS = 365 * 86_400_000
 """A year for annualization: crypto trades every day."""
+
+CURVE_METRICS = (
+    "final_equity",
+    "total_return",
+    "cagr",
+    "annual_volatility",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+)
+"""The metrics of an equity curve alone (the out-of-sample side of a walk-forward)."""
 
 METRIC_NAMES = (
     "final_equity",
@@ -97,6 +111,43 @@ def metrics_of(
 ) -> Metrics:
     """The metrics of an equity curve and its closed trades' PnL and returns (any model)."""
     n = len(equity)
+    curve = curve_metrics(equity, cash, interval_ms)
+
+    closed = len(trade_returns)
+    win_rate = profit_factor = avg_trade = best = worst = None
+    if closed:
+        pnl = trade_pnl
+        gains = float(_sum(np.maximum(pnl, 0.0)))
+        losses = -float(_sum(np.minimum(pnl, 0.0)))
+        win_rate = int(np.count_nonzero(pnl > 0.0)) / closed
+        profit_factor = gains / losses if losses > 0 else None
+        avg_trade = float(_sum(trade_returns)) / closed
+        best = float(_max(trade_returns))
+        worst = float(_min(trade_returns))
+
+    return {
+        **curve,
+        "num_trades": num_trades,
+        "closed_trades": closed,
+        "win_rate": win_rate,
+        "profit_factor": profit_factor,
+        "avg_trade_return": avg_trade,
+        "best_trade": best,
+        "worst_trade": worst,
+        "exposure": held_bars / n,
+        "fees_paid": float(_sum(fees)),
+    }
+
+
+def curve_metrics(equity: FloatArray, cash: float, interval_ms: int) -> dict[str, float | None]:
+    """The metrics of an equity curve alone (:data:`CURVE_METRICS`), from a start at ``cash``:
+    final equity, total return, CAGR, annualized volatility, Sharpe, Sortino, max drawdown and
+    Calmar (docs/engine.md); None where undefined. ``metrics_of`` and walk-forward's stitched
+    curve both use it, so the definitions exist once.
+    """
+    n = len(equity)
+    if n == 0:
+        return dict.fromkeys(CURVE_METRICS)
     final = float(equity[-1])
     path = np.concatenate(((cash,), equity))  # the starting cash, then every bar's equity
     returns = path[1:] / path[:-1] if _min(equity) > 0.0 else _returns_through_zero(path)
@@ -122,19 +173,6 @@ def metrics_of(
             cagr = math.exp(math.log(growth) * ppy / n) - 1.0 if growth > 0 else -1.0
         except OverflowError:
             cagr = None
-
-    closed = len(trade_returns)
-    win_rate = profit_factor = avg_trade = best = worst = None
-    if closed:
-        pnl = trade_pnl
-        gains = float(_sum(np.maximum(pnl, 0.0)))
-        losses = -float(_sum(np.minimum(pnl, 0.0)))
-        win_rate = int(np.count_nonzero(pnl > 0.0)) / closed
-        profit_factor = gains / losses if losses > 0 else None
-        avg_trade = float(_sum(trade_returns)) / closed
-        best = float(_max(trade_returns))
-        worst = float(_min(trade_returns))
-
     return {
         "final_equity": _finite(final),
         "total_return": _finite(growth - 1.0),
@@ -144,13 +182,4 @@ def metrics_of(
         "sortino": _finite(mean / down_dev * root) if root and down_dev > 0 else None,
         "max_drawdown": max_drawdown,
         "calmar": _finite(cagr / max_drawdown) if cagr is not None and max_drawdown > 0 else None,
-        "num_trades": num_trades,
-        "closed_trades": closed,
-        "win_rate": win_rate,
-        "profit_factor": profit_factor,
-        "avg_trade_return": avg_trade,
-        "best_trade": best,
-        "worst_trade": worst,
-        "exposure": held_bars / n,
-        "fees_paid": float(_sum(fees)),
     }

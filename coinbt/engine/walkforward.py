@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from coinbt.engine.backtest import execute
 from coinbt.engine.data import Bars, parse_interval
 from coinbt.engine.indicators import IndicatorCache
-from coinbt.engine.metrics import periods_per_year
+from coinbt.engine.metrics import CURVE_METRICS, curve_metrics
 from coinbt.engine.spec import BacktestSpec, validate_spec
 from coinbt.engine.strategies import Strategy, strategy_named
 from coinbt.engine.sweep import grid_values, sweep
@@ -45,18 +45,6 @@ __all__ = (
     "plan_folds",
     "walk_forward",
 )
-
-CURVE_METRICS = (
-    "final_equity",
-    "total_return",
-    "cagr",
-    "annual_volatility",
-    "sharpe",
-    "sortino",
-    "max_drawdown",
-    "calmar",
-)
-"""The metrics of an equity curve alone (the out-of-sample side of a walk-forward)."""
 
 FloatArray = NDArray[np.float64]
 
@@ -176,47 +164,6 @@ class WalkForwardResult:
             out["ts"] = self.ts.tolist()
             out["equity"] = self.equity.tolist()
         return out
-
-
-def curve_metrics(equity: FloatArray, cash: float, interval_ms: int) -> dict[str, float | None]:
-    """The :data:`CURVE_METRICS` of an equity curve that started at ``cash``, defined as the
-    engine's metrics of the same names (docs/engine.md); None where undefined."""
-    n = len(equity)
-    if n == 0:
-        return dict.fromkeys(CURVE_METRICS)
-    path = np.concatenate(((cash,), equity))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        returns = path[1:] / path[:-1] - 1.0
-    returns[~np.isfinite(returns)] = 0.0
-    mean = float(returns.mean())
-    sd = float(returns.std(ddof=1)) if n > 1 else 0.0
-    down = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2)))
-    ppy = periods_per_year(interval_ms)
-    root = math.sqrt(ppy) if ppy else 0.0
-    peak = np.maximum.accumulate(path)
-    max_drawdown = max(0.0, 1.0 - float(np.min(path / peak)))
-    final = float(equity[-1])
-    growth = final / cash
-    cagr: float | None = None
-    if ppy:
-        try:
-            cagr = math.exp(math.log(growth) * ppy / n) - 1.0 if growth > 0 else -1.0
-        except OverflowError:
-            cagr = None
-    return {
-        "final_equity": _finite(final),
-        "total_return": _finite(growth - 1.0),
-        "cagr": None if cagr is None else _finite(cagr),
-        "annual_volatility": _finite(sd * root) if root and n > 1 else None,
-        "sharpe": _finite(mean / sd * root) if root and sd > 0 else None,
-        "sortino": _finite(mean / down * root) if root and down > 0 else None,
-        "max_drawdown": max_drawdown,
-        "calmar": _finite(cagr / max_drawdown) if cagr is not None and max_drawdown > 0 else None,
-    }
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 def walk_forward(
@@ -416,7 +363,8 @@ def degradation(
     def ratio(out: float | None, inside: float | None) -> float | None:
         if out is None or inside is None or inside <= 0:
             return None  # a ratio to a losing in-sample result means nothing
-        return _finite(out / inside)
+        value = out / inside
+        return value if math.isfinite(value) else None
 
     return {
         "in_sample_sharpe": is_sharpe,
