@@ -83,14 +83,16 @@ def expand_grid(
     grid: Mapping[str, list[ParamValue] | GridRange], max_values: int
 ) -> dict[str, list[ParamValue]]:
     """Each axis as a list: ranges expanded (``stop`` included). ``SpecError`` naming
-    ``grid.NAME.step`` for a step of 0 or of the wrong sign, ``grid.NAME`` for a range of more
-    than ``max_values`` values, and ``grid`` for no axis at all."""
+    ``grid.NAME.step`` for a step of 0 or of the wrong sign, ``grid.NAME`` for an empty list or a
+    range of more than ``max_values`` values, and ``grid`` for no axis at all."""
     if not grid:
         raise SpecError("name at least one parameter to sweep", field="grid")
     errors: list[FieldError] = []
     out: dict[str, list[ParamValue]] = {}
     for name, axis in grid.items():
         if not isinstance(axis, GridRange):
+            if not axis:
+                errors.append(FieldError(f"grid.{name}", "give at least one value"))
             out[name] = list(axis)
             continue
         try:
@@ -150,6 +152,7 @@ async def validate_sweep(
     options = spec.sweep
     _checks_for_sweeps(spec)
     grid = sweep_grid(spec, max_combinations)
+    _check_overridden(spec)
     # The data, costs and limits; a builtin strategy with its defaults (the grid may leave
     # them), a rules strategy with the grid's first values (its parameters are the names its
     # rules use).
@@ -241,6 +244,28 @@ def _checks_for_sweeps(spec: TaskSpec) -> None:
         ]
     if errors:
         raise SpecError(errors)
+
+
+def _check_overridden(spec: TaskSpec) -> None:
+    """A builtin strategy's ``params`` that the grid also names are not run, but are recorded in
+    ``Queued`` as given: each must still be typed and in range (``params.NAME``), as a
+    backtest's would be."""
+    from coinbt.engine.strategies import strategy_named
+    from coinbt.engine.sweep import grid_values
+
+    assert spec.sweep is not None
+    overridden = {k: [v] for k, v in spec.params.items() if k in spec.sweep.grid}
+    if spec.rules is not None or not overridden:
+        return
+    try:
+        grid_values(strategy_named(spec.strategy), overridden)
+    except SpecError as e:
+        raise SpecError(
+            [
+                FieldError(f"params.{f.field.removeprefix('grid.').removesuffix('[0]')}", f.message)
+                for f in e.errors
+            ]
+        ) from None
 
 
 def _timestamps(spec: TaskSpec, plan: DataPlan) -> tuple[Any, int]:

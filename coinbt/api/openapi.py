@@ -135,6 +135,116 @@ def _exact_spec(components: dict[str, Any], max_bars: int) -> None:
     synthetic["interval"] = {**synthetic["interval"], "pattern": _INTERVAL}
 
 
+def _sweep_spec(components: dict[str, Any]) -> None:
+    """``SweepSpec``: the body of POST /sweeps, as :func:`coinbt.sweeps.decode_sweep` reads it --
+    a ``TaskSpec`` branch without ``sweep`` (refused: 422), with ``grid`` (required), ``sort_by``,
+    ``descending`` and ``walk_forward`` beside ``strategy`` and ``data``. Rules JSON Schema cannot
+    state are answered 422: a grid naming an unknown parameter or a value out of its range, a
+    step of 0 or of the wrong sign, too many combinations, an unknown ``sort_by``, a walk-forward
+    window not like ``180d``, with no whole fold, or with shorts, stops or sizing."""
+    from coinbt.engine.sweep import TRADING_GRID
+
+    axis = {
+        "anyOf": [
+            {
+                "type": "array",
+                "minItems": 1,
+                "items": {"type": ["boolean", "integer", "number", "string"]},
+            },
+            {"$ref": _REF.format(name="GridRange")},
+        ]
+    }
+    options = {
+        "grid": {"type": "object", "minProperties": 1, "additionalProperties": axis},
+        "sort_by": {"type": "string", "default": "sharpe"},
+        "descending": {"type": "boolean", "default": True},
+        "walk_forward": {
+            "anyOf": [{"$ref": _REF.format(name="WalkForwardSpec")}, {"type": "null"}],
+            "default": None,
+        },
+    }
+    branches = []
+    for ref in components["TaskSpec"]["oneOf"]:
+        name = ref["$ref"].rsplit("/", 1)[1]
+        task = components[name]
+        key = "SweepSpec" + name.removeprefix("TaskSpec")
+        properties = {k: v for k, v in task["properties"].items() if k != "sweep"}
+        grid = options["grid"]
+        params = properties["params"].get("properties")
+        if params is not None:  # a builtin strategy: its parameters and the trading options
+            values = {
+                **{p: {k: v for k, v in s.items() if k != "default"} for p, s in params.items()},
+                **{t: {"type": "number", "exclusiveMinimum": 0} for t in TRADING_GRID},
+            }
+            grid = {
+                "type": "object",
+                "minProperties": 1,
+                "properties": {
+                    p: {
+                        "anyOf": [
+                            {"type": "array", "minItems": 1, "items": v},
+                            {"$ref": _REF.format(name="GridRange")},
+                        ]
+                    }
+                    for p, v in values.items()
+                },
+                "additionalProperties": False,
+            }
+        components[key] = {
+            **task,
+            "title": task["title"].replace("TaskSpec", "SweepSpec"),
+            "properties": {**properties, **options, "grid": grid},
+            "required": [*task["required"], "grid"],
+        }
+        branches.append({"$ref": _REF.format(name=key)})
+    components["SweepSpec"] = {
+        "title": "SweepSpec",
+        "description": "A sweep: a backtest spec with grid, sort_by, descending and walk_forward"
+        " at the top level (docs/sweeps.md). One branch per strategy.",
+        "oneOf": branches,
+    }
+    components["SweepOut"] = {
+        "title": "SweepOut",
+        "description": "The task, its kind, and its summary once completed (sweep_pending while"
+        " the summary's upload is pending).",
+        "allOf": [
+            {"$ref": _REF.format(name="TaskOut")},
+            {
+                "type": "object",
+                "properties": {
+                    "kind": {"enum": ["grid", "walk_forward"]},
+                    "sweep": {"anyOf": [{"type": "object"}, {"type": "null"}]},
+                    "sweep_pending": {"const": True},
+                },
+                "required": ["kind", "sweep"],
+            },
+        ],
+    }
+    components["SweepPage"] = {
+        "title": "SweepPage",
+        "type": "object",
+        "properties": {
+            "sweeps": {"type": "array", "items": {"$ref": _REF.format(name="SweepOut")}},
+            "next_cursor": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        },
+        "required": ["sweeps", "next_cursor"],
+    }
+    components["SweepRowsOut"] = {
+        "title": "SweepRowsOut",
+        "type": "object",
+        "properties": {
+            "task_id": {"type": "string"},
+            "total": {"type": "integer", "minimum": 0},
+            "columns": {"type": "array", "items": {"type": "string"}},
+            "sort": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            "order": {"enum": ["asc", "desc"]},
+            "rows": {"type": "array", "items": {"type": "object"}},
+            "next_cursor": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        },
+        "required": ["task_id", "total", "columns", "sort", "order", "rows", "next_cursor"],
+    }
+
+
 _FORMAT = _query(
     "format",
     {"type": "string", "enum": ["csv", "parquet"]},
@@ -175,6 +285,7 @@ def openapi(*, token_required: bool, max_bars: int = DEFAULT_MAX_BARS) -> dict[s
     ]
     _, components = msgspec.json.schema_components(types, ref_template=_REF)
     _exact_spec(components, max_bars)
+    _sweep_spec(components)
     check = components.get("RulesCheckIn", {}).get("properties", {})
     if "bars" in check:  # a positive number of bars, or none (the server answers 400)
         check["bars"] = {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}]}
@@ -446,6 +557,136 @@ def openapi(*, token_required: bool, max_bars: int = DEFAULT_MAX_BARS) -> dict[s
                 parameters=[_TASK_ID],
             ),
         },
+        "/sweeps": {
+            "post": _op(
+                "Submit a parameter sweep or a walk-forward (docs/sweeps.md)",
+                {
+                    "202": {"description": "queued: the sweep", "content": _json("SweepOut")},
+                    "400": _error("malformed JSON or an empty body"),
+                    "413": _error("the body is too large"),
+                    "415": _error("the body is not application/json"),
+                    "422": _error("the sweep spec breaks a rule; details name each field"),
+                    "429": _error("the queue is full; retry after Retry-After seconds"),
+                },
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": _REF.format(name="SweepSpec")},
+                            "example": {
+                                "strategy": "sma_cross",
+                                "data": {"synthetic": {"bars": 500, "seed": 7}},
+                                "grid": {
+                                    "fast": [5, 10],
+                                    "slow": {"start": 20, "stop": 40, "step": 20},
+                                },
+                                "sort_by": "sharpe",
+                            },
+                        }
+                    },
+                },
+            ),
+            "get": _op(
+                "List sweeps, newest first",
+                {"200": {"description": "a page", "content": _json("SweepPage")}, "400": bad},
+                parameters=[
+                    _query(
+                        "status",
+                        {
+                            "type": "string",
+                            "enum": ["queued", "running", "completed", "failed", "cancelled"],
+                        },
+                        "only sweeps with this status",
+                    ),
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": 500},
+                        "page size (default 50)",
+                    ),
+                    _query(
+                        "cursor",
+                        {"type": "string", "pattern": "^(c[0-9]{1,18})?$"},
+                        "next_cursor of the previous page (empty: the first page)",
+                    ),
+                ],
+            ),
+        },
+        "/sweeps/{task_id}": {
+            "get": _op(
+                "A sweep's status and progress, and its summary once completed",
+                {
+                    "200": {"description": "the sweep", "content": _json("SweepOut")},
+                    "400": bad,
+                    "404": _error("no sweep with this id (a backtest's id is not a sweep)"),
+                },
+                parameters=[_TASK_ID],
+            ),
+            "delete": _op(
+                "Cancel a queued or running sweep",
+                {
+                    "200": {"description": "the sweep", "content": _json("SweepOut")},
+                    "400": _error("completed or failed: cannot be cancelled"),
+                    "404": _error("no sweep with this id"),
+                    "409": _error("another process kept changing the task: retry"),
+                },
+                parameters=[
+                    _TASK_ID,
+                    _query(
+                        "reason",
+                        {"type": "string", "maxLength": 500},
+                        "why (recorded in the Cancelled event)",
+                    ),
+                ],
+            ),
+        },
+        "/sweeps/{task_id}/rows": {
+            "get": _op(
+                "A page of a completed sweep's table, sorted by any column",
+                {
+                    "200": {"description": "a page of rows", "content": _json("SweepRowsOut")},
+                    "400": _error("the sweep is not completed, or a bad parameter"),
+                    "404": _error("no sweep with this id, or its table is lost"),
+                    "503": _error("the table's upload to the artifact store is still pending"),
+                },
+                parameters=[
+                    _TASK_ID,
+                    _query("sort", {"type": "string"}, "a column (default: the sweep's sort_by)"),
+                    _query(
+                        "order",
+                        {"type": "string", "enum": ["asc", "desc"]},
+                        "default: the sweep's own order",
+                    ),
+                    _query(
+                        "limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"
+                    ),
+                    _query(
+                        "cursor",
+                        {"type": "string", "pattern": "^(o[0-9]{1,11})?$"},
+                        "next_cursor of the previous page (empty: the first page)",
+                    ),
+                ],
+            ),
+        },
+        "/sweeps/{task_id}/table": {
+            "get": _op(
+                "A completed sweep's whole table as a file",
+                {
+                    "200": {"description": "every row", "content": _FILE},
+                    "400": _error("the sweep is not completed, or a bad format"),
+                    "404": _error("no sweep with this id, or its table is lost"),
+                    "501": _error("Parquet asked for and pyarrow is not installed"),
+                    "503": _error("the table's upload to the artifact store is still pending"),
+                },
+                parameters=[
+                    _TASK_ID,
+                    _query(
+                        "format",
+                        {"type": "string", "enum": ["csv", "parquet"]},
+                        "csv (default) or parquet (needs the server's coinbt[parquet] extra)",
+                    ),
+                ],
+            ),
+        },
         "/events": {
             "get": _op(
                 "The global log after a position; text/event-stream for live updates",
@@ -572,8 +813,13 @@ _OPERATION_IDS = {
     ("/backtests/{task_id}/artifacts", "get"): "getBacktestArtifacts",
     ("/backtests/{task_id}/prices", "get"): "getBacktestPrices",
     ("/backtests/{task_id}/analysis", "get"): "getBacktestAnalysis",
-}  # not /trades and /report: they answer files (Parquet is binary), which a link follower
-# (schemathesis's stateful phase) would decode as text
+    ("/sweeps", "post"): "submitSweep",
+    ("/sweeps", "get"): "listSweeps",
+    ("/sweeps/{task_id}", "get"): "getSweep",
+    ("/sweeps/{task_id}", "delete"): "cancelSweep",
+    ("/sweeps/{task_id}/rows", "get"): "getSweepRows",
+}  # not /trades, /report and /sweeps/{task_id}/table: they answer files (Parquet is binary),
+# which a link follower (schemathesis's stateful phase) would decode as text
 
 
 def _link_tasks(paths: dict[str, Any]) -> None:
@@ -581,12 +827,13 @@ def _link_tasks(paths: dict[str, Any]) -> None:
     a client (or schemathesis's stateful phase) can follow ``task_id`` from the answer."""
     for (path, method), operation_id in _OPERATION_IDS.items():
         paths[path][method]["operationId"] = operation_id
-    links = {
-        operation_id[len("get") :] if operation_id.startswith("get") else "Cancel": {
-            "operationId": operation_id,
-            "parameters": {"task_id": "$response.body#/task_id"},
+    for kind in ("backtests", "sweeps"):
+        links = {
+            operation_id[len("get") :] if operation_id.startswith("get") else "Cancel": {
+                "operationId": operation_id,
+                "parameters": {"task_id": "$response.body#/task_id"},
+            }
+            for (path, _), operation_id in _OPERATION_IDS.items()
+            if path.startswith(f"/{kind}/{{task_id}}")
         }
-        for (path, _), operation_id in _OPERATION_IDS.items()
-        if path.startswith("/backtests/{task_id}")
-    }
-    paths["/backtests"]["post"]["responses"]["202"]["links"] = links
+        paths[f"/{kind}"]["post"]["responses"]["202"]["links"] = links

@@ -230,6 +230,20 @@ BAD_SWEEPS = [
     pytest.param({"data": {"synthetic": {"bars": 5000, "symbols": 2}}}, "data", id="portfolio"),
     pytest.param({"strategy": "nope"}, "strategy", id="unknown-strategy"),
     pytest.param({"data": {"synthetic": {"bars": 1}}}, "data.synthetic.bars", id="bad-data"),
+    pytest.param(
+        {
+            "strategy": "rules",
+            "rules": {"entry": "close > n", "exit": "close < n"},
+            "grid": {"n": []},
+        },
+        "grid.n",
+        id="rules-empty-axis",
+    ),
+    pytest.param(  # the grid overrides it, but Queued records it: in range like any parameter
+        {"params": {"slow": 1_000_001}, "grid": {"fast": [5], "slow": [30]}},
+        "params.slow",
+        id="overridden-param-out-of-range",
+    ),
 ]
 
 
