@@ -116,7 +116,10 @@ def _expand_range(axis: GridRange, max_values: int, field: str) -> list[ParamVal
         raise SpecError(
             f"must be {direction} to go from {start} to {stop}, got {step}", field=f"{field}.step"
         )
-    count = math.floor((stop - start) / step + 1e-9) + 1
+    steps = (stop - start) / step
+    if not math.isfinite(steps):  # a span or a step so extreme that the count overflows
+        raise SpecError(f"too many values; at most {max_values:,}", field=field)
+    count = math.floor(steps + 1e-9) + 1
     if count > max_values:
         raise SpecError(f"{count:,} values; at most {max_values:,}", field=field)
     if all(isinstance(v, int) for v in (start, stop, step)):

@@ -239,6 +239,11 @@ BAD_SWEEPS = [
         "grid.n",
         id="rules-empty-axis",
     ),
+    pytest.param(
+        {"grid": {"fast": {"start": -1.7e308, "stop": 1.7e308, "step": 5e-324}}},
+        "grid.fast",
+        id="range-count-overflows",
+    ),
     pytest.param(  # the grid overrides it, but Queued records it: in range like any parameter
         {"params": {"slow": 1_000_001}, "grid": {"fast": [5], "slow": [30]}},
         "params.slow",
