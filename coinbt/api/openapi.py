@@ -10,6 +10,7 @@ from coinbt import __version__
 from coinbt.api import models
 from coinbt.api.rules import RulesCheckIn
 from coinbt.events import TaskSpec
+from coinbt.lifecycle import Status
 from coinbt.specs import DEFAULT_MAX_BARS
 
 __all__ = ("openapi",)
@@ -33,6 +34,25 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
         "schema": schema,
         "description": description,
     }
+
+
+def _list_parameters(noun: str) -> list[dict[str, Any]]:
+    """status, limit and cursor: the query of every task list (backtests and sweeps)."""
+    return [
+        _query(
+            "status",
+            {"type": "string", "enum": [str(status) for status in Status]},
+            f"only {noun} with this status",
+        ),
+        _query(
+            "limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size (default 50)"
+        ),
+        _query(
+            "cursor",
+            {"type": "string", "pattern": "^(c[0-9]{1,18})?$"},
+            "next_cursor of the previous page (empty: the first page)",
+        ),
+    ]
 
 
 _TASK_ID = {
@@ -354,26 +374,7 @@ def openapi(*, token_required: bool, max_bars: int = DEFAULT_MAX_BARS) -> dict[s
             "get": _op(
                 "List backtests, newest first",
                 {"200": {"description": "a page", "content": _json("TaskPage")}, "400": bad},
-                parameters=[
-                    _query(
-                        "status",
-                        {
-                            "type": "string",
-                            "enum": ["queued", "running", "completed", "failed", "cancelled"],
-                        },
-                        "only tasks with this status",
-                    ),
-                    _query(
-                        "limit",
-                        {"type": "integer", "minimum": 1, "maximum": 500},
-                        "page size (default 50)",
-                    ),
-                    _query(
-                        "cursor",
-                        {"type": "string", "pattern": "^(c[0-9]{1,18})?$"},
-                        "next_cursor of the previous page (empty: the first page)",
-                    ),
-                ],
+                parameters=_list_parameters("tasks"),
             ),
         },
         "/backtests/{task_id}": {
@@ -589,26 +590,7 @@ def openapi(*, token_required: bool, max_bars: int = DEFAULT_MAX_BARS) -> dict[s
             "get": _op(
                 "List sweeps, newest first",
                 {"200": {"description": "a page", "content": _json("SweepPage")}, "400": bad},
-                parameters=[
-                    _query(
-                        "status",
-                        {
-                            "type": "string",
-                            "enum": ["queued", "running", "completed", "failed", "cancelled"],
-                        },
-                        "only sweeps with this status",
-                    ),
-                    _query(
-                        "limit",
-                        {"type": "integer", "minimum": 1, "maximum": 500},
-                        "page size (default 50)",
-                    ),
-                    _query(
-                        "cursor",
-                        {"type": "string", "pattern": "^(c[0-9]{1,18})?$"},
-                        "next_cursor of the previous page (empty: the first page)",
-                    ),
-                ],
+                parameters=_list_parameters("sweeps"),
             ),
         },
         "/sweeps/{task_id}": {
