@@ -52,6 +52,8 @@ async def test_every_cancel_answer_agrees_with_the_final_history(
                 task_ids.append(task_id)
                 for _ in range((n // len(SIZES)) % 7):
                     (await server.http.get(f"/backtests/{task_id}")).raise_for_status()
+                if n % 10 == 9:  # some DELETEs come after the end, whatever the machine's speed
+                    await wait_status(server, task_id, "completed")
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(cancel, a, task_id)
                     tg.start_soon(cancel, b, task_id)
@@ -81,5 +83,6 @@ async def test_every_cancel_answer_agrees_with_the_final_history(
         if not agrees:
             wrong.append((task_id, name, code, answer, outcome))
     assert wrong == []
-    # Both kinds of ending happened, so the DELETEs did race the completions.
+    # Both kinds of ending happened (every tenth task is cancelled only once it completed; on an
+    # idle machine the others are all caught before their end, under load some are not).
     assert {"cancelled", "completed"} <= set(outcomes.values())
