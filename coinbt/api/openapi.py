@@ -55,6 +55,10 @@ def _list_parameters(noun: str) -> list[dict[str, Any]]:
     ]
 
 
+_CANCEL_REASON = _query(
+    "reason", {"type": "string", "maxLength": 500}, "why (recorded in the Cancelled event)"
+)
+
 _TASK_ID = {
     "name": "task_id",
     "in": "path",
@@ -391,14 +395,7 @@ def openapi(*, token_required: bool, max_bars: int = DEFAULT_MAX_BARS) -> dict[s
                     "404": not_found,
                     "409": _error("another process kept changing the task: retry"),
                 },
-                parameters=[
-                    _TASK_ID,
-                    _query(
-                        "reason",
-                        {"type": "string", "maxLength": 500},
-                        "why (recorded in the Cancelled event)",
-                    ),
-                ],
+                parameters=[_TASK_ID, _CANCEL_REASON],
             ),
         },
         "/backtests/{task_id}/events": {
@@ -611,14 +608,7 @@ def openapi(*, token_required: bool, max_bars: int = DEFAULT_MAX_BARS) -> dict[s
                     "404": _error("no sweep with this id"),
                     "409": _error("another process kept changing the task: retry"),
                 },
-                parameters=[
-                    _TASK_ID,
-                    _query(
-                        "reason",
-                        {"type": "string", "maxLength": 500},
-                        "why (recorded in the Cancelled event)",
-                    ),
-                ],
+                parameters=[_TASK_ID, _CANCEL_REASON],
             ),
         },
         "/sweeps/{task_id}/rows": {

@@ -19,16 +19,7 @@ def run_chunk(
     from coinbt import engine
 
     start = time.perf_counter()
-    if bars is None:
-        s = args["synthetic"]
-        data = engine.synthetic(
-            s["bars"], seed=s["seed"], interval=s["interval"], start_price=s["start_price"]
-        )
-    elif isinstance(bars, str):
-        data = engine.load_bars(bars)
-    else:
-        assert isinstance(bars, engine.Bars)
-        data = bars
+    data = _bars(args, bars)
     loaded = time.perf_counter()
     result = engine.sweep(
         _strategy(args),
