@@ -4,16 +4,28 @@
     .venv/bin/python scripts/bench_rq.py            # a table
     .venv/bin/python scripts/bench_rq.py --json     # one JSON object
 
+Both sides run the same work per task: ``coinbt.executor._child.execute`` (an sma_cross 10/30
+run on 300 synthetic bars, its ledger, metrics and digest, its artifact files written to disk).
+
 coinbt: the service in this process (SQLite, durable appends), the N specs submitted as one batch
 (``System.submit_batch``, DESIGN section 11), ``workers`` backtest processes, until every task is
-completed, projected and its artifacts stored.
+completed (Queued, Started, Completed in the log, fsync per commit), projected into the read
+models, its artifacts recorded in the outbox and moved into the artifact store. A worker runs a
+claim of small tasks in one round trip to its process (``run_batch``: the same ``execute`` per
+job). "cpu" is the service process (``time.process_time``) and the worker processes' whole lives
+(``RUSAGE_CHILDREN`` once they are reaped: start-up imports included).
 
 RQ: RQ 3 with Redis, installed by this script (``redis-server`` from Debian's packages if it is
 missing; RQ in its own virtualenv under ``~/.cache/coinbt-bench/rq``), the same N jobs enqueued
-(each runs ``coinbt.executor._child.execute``: the same engine run and artifact files as a
-coinbt worker), ``workers`` ``SimpleWorker`` processes in burst mode, from the first enqueue until
-the last worker exits. Redis runs with its defaults minus persistence (no RDB, no AOF): RQ's queue
-is not durable here, coinbt's log is (fsync per commit).
+with ``enqueue_many`` (each runs ``execute``: the job's result, a ``JobResult``, is pickled into
+Redis), ``workers`` ``SimpleWorker`` processes in burst mode, from the first enqueue until the
+last job ended (the latest ``ended_at`` RQ recorded: RQ 3.0 burst workers with redis-py 8 linger
+~60 s after their last job in their pubsub thread, so the script stops them once every job is
+finished or failed instead of waiting for them to exit). Redis runs with its defaults minus
+persistence (no RDB, no AOF): RQ's queue is not durable here, coinbt's log is. "cpu" is the
+enqueuing process and the workers (not redis-server).
+
+``--no-rq`` runs coinbt alone; ``--profile FILE`` writes a cProfile of the service process.
 
 Also the 10M-bar check: a real ``coinbt serve``, ``coinbt submit --synthetic 10000000 --wait``
 (sma_cross 5/20): the events the task added, and how long after its Completed was recorded the
@@ -23,8 +35,10 @@ command returned.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -71,6 +85,14 @@ def ensure_rq_venv() -> Path:
     return python
 
 
+def _zcard(port: int, key: str) -> int:
+    """ZCARD ``key`` on the Redis at ``port`` (a raw RESP request: no client in this venv)."""
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.sendall(f"*2\r\n$5\r\nZCARD\r\n${len(key)}\r\n{key}\r\n".encode())
+        reply = conn.recv(64)
+    return int(reply[1:].split(b"\r\n")[0])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -100,6 +122,21 @@ q.enqueue_many(jobs)
 """
 
 
+_FINISHED = """
+import sys
+from datetime import UTC
+from redis import Redis
+from rq import Queue
+from rq.job import Job
+connection = Redis.from_url(sys.argv[1])
+q = Queue("bench", connection=connection)
+jobs = Job.fetch_many(q.finished_job_registry.get_job_ids(), connection=connection)
+last = max(job.ended_at for job in jobs if job is not None)
+print(q.finished_job_registry.count, q.failed_job_registry.count,
+      last.replace(tzinfo=last.tzinfo or UTC).isoformat())
+"""
+
+
 def run_rq(tasks: int, workers: int) -> dict[str, Any]:
     redis_server = ensure_redis()
     python = ensure_rq_venv()
@@ -118,6 +155,8 @@ def run_rq(tasks: int, workers: int) -> dict[str, Any]:
                 if subprocess.run(ping, check=False, capture_output=True).returncode == 0:
                     break
                 time.sleep(0.05)
+            children = _children_cpu()
+            started_at = datetime.now(UTC)
             start = time.perf_counter()
             subprocess.run([str(python), "-c", _ENQUEUE, url, str(tasks), tmp], check=True, env=env)
             enqueued = time.perf_counter() - start
@@ -140,17 +179,24 @@ def run_rq(tasks: int, workers: int) -> dict[str, Any]:
                 )
                 for _ in range(workers)
             ]
+            # RQ's burst workers end their jobs, then hang ~60 s at exit (RQ 3.0 with redis-py
+            # 8: the pubsub thread's 60 s sleep): wait for the jobs, not for the exit.
+            while _zcard(port, "rq:finished:bench") + _zcard(port, "rq:failed:bench") < tasks:
+                if all(p.poll() is not None for p in procs):
+                    break
+                time.sleep(0.05)
             for p in procs:
-                p.wait()
-            elapsed = time.perf_counter() - start
-            check = subprocess.run(
-                [str(python), "-c",
-                 "import sys; from redis import Redis; from rq import Queue; "
-                 "q = Queue('bench', connection=Redis.from_url(sys.argv[1])); "
-                 "print(q.finished_job_registry.count, q.failed_job_registry.count)", url],
-                check=True, capture_output=True, text=True,
-            )  # fmt: skip
-            finished, failed = map(int, check.stdout.split())
+                try:
+                    p.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            exited = time.perf_counter() - start
+            cpu = _children_cpu() - children  # the enqueuing process and the workers
+            check = subprocess.run([str(python), "-c", _FINISHED, url], check=True,
+                                   capture_output=True, text=True)  # fmt: skip
+            finished, failed, last = check.stdout.split()
+            elapsed = (datetime.fromisoformat(last) - started_at).total_seconds()
         finally:
             redis.terminate()
             redis.wait()
@@ -159,13 +205,15 @@ def run_rq(tasks: int, workers: int) -> dict[str, Any]:
         "workers": workers,
         "seconds": elapsed,
         "enqueue_seconds": enqueued,
+        "cpu_seconds": cpu,
         "tasks_per_s": tasks / elapsed,
-        "finished": finished,
-        "failed": failed,
+        "workers_exited_seconds": exited,
+        "finished": int(finished),
+        "failed": int(failed),
     }
 
 
-async def run_coinbt(tasks: int, workers: int) -> dict[str, Any]:
+async def run_coinbt(tasks: int, workers: int, profile: str | None = None) -> dict[str, Any]:
     from coinbt.events import DataSpec, SyntheticSpec, TaskSpec
     from coinbt.runtime import Config, open_system
 
@@ -177,28 +225,45 @@ async def run_coinbt(tasks: int, workers: int) -> dict[str, Any]:
         )
         for n in range(tasks)
     ]
+    profiler = cProfile.Profile() if profile else None
     with tempfile.TemporaryDirectory() as tmp:
         config = Config(db=Path(tmp) / "bench.db", workers=workers, queue_capacity=tasks + 1)
+        children = _children_cpu()
         async with open_system(config) as system:
             first = await system.store.last_position()
+            if profiler is not None:
+                profiler.enable()
             start, cpu = time.perf_counter(), time.process_time()
             await system.submit_batch(specs)
             submitted = time.perf_counter() - start
             await system.drain()
             elapsed = time.perf_counter() - start
             cpu = time.process_time() - cpu
+            if profiler is not None:
+                profiler.disable()
             counts = await system.read.counts()
             events = await system.store.last_position() - first
+        # The worker processes have exited and been reaped: their whole lives (start-up too).
+        workers_cpu = _children_cpu() - children
     assert counts["completed"] == tasks, counts
+    if profiler is not None:
+        profiler.dump_stats(profile)
     return {
         "tasks": tasks,
         "workers": workers,
         "seconds": elapsed,
         "submit_seconds": submitted,
         "service_cpu_seconds": cpu,
+        "workers_cpu_seconds": workers_cpu,
         "tasks_per_s": tasks / elapsed,
         "events": events,
     }
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's children that have been waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def large_run(bars: int) -> dict[str, Any]:
@@ -254,30 +319,40 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--large", type=int, default=10_000_000, help="bars; 0 to skip")
+    parser.add_argument("--no-rq", action="store_true", help="coinbt alone (no ratio)")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="cProfile the coinbt service process into FILE"
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {
-        "coinbt": anyio.run(run_coinbt, args.tasks, args.workers),
-        "rq": run_rq(args.tasks, args.workers),
+        "coinbt": anyio.run(run_coinbt, args.tasks, args.workers, args.profile),
     }
-    results["ratio"] = results["coinbt"]["tasks_per_s"] / results["rq"]["tasks_per_s"]
+    if not args.no_rq:
+        results["rq"] = run_rq(args.tasks, args.workers)
+        results["ratio"] = results["coinbt"]["tasks_per_s"] / results["rq"]["tasks_per_s"]
     if args.large:
         results["large"] = anyio.run(large_run, args.large)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    c, r = results["coinbt"], results["rq"]
+    c = results["coinbt"]
     print(f"{'system':<8} {'tasks':>6} {'workers':>7} {'seconds':>8} {'tasks/s':>8}  notes")
     print(
         f"{'coinbt':<8} {c['tasks']:>6} {c['workers']:>7} {c['seconds']:>8.2f} "
         f"{c['tasks_per_s']:>8,.0f}  one batch submit in {c['submit_seconds']:.2f} s; "
-        f"{c['events']:,} events; service cpu {c['service_cpu_seconds']:.2f} s"
+        f"{c['events']:,} events; cpu: service {c['service_cpu_seconds']:.2f} s, "
+        f"workers {c['workers_cpu_seconds']:.2f} s"
     )
-    print(
-        f"{'rq':<8} {r['tasks']:>6} {r['workers']:>7} {r['seconds']:>8.2f} "
-        f"{r['tasks_per_s']:>8,.0f}  enqueued in {r['enqueue_seconds']:.2f} s; "
-        f"{r['finished']} finished, {r['failed']} failed"
-    )
-    print(f"coinbt / rq: {results['ratio']:.2f}x")
+    if "rq" in results:
+        r = results["rq"]
+        print(
+            f"{'rq':<8} {r['tasks']:>6} {r['workers']:>7} {r['seconds']:>8.2f} "
+            f"{r['tasks_per_s']:>8,.0f}  enqueued in {r['enqueue_seconds']:.2f} s; "
+            f"{r['finished']} finished, {r['failed']} failed; "
+            f"cpu: enqueue + workers {r['cpu_seconds']:.2f} s; "
+            f"workers stopped after {r['workers_exited_seconds']:.2f} s"
+        )
+        print(f"coinbt / rq: {results['ratio']:.2f}x")
     if args.large:
         g = results["large"]
         print(

@@ -31,7 +31,7 @@ from coinbt.datasets import Catalog
 from coinbt.errors import CoinbtError, DatabaseError, InvalidTransitionError, ShuttingDownError
 from coinbt.events import ArtifactRef, Completed, RuleSet
 from coinbt.executor._errors import ExecutorUnavailableError, JobLostError
-from coinbt.executor.base import Executor, Job, JobError, JobResult
+from coinbt.executor.base import BatchExecutor, Executor, Job, JobError, JobResult
 from coinbt.executor.sweep_task import run_sweep_task
 from coinbt.lifecycle import Complete, Fail
 from coinbt.projections.live import LiveProgress
@@ -135,6 +135,12 @@ class Worker(Actor[Abort]):
                 self._claiming = False
             self._held = {(claim.task_id, claim.attempt) for claim in claims}
             self._aborted &= self._held  # the rest were for runs that ended before
+            if len(claims) > 1 and isinstance(self._executor, BatchExecutor):
+                self.busy = True
+                try:
+                    claims = await self._run_batch(self._executor, claims)
+                finally:
+                    self.busy = False
             for claim in claims:
                 run = (claim.task_id, claim.attempt)
                 self._held.discard(run)
@@ -182,6 +188,63 @@ class Worker(Actor[Abort]):
             outcome = None
         elif result is not None and plan is not None:
             outcome = _complete(task_id, claim.attempt, plan, result)
+        self._spawn_report(claim, outcome, result)
+
+    async def _run_batch(self, executor: BatchExecutor, claims: list[Claim]) -> list[Claim]:
+        """Run the backtests of a claim of small tasks in one round trip to one worker process
+        (their Started shared one group commit; their outcomes are told together, so their
+        Completed share one too); the claims left to run one at a time: sweeps, and every task
+        of a batch that timed out or whose process died (each then gets its own run, timeout and
+        error). An Abort of a task in a running batch does not stop the batch (its tasks take
+        milliseconds): that task's result is dropped when the batch returns."""
+        plans: list[tuple[Claim, DataPlan, Job]] = []
+        alone: list[Claim] = []
+        for claim in claims:
+            if claim.spec.sweep is not None:
+                alone.append(claim)
+                continue
+            run = (claim.task_id, claim.attempt)
+            if run in self._aborted:  # cancelled before it started
+                self._held.discard(run)
+                self._aborted.discard(run)
+                continue
+            try:
+                plan = await resolve(
+                    claim.spec, self._catalog, max_bars=self._max_bars, recorded=True
+                )
+            except CoinbtError as e:  # e.g. the dataset vanished since the submission
+                self._held.discard(run)
+                self._spawn_report(claim, Fail(str(e), e.code), None)
+                continue
+            out = self._staging / f"{claim.task_id}-{claim.attempt}"
+            plans.append((claim, plan, _job(claim, plan, out)))
+        if not plans:
+            return alone
+        results: list[JobResult | JobError] | None = None
+        with anyio.move_on_after(min(claim.spec.timeout_s for claim, _, _ in plans)):
+            try:
+                results = await executor.run_batch([job for _, _, job in plans])
+            except (JobError, JobLostError, ExecutorUnavailableError) as e:
+                log.warning("%s: a batch of %d tasks failed (%s)", self.name, len(plans), e)
+        if results is None:  # one at a time, each with its own timeout and outcome
+            return [claim for claim, _, _ in plans] + alone
+        for (claim, plan, _), result in zip(plans, results, strict=True):
+            run = (claim.task_id, claim.attempt)
+            self._held.discard(run)
+            outcome: Complete | Fail | None
+            if run in self._aborted:  # recorded as cancelled meanwhile: the result is dropped
+                self._aborted.discard(run)
+                outcome = None
+            elif isinstance(result, JobError):
+                outcome = Fail(str(result), result.error_type)
+            else:
+                outcome = _complete(claim.task_id, claim.attempt, plan, result)
+            self._spawn_report(claim, outcome, result if isinstance(result, JobResult) else None)
+        return alone
+
+    def _spawn_report(
+        self, claim: Claim, outcome: Complete | Fail | _Lost | None, result: JobResult | None
+    ) -> None:
         self._pending += 1
         assert self._tg is not None
         self._tg.start_soon(self._report, claim, outcome, result)

@@ -1,9 +1,12 @@
 """The code that runs inside a worker process: receive a job, run the engine, send the result.
 
-The parent sends a ``Job`` (a msgpack map) or a plain call ``["call", "module:function", args,
-bars]`` (a msgpack array: a sweep chunk, see ``coinbt.executor._calls``). Messages back are msgpack
-arrays: ``["progress", fraction]``, ``["done", JobResult or the call's value]``,
-``["error", type, message]``. Artifacts (equity curve, fills, trades) are written as ``.npy``
+The parent sends a ``Job`` (a msgpack map), a batch of small jobs ``["batch", [Job, ...]]`` or a
+plain call ``["call", "module:function", args, bars]`` (a msgpack array: a sweep chunk, see
+``coinbt.executor._calls``). Messages back are msgpack arrays: ``["progress", fraction]``,
+``["done", JobResult or the call's value]``, ``["error", type, message]``; a batch answers
+``["done", [outcome, ...]]``, one outcome per job in order: ``["ok", JobResult]`` or
+``["error", type, message]`` (one job's failure does not stop the others; a batch sends no
+progress). Artifacts (equity curve, fills, trades) are written as ``.npy``
 files beside the job's ``out_dir``; only their paths and hashes (and the per-asset position
 summaries) cross the pipe.
 """
@@ -46,9 +49,11 @@ def child_main(conn: Connection) -> None:
             _progress(conn, fraction)
 
         try:
-            if isinstance(request, list):  # ["call", fn, args, bars]
+            if isinstance(request, list) and request[0] == "batch":  # ["batch", [Job, ...]]
+                result: Any = [_outcome(job) for job in request[1]]
+            elif isinstance(request, list):  # ["call", fn, args, bars]
                 _, fn, args, bars = request
-                result: Any = invoke(fn, args, progress, bars)
+                result = invoke(fn, args, progress, bars)
             else:
                 result = execute(msgspec.convert(request, Job), progress)
         except CoinbtError as e:
@@ -61,6 +66,16 @@ def child_main(conn: Connection) -> None:
 
 
 _last_progress = 0.0
+
+
+def _outcome(request: Any) -> list[Any]:
+    """One job of a batch: ``["ok", JobResult]`` or ``["error", type, message]``."""
+    try:
+        return ["ok", execute(msgspec.convert(request, Job))]
+    except CoinbtError as e:
+        return ["error", e.code, str(e)]
+    except Exception as e:
+        return ["error", type(e).__name__, str(e) or repr(e)]
 
 
 def _progress(conn: Connection, fraction: float) -> None:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
 from coinbt.errors import CoinbtError
 from coinbt.events import ParamValue, PositionSummary, SyntheticSpec
 
-__all__ = ("Executor", "Job", "JobError", "JobResult", "ProducedArtifact")
+__all__ = ("BatchExecutor", "Executor", "Job", "JobError", "JobResult", "ProducedArtifact")
 
 
 class Job(msgspec.Struct, frozen=True):
@@ -98,4 +98,15 @@ class Executor(Protocol):
 
     async def wait_available(self) -> None:
         """Return once jobs can run (at once for an executor that is always available)."""
+        ...
+
+
+@runtime_checkable
+class BatchExecutor(Protocol):
+    """An executor that can also run many small jobs in one round trip (the local processes):
+    a worker hands it a claim of small tasks at once instead of one job at a time."""
+
+    async def run_batch(self, jobs: Sequence[Job]) -> list[JobResult | JobError]:
+        """Run ``jobs`` in order on one worker; per job its result or its ``JobError``.
+        Cancelling the caller stops them all; ``JobError`` if the worker itself failed."""
         ...

@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
@@ -41,7 +41,10 @@ log = logging.getLogger("coinbt.executor")
 
 _encoder = msgspec.msgpack.Encoder()
 _message_decoder = msgspec.msgpack.Decoder()
-_result_decoder = msgspec.msgpack.Decoder(JobResult)
+
+
+def _no_progress(fraction: float) -> None:
+    del fraction
 
 
 class _Slot:
@@ -129,8 +132,22 @@ class LocalProcessExecutor:
                 tg.start_soon(self._spawn)
 
     async def run(self, job: Job, on_progress: Callable[[float], Any]) -> JobResult:
-        value = await self._exchange(job.task_id, _encoder.encode(job), on_progress)
+        value = await self._exchange([job.task_id], _encoder.encode(job), on_progress)
         return msgspec.convert(value, JobResult)
+
+    async def run_batch(self, jobs: Sequence[Job]) -> list[JobResult | JobError]:
+        """Run small ``jobs`` one after another in one worker process, with one message each
+        way: per job (in order) its result, or the ``JobError`` it raised (the others still
+        run). No progress is reported. Cancelling the caller kills the process, stopping every
+        job of the batch; a crash raises ``JobError`` for the whole batch."""
+        request = _encoder.encode(["batch", jobs])
+        values = await self._exchange([job.task_id for job in jobs], request, _no_progress)
+        return [
+            msgspec.convert(value[1], JobResult)
+            if value[0] == "ok"
+            else JobError(str(value[1]), str(value[2]))
+            for value in values
+        ]
 
     async def run_call(
         self,
@@ -145,7 +162,7 @@ class LocalProcessExecutor:
         ``name`` stands for the task id in :meth:`running_pids`; ``bars`` is what
         :meth:`stage_bars` yielded, or None. Raises ``JobError`` if the function raised."""
         request = _encoder.encode(["call", fn, args, bars])
-        return await self._exchange(name, request, on_progress)
+        return await self._exchange([name], request, on_progress)
 
     @asynccontextmanager
     async def stage_bars(self, bars: Bars) -> AsyncIterator[str]:
@@ -158,11 +175,12 @@ class LocalProcessExecutor:
             yield path
 
     async def _exchange(
-        self, name: str, request: bytes, on_progress: Callable[[float], Any]
+        self, names: Sequence[str], request: bytes, on_progress: Callable[[float], Any]
     ) -> Any:
         slot = await self._idle.receive()
-        slot.task_id = name
-        self._running[name] = slot
+        slot.task_id = names[0]
+        for name in names:
+            self._running[name] = slot
         self._started.set()
         self._started = anyio.Event()
         healthy = False
@@ -186,7 +204,8 @@ class LocalProcessExecutor:
                 f"the worker process running the backtest died (exit code {code})",
             ) from e
         finally:
-            del self._running[name]
+            for name in names:
+                del self._running[name]
             slot.task_id = None
             if healthy:
                 self._idle_send.send_nowait(slot)
