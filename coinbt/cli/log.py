@@ -297,8 +297,8 @@ def _history(db: Path | str, task_id: str) -> list[Any]:
                 return await store.read_stream(task_id)
 
         return anyio.run(read)
+    from coinbt.events import decode_rows
     from coinbt.store.migrations import connect_sync
-    from coinbt.store.sqlite import decode_row
 
     conn = connect_sync(db, readonly=True)
     try:
@@ -310,7 +310,7 @@ def _history(db: Path | str, task_id: str) -> list[Any]:
         ).fetchall()
     finally:
         conn.close()
-    return [decode_row(row) for row in rows]
+    return decode_rows(rows)
 
 
 def _audit_show(args: argparse.Namespace) -> int:

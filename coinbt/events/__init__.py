@@ -6,6 +6,8 @@ from coinbt.events.codec import (
     canonical_bytes,
     chain_hash,
     decode_payload,
+    decode_row,
+    decode_rows,
     encode_payload,
     register_upcaster,
 )
@@ -59,6 +61,8 @@ __all__ = (
     "canonical_bytes",
     "chain_hash",
     "decode_payload",
+    "decode_row",
+    "decode_rows",
     "encode_payload",
     "event_type",
     "register_upcaster",

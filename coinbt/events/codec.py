@@ -10,12 +10,14 @@ breaks the chain from that position on.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
 
+from coinbt.clock import from_epoch_us
 from coinbt.errors import CorruptEventError, UnknownEventTypeError
+from coinbt.events.envelope import StoredEvent
 from coinbt.events.types import EVENT_TYPES, TaskEvent
 
 __all__ = (
@@ -25,6 +27,8 @@ __all__ = (
     "canonical_bytes",
     "chain_hash",
     "decode_payload",
+    "decode_row",
+    "decode_rows",
     "encode_payload",
     "register_upcaster",
 )
@@ -41,6 +45,7 @@ _encoder = msgspec.msgpack.Encoder()
 # One typed decoder per type: decoding also checks the payload's tag against the row's type.
 _decoders = {name: msgspec.msgpack.Decoder(cls) for name, cls in EVENT_TYPES.items()}
 _raw_decoder = msgspec.msgpack.Decoder()
+_NO_TIME = object()
 
 
 def register_upcaster(type_name: str, from_schema: int, upcaster: Upcaster) -> None:
@@ -65,6 +70,52 @@ def decode_payload(position: int, type_name: str, schema: int, payload: bytes) -
         return _upcast(position, type_name, schema, CURRENT_SCHEMA[type_name], payload)
     except msgspec.DecodeError as e:  # ValidationError is a subclass
         raise CorruptEventError(position, str(e)) from e
+
+
+def decode_row(row: Sequence[Any]) -> StoredEvent:
+    """A stored event from a raw ``events`` row, ``(position, stream_id, version, type, schema,
+    recorded_at_us, payload, hash)``; ``CorruptEventError`` if it cannot be read."""
+    position, stream_id, version, type_name, schema, recorded_at_us, payload, digest = row
+    event = decode_payload(position, type_name, schema, payload)
+    try:
+        return StoredEvent(
+            position=position,
+            stream_id=stream_id,
+            version=version,
+            recorded_at=from_epoch_us(recorded_at_us),
+            event=event,
+            hash=digest.hex(),
+        )
+    except (TypeError, AttributeError, ValueError, OverflowError) as e:
+        raise CorruptEventError(position, f"envelope column has a bad value: {e}") from e
+
+
+def decode_rows(rows: Iterable[Sequence[Any]]) -> list[StoredEvent]:
+    """``decode_row`` of every row, in order: the same events and the same errors, faster.
+
+    Replay's hot loop: a row at its type's current schema is decoded inline (no upcasting, one
+    datetime per distinct commit time); any other row, or any failure, goes through
+    ``decode_row``, which upcasts it or raises the typed error naming its position.
+    """
+    out: list[StoredEvent] = []
+    append = out.append
+    decoders, current = _decoders, CURRENT_SCHEMA
+    last_us: object = _NO_TIME
+    recorded_at = from_epoch_us(0)
+    for row in rows:
+        try:
+            position, stream_id, version, type_name, schema, recorded_at_us, payload, digest = row
+            if schema == current[type_name]:
+                if recorded_at_us != last_us:
+                    recorded_at = from_epoch_us(recorded_at_us)
+                    last_us = recorded_at_us
+                event = decoders[type_name].decode(payload)
+                append(StoredEvent(position, stream_id, version, recorded_at, event, digest.hex()))
+                continue
+        except Exception:  # unknown type, bad payload or bad envelope: decode_row names it
+            pass
+        append(decode_row(row))
+    return out
 
 
 def _upcast(position: int, type_name: str, schema: int, current: int, payload: bytes) -> TaskEvent:

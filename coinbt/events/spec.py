@@ -4,6 +4,10 @@ Only the shape and simple per-field bounds live here (msgspec checks them while 
 field's path in the error). Rules that need the strategy registry or the dataset catalogue
 (unknown strategy, fast >= slow, unknown dataset, empty range) are checked by ``coinbt.specs``.
 Bounds may only loosen over time: a stored spec must always decode.
+
+Structs are ``gc=False`` like the events (they hold only scalars, lists and dicts of scalars, and
+other specs: no reference cycles). A tracked ``TaskSpec`` in every ``Queued`` made replay spend
+about half of its decoding time in garbage-collector passes over the decoded specs.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ ParamValue = bool | int | float | str
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
-class SyntheticSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=False):
+class SyntheticSpec(
+    msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, omit_defaults=False
+):
     """A deterministic geometric-Brownian-motion series: same (bars, seed, ...) -> same bars."""
 
     bars: Annotated[int, msgspec.Meta(ge=2)]
@@ -43,7 +49,7 @@ class SyntheticSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omi
     symbols: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1  # a portfolio: seeds seed..seed+N-1
 
 
-class DataSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class DataSpec(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     """Either an imported ``dataset`` (optional ``version``, ``start``/``end``) or a
     ``synthetic`` series. A submission without ``version`` is recorded with the dataset's latest
     version at that moment (``Queued`` says which); tasks recorded before versions existed have
@@ -59,7 +65,9 @@ class DataSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     datasets: list[str] | None = None
 
 
-class RuleSet(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+class RuleSet(
+    msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, omit_defaults=True
+):
     """A ``"strategy": "rules"`` strategy: conditions over the bars (docs/strategies.md)."""
 
     entry: str
@@ -68,7 +76,7 @@ class RuleSet(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defa
     short_exit: str | None = None
 
 
-class StrategySource(msgspec.Struct, frozen=True, omit_defaults=True):
+class StrategySource(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """Which code produced a result, recorded by the server at submission (never taken from
     the client): ``builtin`` (with the coinbt version), ``plugin`` (its module, the sha256 of
     the module's source and its package version) or ``rules`` (the text is ``spec.rules``)."""
@@ -79,7 +87,7 @@ class StrategySource(msgspec.Struct, frozen=True, omit_defaults=True):
     sha256: str | None = None
 
 
-class GridRange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class GridRange(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     """A grid axis as ``start``, ``start + step``, ... up to and including ``stop``."""
 
     start: int | float
@@ -87,7 +95,7 @@ class GridRange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     step: int | float
 
 
-class WalkForwardSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class WalkForwardSpec(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     """Walk-forward windows: durations such as ``"180d"`` and ``"30d"``; ``anchored`` trains
     on everything since the first bar instead of a rolling window."""
 
@@ -96,7 +104,7 @@ class WalkForwardSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     anchored: bool = False
 
 
-class SweepOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class SweepOptions(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     """What makes a task a sweep (DESIGN section 11): every combination of ``grid`` (values as
     lists or ranges; the spec's ``params`` fill in the parameters the grid leaves out), ranked by
     ``sort_by``; with ``walk_forward``, a walk-forward analysis of the grid."""
@@ -107,7 +115,7 @@ class SweepOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     walk_forward: WalkForwardSpec | None = None
 
 
-class TaskSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class TaskSpec(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     """One backtest: strategy and parameters, data, costs and limits.
 
     ``rules`` goes with ``"strategy": "rules"``. ``source`` is filled in by the server when the

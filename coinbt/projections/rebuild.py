@@ -19,11 +19,10 @@ from typing import Any
 import msgspec
 
 from coinbt.errors import DatabaseError
-from coinbt.events import StoredEvent
+from coinbt.events import StoredEvent, decode_rows
 from coinbt.projections.sqlite import MAIN, ReadModelWriter, decode_position, decode_task
 from coinbt.store.base import Progress
 from coinbt.store.migrations import apply_migrations, connect_sync
-from coinbt.store.sqlite import decode_row
 
 __all__ = (
     "Difference",
@@ -65,8 +64,7 @@ class ReplayReport:
 def _events(conn: sqlite3.Connection, upto: int) -> Iterator[StoredEvent]:
     cursor = conn.execute(_SELECT_EVENTS, (upto,))
     while rows := cursor.fetchmany(5000):
-        for row in rows:
-            yield decode_row(row)
+        yield from decode_rows(rows)
 
 
 def _replay_into(

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from coinbt.errors import DatabaseError
+from coinbt.events import decode_rows
 from coinbt.projections.base import MAIN
 from coinbt.projections.fold import (
     PositionKey,
@@ -28,7 +29,6 @@ from coinbt.projections.rebuild import ReplayReport, view_differences
 from coinbt.projections.status import TaskView
 from coinbt.store._pgschema import DRIVER_ERRORS, connect, describe
 from coinbt.store.base import Progress
-from coinbt.store.sqlite import decode_row
 
 __all__ = ("rebuild_read_models_pg", "verify_read_models_pg")
 
@@ -47,7 +47,7 @@ async def _replay(
     positions: dict[PositionKey, PositionView] = {}
     checkpoint = count = 0
     while rows := await conn.fetch(_SELECT, checkpoint, upto, _PAGE):
-        page = [decode_row(row) for row in rows]
+        page = decode_rows(rows)
         changes = fold_page(page, checkpoint, tasks.get, positions.get)
         tasks.update(changes.tasks)
         positions.update(changes.positions)

@@ -58,7 +58,7 @@ from anyio.abc import TaskStatus
 
 from coinbt.clock import Clock, SystemClock
 from coinbt.errors import DatabaseError, EmptyAppendError
-from coinbt.events import GENESIS_HASH, StoredEvent, TaskEvent
+from coinbt.events import GENESIS_HASH, StoredEvent, TaskEvent, decode_rows
 from coinbt.store._batch import Append, AppendRequest, group_of, split_group
 from coinbt.store._follow import follow
 from coinbt.store._pgschema import (
@@ -76,7 +76,6 @@ from coinbt.store._verify import walk_chain
 from coinbt.store._writer import GroupCommitWriter, Outcome
 from coinbt.store.base import Progress, VerifyReport
 from coinbt.store.metrics import Histogram
-from coinbt.store.sqlite import decode_row
 
 __all__ = ("PostgresEventStore", "migrate_postgres", "open_postgres_store")
 
@@ -142,13 +141,13 @@ class PostgresEventStore:
             after_position,
             limit,
         )
-        return [decode_row(row) for row in rows]
+        return decode_rows(rows)
 
     async def read_all(self, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
         rows = await self._fetch(
             f"{_SELECT} WHERE position > $1 ORDER BY position LIMIT $2", after, limit
         )
-        return [decode_row(row) for row in rows]
+        return decode_rows(rows)
 
     async def read_all_raw(self, after: int = 0, limit: int = _PAGE) -> list[tuple[Any, ...]]:
         """Undecoded rows (for backups and bulk tools)."""

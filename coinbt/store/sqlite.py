@@ -22,8 +22,8 @@ import aiosqlite
 import anyio
 
 from coinbt.clock import Clock, SystemClock, from_epoch_us, to_epoch_us
-from coinbt.errors import CorruptEventError, DatabaseError, EmptyAppendError, SchemaTooNewError
-from coinbt.events import GENESIS_HASH, StoredEvent, TaskEvent, decode_payload
+from coinbt.errors import DatabaseError, EmptyAppendError, SchemaTooNewError
+from coinbt.events import GENESIS_HASH, StoredEvent, TaskEvent, decode_row, decode_rows
 from coinbt.store._batch import (
     Append,
     AppendRequest,
@@ -49,23 +49,6 @@ _SELECT = (
     " CAST(data AS BLOB), CAST(hash AS BLOB) FROM events"
 )
 _PAGE = 5000
-
-
-def decode_row(row: Sequence[Any]) -> StoredEvent:
-    """A stored event from a raw ``events`` row; ``CorruptEventError`` if it cannot be read."""
-    position, stream_id, version, type_name, schema, recorded_at_us, payload, digest = row
-    event = decode_payload(position, type_name, schema, payload)
-    try:
-        return StoredEvent(
-            position=position,
-            stream_id=stream_id,
-            version=version,
-            recorded_at=from_epoch_us(recorded_at_us),
-            event=event,
-            hash=digest.hex(),
-        )
-    except (TypeError, AttributeError, ValueError, OverflowError) as e:
-        raise CorruptEventError(position, f"envelope column has a bad value: {e}") from e
 
 
 class SQLiteEventStore:
@@ -127,14 +110,14 @@ class SQLiteEventStore:
             "ORDER BY version LIMIT ?",
             (stream_id, after_version, after_position, -1 if limit is None else limit),
         )
-        return [decode_row(row) for row in rows]
+        return decode_rows(rows)
 
     async def read_all(self, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
         rows = await self._fetch(
             f"{_SELECT} WHERE position > ? ORDER BY position LIMIT ?",
             (after, -1 if limit is None else limit),
         )
-        return [decode_row(row) for row in rows]
+        return decode_rows(rows)
 
     async def read_all_raw(self, after: int = 0, limit: int = _PAGE) -> list[tuple[Any, ...]]:
         """Undecoded rows (for backups and bulk tools)."""
