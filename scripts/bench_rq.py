@@ -18,7 +18,8 @@ job). "cpu" is the service process (``time.process_time``) and the worker proces
 RQ: RQ 3 with Redis, installed by this script (``redis-server`` from Debian's packages if it is
 missing; RQ in its own virtualenv under ``~/.cache/coinbt-bench/rq``), the same N jobs enqueued
 with ``enqueue_many`` (each runs ``execute``: the job's result, a ``JobResult``, is pickled into
-Redis), ``workers`` ``SimpleWorker`` processes in burst mode, from the first enqueue until the
+Redis), ``workers`` ``SimpleWorker`` processes in burst mode (at nice 10, like coinbt's worker
+processes), from the first enqueue until the
 last job ended (the latest ``ended_at`` RQ recorded: RQ 3.0 burst workers with redis-py 8 linger
 ~60 s after their last job in their pubsub thread, so the script stops them once every job is
 finished or failed instead of waiting for them to exit). Redis runs with its defaults minus
@@ -83,6 +84,11 @@ def ensure_rq_venv() -> Path:
             check=True,
         )
     return python
+
+
+# coinbt's worker processes run at nice 10 (coinbt.executor._child): RQ's workers get the same
+# priority, so a host busy with other work slows both sides alike.
+_NICE = ["nice", "-n", "10"] if shutil.which("nice") else []
 
 
 def _zcard(port: int, key: str) -> int:
@@ -163,6 +169,7 @@ def run_rq(tasks: int, workers: int) -> dict[str, Any]:
             procs = [
                 subprocess.Popen(
                     [
+                        *_NICE,
                         str(VENV / "bin" / "rq"),
                         "worker",
                         "--burst",

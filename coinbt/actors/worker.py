@@ -59,6 +59,10 @@ class _Lost:
     reason: str
 
 
+_Report = tuple[Claim, Complete | Fail | _Lost | None, JobResult | None]
+"""A finished run to report: its claim, its outcome (None: aborted), its result."""
+
+
 class Worker(Actor[Abort]):
     def __init__(
         self,
@@ -188,7 +192,7 @@ class Worker(Actor[Abort]):
             outcome = None
         elif result is not None and plan is not None:
             outcome = _complete(task_id, claim.attempt, plan, result)
-        self._spawn_report(claim, outcome, result)
+        self._spawn_report([(claim, outcome, result)])
 
     async def _run_batch(self, executor: BatchExecutor, claims: list[Claim]) -> list[Claim]:
         """Run the backtests of a claim of small tasks in one round trip to one worker process
@@ -199,6 +203,7 @@ class Worker(Actor[Abort]):
         milliseconds): that task's result is dropped when the batch returns."""
         plans: list[tuple[Claim, DataPlan, Job]] = []
         alone: list[Claim] = []
+        reports: list[_Report] = []
         for claim in claims:
             if claim.spec.sweep is not None:
                 alone.append(claim)
@@ -214,10 +219,12 @@ class Worker(Actor[Abort]):
                 )
             except CoinbtError as e:  # e.g. the dataset vanished since the submission
                 self._held.discard(run)
-                self._spawn_report(claim, Fail(str(e), e.code), None)
+                reports.append((claim, Fail(str(e), e.code), None))
                 continue
             out = self._staging / f"{claim.task_id}-{claim.attempt}"
             plans.append((claim, plan, _job(claim, plan, out)))
+        self._spawn_report(reports)
+        reports = []
         if not plans:
             return alone
         results: list[JobResult | JobError] | None = None
@@ -239,15 +246,16 @@ class Worker(Actor[Abort]):
                 outcome = Fail(str(result), result.error_type)
             else:
                 outcome = _complete(claim.task_id, claim.attempt, plan, result)
-            self._spawn_report(claim, outcome, result if isinstance(result, JobResult) else None)
+            reports.append((claim, outcome, result if isinstance(result, JobResult) else None))
+        self._spawn_report(reports)
         return alone
 
-    def _spawn_report(
-        self, claim: Claim, outcome: Complete | Fail | _Lost | None, result: JobResult | None
-    ) -> None:
-        self._pending += 1
+    def _spawn_report(self, reports: list[_Report]) -> None:
+        if not reports:
+            return
+        self._pending += len(reports)
         assert self._tg is not None
-        self._tg.start_soon(self._report, claim, outcome, result)
+        self._tg.start_soon(self._report, reports)
 
     def _progress_of(self, task_id: str) -> Callable[[float], None]:
         progress = self._progress
@@ -261,40 +269,64 @@ class Worker(Actor[Abort]):
 
         return report
 
-    async def _report(
-        self, claim: Claim, outcome: Complete | Fail | _Lost | None, result: JobResult | None
-    ) -> None:
-        """Record a completed run's artifacts as pending uploads, then tell the TaskManager the
-        outcome. Storing the artifacts is the uploader's job from then on: a failing artifact
-        store delays them, it never fails the task. A refused outcome (the task was cancelled
-        meanwhile) is discarded with its artifacts."""
-        files = [Path(a.path) for a in result.artifacts.values()] if result is not None else []
-        staged: list[str] = []
+    async def _report(self, reports: list[_Report]) -> None:
+        """Record the completed runs' artifacts as pending uploads (one outbox transaction for
+        all of them), then tell the TaskManager every outcome at once (their appends share a
+        group commit). Storing the artifacts is the uploader's job from then on: a failing
+        artifact store delays them, it never fails a task. A refused outcome (the task was
+        cancelled meanwhile) is discarded with its artifacts."""
+        outcomes: list[Complete | Fail | _Lost | None] = [outcome for _, outcome, _ in reports]
+        completed = [
+            (claim.task_id, outcome, result)
+            for claim, outcome, result in reports
+            if isinstance(outcome, Complete) and result is not None
+        ]
+        staged: dict[str, list[str]] = {}  # task id -> its artifacts' keys in the outbox
+        uploading: set[str] = set()  # tasks whose files are the uploader's now
         try:
-            if isinstance(outcome, Complete) and result is not None:
+            if completed:
                 try:
-                    staged = await self._stage(claim.task_id, outcome, result)
+                    staged = await self._stage(completed)
                 except CoinbtError as e:
                     # A Completed naming artifacts nobody recorded would be a result whose
                     # files are deleted: report the run failed instead, honestly.
-                    outcome = Fail(
+                    failed = Fail(
                         f"the run finished but its artifacts could not be recorded: {e}",
                         "artifacts_unrecorded",
                     )
-            accepted = False
-            if outcome is not None:
-                accepted = await self._tell_outcome(claim, outcome)
-            if accepted and staged:
-                files = []  # the uploader's now
+                    outcomes = [failed if isinstance(o, Complete) else o for o in outcomes]
+            accepted = [False] * len(reports)
+
+            async def tell(index: int, claim: Claim, outcome: Complete | Fail | _Lost) -> None:
+                accepted[index] = await self._tell_outcome(claim, outcome)
+
+            async with anyio.create_task_group() as tg:
+                for index, ((claim, _, _), outcome) in enumerate(
+                    zip(reports, outcomes, strict=True)
+                ):
+                    if outcome is not None:
+                        tg.start_soon(tell, index, claim, outcome)
+            kept = {
+                claim.task_id for (claim, _, _), ok in zip(reports, accepted, strict=True) if ok
+            }
+            uploading = kept & staged.keys()
+            if uploading:
                 self._uploader.notify()
-            elif staged:
-                await self._outbox.discard(staged)
+            refused = [
+                key for task_id, keys in staged.items() if task_id not in kept for key in keys
+            ]
+            if refused:
+                await self._outbox.discard(refused)
         finally:
-            # Kept for reads until the outcome is in the read models: no drop back to 0 at the end.
-            self._progress.finish(claim.task_id)
+            files = []
+            for claim, _, result in reports:
+                # Kept for reads until the outcome is in the read models: no drop back to 0.
+                self._progress.finish(claim.task_id)
+                if result is not None and claim.task_id not in uploading:
+                    files += [Path(a.path) for a in result.artifacts.values()]
             if files:
                 await anyio.to_thread.run_sync(_remove, files)
-            self._pending -= 1
+            self._pending -= len(reports)
             self._pending_done.set()
             self._pending_done = anyio.Event()
 
@@ -330,22 +362,35 @@ class Worker(Actor[Abort]):
             await anyio.sleep(delay)
             delay = min(delay * 2, _OUTCOME_BACKOFF_MAX_S)
 
-    async def _stage(self, task_id: str, outcome: Complete, result: JobResult) -> list[str]:
-        """Put the run's artifacts in the outbox; their keys. A failing database is tried
-        ``_STAGE_TRIES`` times in all; then its ``DatabaseError`` is raised."""
-        refs: dict[str, ArtifactRef] = outcome.completed.artifacts
-        items = [(name, ref, Path(result.artifacts[name].path)) for name, ref in refs.items()]
+    async def _stage(self, runs: list[tuple[str, Complete, JobResult]]) -> dict[str, list[str]]:
+        """Put the runs' artifacts in the outbox (one transaction); task id -> their keys. A
+        failing database is tried ``_STAGE_TRIES`` times in all; then its ``DatabaseError`` is
+        raised."""
+        items = [
+            (
+                task_id,
+                [
+                    (name, ref, Path(result.artifacts[name].path))
+                    for name, ref in outcome.completed.artifacts.items()
+                ],
+            )
+            for task_id, outcome, result in runs
+        ]
+        names = ", ".join(task_id for task_id, _, _ in runs)
         for attempt in range(1, _STAGE_TRIES + 1):
             try:
-                await self._outbox.add(task_id, items)  # (an existing key is left as it is)
+                await self._outbox.add_many(items)  # (an existing key is left as it is)
                 break
             except CoinbtError as e:
                 if attempt == _STAGE_TRIES:
-                    log.error("%s: cannot record the artifacts of %s (%s)", self.name, task_id, e)
+                    log.error("%s: cannot record the artifacts of %s (%s)", self.name, names, e)
                     raise
-                log.warning("%s: recording the artifacts of %s failed (%s)", self.name, task_id, e)
+                log.warning("%s: recording the artifacts of %s failed (%s)", self.name, names, e)
                 await anyio.sleep(_STAGE_BACKOFF_S * attempt)
-        return [ref.key for ref in refs.values()]
+        return {
+            task_id: [ref.key for ref in outcome.completed.artifacts.values()]
+            for task_id, outcome, _ in runs
+        }
 
 
 def _remove(paths: list[Path]) -> None:

@@ -39,9 +39,13 @@ __all__ = (
     "ArtifactOutbox",
     "ArtifactRow",
     "Outbox",
+    "Staged",
     "backfill",
     "open_outbox",
 )
+
+Staged = tuple[str, ArtifactRef, Path]
+"""An artifact of a run: its name, its reference (key, sha256, size), its staged file."""
 
 LOCAL = "local"
 STATES = ("pending", "stored", "failed")
@@ -113,6 +117,11 @@ class Outbox(Protocol):
     async def add(self, task_id: str, staged: Sequence[tuple[str, ArtifactRef, Path]]) -> None:
         """Record a run's artifacts as pending, each with its staged file (an existing key is
         left as it is)."""
+        ...
+
+    async def add_many(self, runs: Sequence[tuple[str, Sequence[Staged]]]) -> None:
+        """``add`` for several runs (task id, its staged artifacts) in one transaction (a
+        worker's batch of small tasks)."""
         ...
 
     async def discard(self, keys: Sequence[str]) -> None:
@@ -197,9 +206,13 @@ class ArtifactOutbox:
 
     async def add(self, task_id: str, staged: Sequence[tuple[str, ArtifactRef, Path]]) -> None:
         """Record a run's artifacts as pending, each with its staged file."""
+        await self.add_many([(task_id, staged)])
+
+    async def add_many(self, runs: Sequence[tuple[str, Sequence[Staged]]]) -> None:
         now = self._now()
         rows = [
             (ref.key, task_id, name, ref.sha256, ref.size, self._relative(path), now, now)
+            for task_id, staged in runs
             for name, ref, path in staged
         ]
 

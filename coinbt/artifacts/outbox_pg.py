@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from coinbt.artifacts.outbox import STATES, ArtifactRow, relative_to, staged_path
+from coinbt.artifacts.outbox import STATES, ArtifactRow, Staged, relative_to, staged_path
 from coinbt.clock import Clock, SystemClock, to_epoch_us
 from coinbt.errors import DatabaseError
 from coinbt.events import ArtifactRef
@@ -76,19 +76,23 @@ class PgArtifactOutbox:
     # --- writes ----------------------------------------------------------------------------------
 
     async def add(self, task_id: str, staged: Sequence[tuple[str, ArtifactRef, Path]]) -> None:
+        await self.add_many([(task_id, staged)])
+
+    async def add_many(self, runs: Sequence[tuple[str, Sequence[Staged]]]) -> None:
         now = self._now()
         rows = [
             (ref.key, task_id, name, ref.sha256, ref.size, relative_to(self.data_dir, path))
+            for task_id, staged in runs
             for name, ref, path in staged
         ]
         added = await self._execute(
             "INSERT INTO artifacts (key, task_id, name, sha256, size, state, staged, created_at,"
             " updated_at, owner)"
-            " SELECT k, $2, n, h, s, 'pending', p, $3, $3, $4"
-            " FROM unnest($1::text[], $5::text[], $6::text[], $7::bigint[], $8::text[])"
-            " AS r(k, n, h, s, p) ON CONFLICT (key) DO NOTHING",
+            " SELECT k, t, n, h, s, 'pending', p, $3, $3, $4"
+            " FROM unnest($1::text[], $2::text[], $5::text[], $6::text[], $7::bigint[],"
+            " $8::text[]) AS r(k, t, n, h, s, p) ON CONFLICT (key) DO NOTHING",
             [r[0] for r in rows],
-            task_id,
+            [r[1] for r in rows],
             now,
             self._owner,
             [r[2] for r in rows],
