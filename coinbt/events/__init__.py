@@ -10,6 +10,7 @@ from coinbt.events.codec import (
     decode_rows,
     encode_payload,
     register_upcaster,
+    type_code_sql,
 )
 from coinbt.events.envelope import StoredEvent
 from coinbt.events.spec import (
@@ -66,4 +67,5 @@ __all__ = (
     "encode_payload",
     "event_type",
     "register_upcaster",
+    "type_code_sql",
 )

@@ -31,6 +31,7 @@ __all__ = (
     "decode_rows",
     "encode_payload",
     "register_upcaster",
+    "type_code_sql",
 )
 
 GENESIS_HASH = bytes(32)
@@ -45,6 +46,9 @@ _encoder = msgspec.msgpack.Encoder()
 # One typed decoder per type: decoding also checks the payload's tag against the row's type.
 _decoders = {name: msgspec.msgpack.Decoder(cls) for name, cls in EVENT_TYPES.items()}
 _raw_decoder = msgspec.msgpack.Decoder()
+# Type codes (see type_code_sql): a type's index here.
+_TYPE_NAMES: tuple[str, ...] = tuple(EVENT_TYPES)
+_coded_decoders = tuple(_decoders[name] for name in _TYPE_NAMES)
 _NO_TIME = object()
 
 
@@ -74,8 +78,11 @@ def decode_payload(position: int, type_name: str, schema: int, payload: bytes) -
 
 def decode_row(row: Sequence[Any]) -> StoredEvent:
     """A stored event from a raw ``events`` row, ``(position, stream_id, version, type, schema,
-    recorded_at_us, payload, hash)``; ``CorruptEventError`` if it cannot be read."""
+    recorded_at_us, payload, hash)`` (``type`` may be a code from ``type_code_sql``);
+    ``CorruptEventError`` if it cannot be read."""
     position, stream_id, version, type_name, schema, recorded_at_us, payload, digest = row
+    if type_name.__class__ is int and 0 <= type_name < len(_TYPE_NAMES):
+        type_name = _TYPE_NAMES[type_name]
     event = decode_payload(position, type_name, schema, payload)
     try:
         return StoredEvent(
@@ -93,29 +100,52 @@ def decode_row(row: Sequence[Any]) -> StoredEvent:
 def decode_rows(rows: Iterable[Sequence[Any]]) -> list[StoredEvent]:
     """``decode_row`` of every row, in order: the same events and the same errors, faster.
 
-    Replay's hot loop: a row at its type's current schema is decoded inline (no upcasting, one
-    datetime per distinct commit time); any other row, or any failure, goes through
-    ``decode_row``, which upcasts it or raises the typed error naming its position.
+    Replay's hot loop: a row at its type's current schema (or whose type column is a code from
+    ``type_code_sql``) is decoded inline, with one datetime per distinct commit time; any other
+    row, or any failure, goes through ``decode_row``, which upcasts it or raises the typed error
+    naming its position.
     """
     out: list[StoredEvent] = []
     append = out.append
-    decoders, current = _decoders, CURRENT_SCHEMA
+    decoders, coded, current = _decoders, _coded_decoders, CURRENT_SCHEMA
     last_us: object = _NO_TIME
     recorded_at = from_epoch_us(0)
     for row in rows:
         try:
             position, stream_id, version, type_name, schema, recorded_at_us, payload, digest = row
-            if schema == current[type_name]:
+            if type_name.__class__ is int:
+                decoder = coded[type_name]
+            elif schema == current[type_name]:
+                decoder = decoders[type_name]
+            else:
+                decoder = None
+            if decoder is not None:
                 if recorded_at_us != last_us:
                     recorded_at = from_epoch_us(recorded_at_us)
                     last_us = recorded_at_us
-                event = decoders[type_name].decode(payload)
+                event = decoder.decode(payload)
                 append(StoredEvent(position, stream_id, version, recorded_at, event, digest.hex()))
                 continue
         except Exception:  # unknown type, bad payload or bad envelope: decode_row names it
             pass
         append(decode_row(row))
     return out
+
+
+def type_code_sql(type_column: str = "type", schema_column: str = "schema") -> str:
+    """An SQLite expression to select in place of the type column, for ``decode_rows``: a small
+    integer code where the row's type is at its current schema, else the type itself.
+
+    Why: a replay's rows are mostly a handful of types, yet the driver builds a new ``str`` for
+    the type of every row; a small int is a shared object. Measured on 200,000 rows, about a
+    tenth of decoding's time. (SQLite only: PostgreSQL will not mix integers and text in one
+    column.)
+    """
+    whens = " ".join(
+        f"WHEN {type_column} = '{name}' AND {schema_column} = {CURRENT_SCHEMA[name]} THEN {code}"
+        for code, name in enumerate(_TYPE_NAMES)
+    )
+    return f"CASE {whens} ELSE {type_column} END"
 
 
 def _upcast(position: int, type_name: str, schema: int, current: int, payload: bytes) -> TaskEvent:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
@@ -44,14 +44,18 @@ Row = tuple[int, str, int, str, int, int, bytes, bytes]
 (position, stream_id, version, type, schema, recorded_at_us, payload, hash)."""
 
 
-@dataclass(slots=True)
-class AppendRequest:
-    """One caller's append, with its payloads encoded up front (outside the writer)."""
+class AppendRequest(msgspec.Struct, gc=False):
+    """One caller's append, with its payloads encoded up front (outside the writer).
+
+    A ``gc=False`` struct (it holds events and bytes, so no reference cycles): thousands wait in
+    the writer's queue during a commit, and as GC-tracked objects they made the collector run
+    more often; measured, the event loop's share of an append fell from 5.3 to 4.7 µs.
+    """
 
     stream_id: str
     events: Sequence[TaskEvent]
     expected_version: int
-    payloads: list[bytes] = field(default_factory=list)
+    payloads: list[bytes] = []
 
     def __post_init__(self) -> None:
         if not self.payloads:

@@ -23,7 +23,15 @@ import anyio
 
 from coinbt.clock import Clock, SystemClock, from_epoch_us, to_epoch_us
 from coinbt.errors import DatabaseError, EmptyAppendError, SchemaTooNewError
-from coinbt.events import GENESIS_HASH, StoredEvent, TaskEvent, decode_row, decode_rows
+from coinbt.events import (
+    CURRENT_SCHEMA,
+    GENESIS_HASH,
+    StoredEvent,
+    TaskEvent,
+    decode_row,
+    decode_rows,
+    type_code_sql,
+)
 from coinbt.store._batch import (
     Append,
     AppendRequest,
@@ -49,6 +57,21 @@ _SELECT = (
     " CAST(data AS BLOB), CAST(hash AS BLOB) FROM events"
 )
 _PAGE = 5000
+
+
+def _select_decoded() -> str:
+    """``_SELECT`` with type codes (``type_code_sql``) for ``decode_rows``; rebuilt whenever
+    ``CURRENT_SCHEMA`` changes (tests register older schemas)."""
+    key = tuple(CURRENT_SCHEMA.items())
+    sql = _select_cache.get(key)
+    if sql is None:
+        sql = _SELECT.replace(" type,", f" {type_code_sql()},", 1)
+        _select_cache.clear()
+        _select_cache[key] = sql
+    return sql
+
+
+_select_cache: dict[tuple[tuple[str, int], ...], str] = {}
 
 
 class SQLiteEventStore:
@@ -106,7 +129,7 @@ class SQLiteEventStore:
         limit: int | None = None,
     ) -> list[StoredEvent]:
         rows = await self._fetch(
-            f"{_SELECT} WHERE stream_id = ? AND version > ? AND position > ? "
+            f"{_select_decoded()} WHERE stream_id = ? AND version > ? AND position > ? "
             "ORDER BY version LIMIT ?",
             (stream_id, after_version, after_position, -1 if limit is None else limit),
         )
@@ -114,7 +137,7 @@ class SQLiteEventStore:
 
     async def read_all(self, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
         rows = await self._fetch(
-            f"{_SELECT} WHERE position > ? ORDER BY position LIMIT ?",
+            f"{_select_decoded()} WHERE position > ? ORDER BY position LIMIT ?",
             (after, -1 if limit is None else limit),
         )
         return decode_rows(rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from coinbt.errors import CorruptEventError, UnknownEventTypeError
 from coinbt.events import (
     CURRENT_SCHEMA,
+    EVENT_TYPES,
     Failed,
     TaskEvent,
     decode_row,
@@ -18,6 +20,7 @@ from coinbt.events import (
     encode_payload,
     event_type,
     register_upcaster,
+    type_code_sql,
 )
 from coinbt.events.codec import _UPCASTERS
 from tests.factories import cancelled, completed, filled, queued, started
@@ -109,3 +112,30 @@ def test_an_old_schema_row_among_current_ones_is_upcast() -> None:
     decoded = decode_rows(rows)
     assert decoded[2].event == Failed(error="disk on fire", error_type="legacy")
     assert decoded[:2] + decoded[3:] == [decode_row(r) for r in rows[:2] + rows[3:]]
+
+
+def _coded(row: Row) -> Row:
+    """The row as ``type_code_sql`` has SQLite return it: the type as its code."""
+    return _with(row, type=list(EVENT_TYPES).index(row[3]))
+
+
+def test_type_codes_decode_like_type_names() -> None:
+    rows = _rows()
+    assert decode_rows([_coded(row) for row in rows]) == decode_rows(rows)
+    assert decode_row(_coded(rows[0])) == decode_row(rows[0])
+
+
+def test_a_coded_row_with_a_bad_payload_names_its_type_and_position() -> None:
+    rows = [_coded(row) for row in _rows()]
+    rows[4] = _with(rows[4], data=b"\xc1")
+    with pytest.raises(CorruptEventError, match="5"):
+        decode_rows(rows)
+
+
+def test_sqlite_returns_codes_for_current_schemas_and_names_for_the_rest() -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE events (type TEXT, schema INTEGER)")
+    rows = [("Queued", CURRENT_SCHEMA["Queued"]), ("Failed", 0), ("Exploded", 1), ("queued", 1)]
+    conn.executemany("INSERT INTO events VALUES (?, ?)", rows)
+    found = conn.execute(f"SELECT {type_code_sql()} FROM events ORDER BY rowid").fetchall()
+    assert found == [(list(EVENT_TYPES).index("Queued"),), ("Failed",), ("Exploded",), ("queued",)]
