@@ -14,9 +14,11 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from coinbt import defaults
+
 __all__ = ("HEAD_TIMEOUT_S", "timed_h11")
 
-HEAD_TIMEOUT_S = 10.0
+HEAD_TIMEOUT_S = defaults.HEAD_TIMEOUT_S
 
 
 def timed_h11(head_timeout: float) -> type[H11Protocol]:

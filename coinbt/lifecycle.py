@@ -20,6 +20,7 @@ from enum import StrEnum
 
 import msgspec
 
+from coinbt import defaults
 from coinbt.errors import InvalidTransitionError, TaskNotFoundError
 from coinbt.events import (
     Cancelled,
@@ -34,6 +35,7 @@ from coinbt.events import (
 
 __all__ = (
     "TERMINAL",
+    "UNFINISHED",
     "Cancel",
     "Command",
     "Complete",
@@ -58,6 +60,8 @@ class Status(StrEnum):
 
 
 TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+UNFINISHED = (Status.QUEUED, Status.RUNNING)
+"""The statuses a task can leave (the rest are ``TERMINAL``), in lifecycle order."""
 
 
 class TaskState(msgspec.Struct, frozen=True):
@@ -104,7 +108,7 @@ class Cancel(msgspec.Struct, frozen=True):
 class Recover(msgspec.Struct, frozen=True):
     """On start-up: a task left running by a dead process is re-queued or failed."""
 
-    max_attempts: int = 3
+    max_attempts: int = defaults.MAX_ATTEMPTS
 
 
 Command = Submit | Start | Complete | Fail | Cancel | Recover
@@ -127,7 +131,7 @@ def decide(state: TaskState, command: Command) -> list[TaskEvent]:
         case Cancel(reason=reason):
             if status is Status.CANCELLED:
                 return []  # cancel is idempotent
-            if status in (Status.QUEUED, Status.RUNNING):
+            if status in UNFINISHED:
                 return [Cancelled(reason=reason)]
             raise InvalidTransitionError(state.task_id, status, "cancel")
         case Start(worker_id=worker_id):

@@ -24,6 +24,7 @@ from coinbt.engine.ledger import ledger
 from coinbt.engine.result import REASONS, Fills
 from coinbt.errors import ArtifactNotFoundError
 from coinbt.events import ArtifactRef, Filled
+from coinbt.lifecycle import Status
 from coinbt.projections.status import TaskView
 from coinbt.store.base import EventStore
 
@@ -61,7 +62,7 @@ class Results:
         ref = view.artifacts.get("trades")
         if ref is not None:
             array = await self._array(ref)
-        elif view.status != "completed":
+        elif view.status is not Status.COMPLETED:
             return Page(0, [])
         else:  # completed before trades were an artifact: fold its fills
             array = await self._folded_trades(view)

@@ -12,7 +12,6 @@ and the tests talk to; it only forwards commands to actors and reads the read mo
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from coinbt import defaults
 from coinbt.actors.base import Supervisor
 from coinbt.actors.projector import Projector
 from coinbt.actors.task_manager import (
@@ -52,23 +52,24 @@ from coinbt.errors import (
 from coinbt.events import ArtifactRef, Queued, StoredEvent, TaskSpec
 from coinbt.executor.base import Executor
 from coinbt.executor.local import open_local_executor
+from coinbt.lifecycle import Status
 from coinbt.projections.base import ReadModels
 from coinbt.projections.live import LiveProgress
 from coinbt.projections.live_pg import ProgressRelay
 from coinbt.projections.positions import PositionView
 from coinbt.projections.status import TaskView
 from coinbt.results import Page, Results
-from coinbt.specs import DEFAULT_MAX_BARS, DataPlan, validate
+from coinbt.specs import DataPlan, validate
 from coinbt.store.base import EventStore
 from coinbt.store.instances import worker_id
 from coinbt.sweep_table import SweepTable, TableCache, parse_table
-from coinbt.sweeps import DEFAULT_MAX_COMBINATIONS, validate_sweep
+from coinbt.sweeps import validate_sweep
 
 __all__ = ("MAX_BATCH", "Config", "System", "indexed", "open_system")
 
 log = logging.getLogger("coinbt")
 
-MAX_BATCH = 1_000
+MAX_BATCH = defaults.MAX_BATCH
 """The most specs one ``POST /backtests`` array may hold (DESIGN section 11)."""
 
 ExecutorFactory = Callable[[int], AbstractAsyncContextManager[Executor]]
@@ -90,18 +91,18 @@ class Config:
     artifacts: ArtifactStore | None = None  # an open store; default: ``artifacts_url``
     artifacts_url: str | None = None  # s3://bucket/prefix or a directory; default: data_dir
     s3: S3Options | None = None  # endpoint, region...; default: the environment (docs/storage.md)
-    upload_backoff_s: tuple[float, float] = (0.5, 60.0)  # first and longest wait between retries
+    upload_backoff_s: tuple[float, float] = defaults.UPLOAD_BACKOFF_S  # first, longest retry wait
     backup_to: str | None = None  # periodic log backups to this store URL...
-    backup_every_s: float | None = None  # ...this often
+    backup_every_s: float | None = defaults.BACKUP_EVERY_S  # ...this often
     workers: int | None = None  # default: the number of cores; 0 runs nothing (API only)
-    queue_capacity: int = 10_000
-    max_attempts: int = 3
-    max_bars: int = DEFAULT_MAX_BARS
-    max_combinations: int = DEFAULT_MAX_COMBINATIONS  # per sweep (POST /sweeps)
-    shutdown_grace_s: float = 10.0
+    queue_capacity: int = defaults.QUEUE_CAPACITY
+    max_attempts: int = defaults.MAX_ATTEMPTS
+    max_bars: int = defaults.MAX_BARS
+    max_combinations: int = defaults.MAX_COMBINATIONS  # per sweep (POST /sweeps)
+    shutdown_grace_s: float = defaults.SHUTDOWN_GRACE_S
     # PostgreSQL: how often a process checks for processes that are gone (to re-queue their
     # tasks and adopt their uploads) and whether it should take over the read models
-    heartbeat_s: float = 2.0
+    heartbeat_s: float = defaults.HEARTBEAT_S
     clock: Clock = field(default_factory=SystemClock)
     ids: IdFactory = random_ids
     executor: ExecutorFactory = open_local_executor
@@ -330,7 +331,7 @@ class System:
 
     def task_json(self, view: TaskView) -> dict[str, Any]:
         """The API representation with the live progress of a running task."""
-        live = self.progress.get(view.task_id) if view.status == "running" else None
+        live = self.progress.get(view.task_id) if view.status is Status.RUNNING else None
         return view.to_builtins(progress=live)
 
     async def positions(self, task_id: str) -> list[PositionView]:
@@ -443,7 +444,7 @@ async def _open_system(config: Config) -> AsyncIterator[System]:
     data.mkdir(parents=True, exist_ok=True)
     staging = data / "staging"
     staging.mkdir(parents=True, exist_ok=True)
-    workers_count = (os.cpu_count() or 1) if config.workers is None else config.workers
+    workers_count = defaults.worker_count() if config.workers is None else config.workers
     if config.backup_to is not None and is_dsn(config.db):
         raise BackupError(
             "periodic backups copy a SQLite file; back up a PostgreSQL database with its own "

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import anyio
 import uvicorn
 
+from coinbt import defaults
 from coinbt._connection import HEAD_TIMEOUT_S, timed_h11
 from coinbt.api import create_app
 from coinbt.api.stream import MAX_STREAMS
@@ -32,8 +33,8 @@ class InsecureBindError(CoinbtError):
 
 @dataclass
 class ServeOptions:
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = defaults.HOST
+    port: int = defaults.PORT
     token: str | None = None
     demo: bool = False
     log_level: str = "info"
@@ -42,8 +43,8 @@ class ServeOptions:
     # head_timeout_s; a kept-alive connection idle for keep_alive_s is closed; beyond
     # max_connections uvicorn answers 503; beyond max_streams, GET /events streams get 503.
     head_timeout_s: float = HEAD_TIMEOUT_S
-    keep_alive_s: float = 5.0
-    max_connections: int = 1000
+    keep_alive_s: float = defaults.KEEP_ALIVE_S
+    max_connections: int = defaults.MAX_CONNECTIONS
     max_streams: int = MAX_STREAMS
 
 

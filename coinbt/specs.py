@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from coinbt import defaults
 from coinbt.datasets import Catalog, iso_ms
 from coinbt.errors import CoinbtError, DataError, DatasetNotFoundError, FieldError, SpecError
 from coinbt.events import ParamValue, StrategySource, TaskSpec
@@ -31,7 +32,7 @@ __all__ = (
     "validate",
 )
 
-DEFAULT_MAX_BARS = 10_000_000
+DEFAULT_MAX_BARS = defaults.MAX_BARS
 MAX_TIMEOUT_S = 7 * 86_400.0  # a week: a longer limit is no limit (and 1e308 overflows a deadline)
 SYNTHETIC_SYMBOL = "SYNTH"
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from coinbt import defaults
 from coinbt.datasets import Catalog
 from coinbt.errors import FieldError, SpecError
 from coinbt.events import TaskSpec
@@ -31,7 +32,7 @@ __all__ = (
     "validate_sweep",
 )
 
-DEFAULT_MAX_COMBINATIONS = 100_000
+DEFAULT_MAX_COMBINATIONS = defaults.MAX_COMBINATIONS
 SWEEP_FIELDS = ("grid", "sort_by", "descending", "walk_forward")
 """The body's fields that make it a sweep (the rest is a backtest spec)."""
 

@@ -37,6 +37,7 @@ import httpx
 
 from coinbt import engine
 from coinbt.api import create_app
+from coinbt.lifecycle import TERMINAL
 from coinbt.runtime import Config, System, open_system
 
 GRID = {"fast": list(range(1, 31)), "slow": list(range(31, 61))}
@@ -49,7 +50,7 @@ async def wait_completed(system: System, task_id: str) -> str:
     while True:
         seen = system.projector.position
         view = await system.task(task_id)
-        if view.status in ("completed", "failed", "cancelled"):
+        if view.status in TERMINAL:
             return view.status
         await system.projector.wait_for(seen + 1)
 

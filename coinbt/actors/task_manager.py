@@ -43,6 +43,7 @@ from functools import partial
 import anyio
 from anyio.abc import TaskGroup
 
+from coinbt import defaults
 from coinbt.actors._chains import AppendChains
 from coinbt.actors._shared_log import follow_log, watch_owners
 from coinbt.actors.base import Actor, Reply
@@ -100,7 +101,7 @@ __all__ = (
 
 log = logging.getLogger("coinbt.task_manager")
 
-SMALL_BARS = 50_000
+SMALL_BARS = defaults.SMALL_BARS
 """Tasks on at most this many bars run in milliseconds: a worker may claim many at once (one
 group commit starts them all). A larger task is claimed alone."""
 
@@ -121,14 +122,14 @@ class TaskManager(Actor[Message]):
         read_models: ReadModels,
         ids: IdFactory,
         *,
-        queue_capacity: int = 10_000,
-        max_attempts: int = 3,
+        queue_capacity: int = defaults.QUEUE_CAPACITY,
+        max_attempts: int = defaults.MAX_ATTEMPTS,
         abort: Callable[[str, str, int], None] = lambda worker_id, task_id, attempt: None,
         catch_up: Callable[[], Awaitable[None]] | None = None,
         liveness: Liveness | None = None,
-        heartbeat_s: float = 2.0,
-        mailbox: int = 4096,
-        finished_cache: int = 10_000,
+        heartbeat_s: float = defaults.HEARTBEAT_S,
+        mailbox: int = defaults.MAILBOX,
+        finished_cache: int = defaults.FINISHED_CACHE,
     ) -> None:
         super().__init__(capacity=mailbox)
         self._store = store

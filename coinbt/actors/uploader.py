@@ -26,6 +26,7 @@ from pathlib import Path
 import anyio
 from anyio.abc import TaskGroup
 
+from coinbt import defaults
 from coinbt.actors.base import Actor
 from coinbt.artifacts import ArtifactStore
 from coinbt.artifacts.outbox import ArtifactRow, Outbox
@@ -77,7 +78,7 @@ class Uploader(Actor[Wake]):
         *,
         concurrency: int = 4,
         batch: int = 64,
-        backoff_s: tuple[float, float] = (0.5, 60.0),
+        backoff_s: tuple[float, float] = defaults.UPLOAD_BACKOFF_S,
         adopt_every_s: float | None = None,
     ) -> None:
         super().__init__(capacity=1)  # a wake-up is idempotent: one queued is enough

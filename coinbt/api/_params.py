@@ -7,8 +7,9 @@ import re
 from starlette.requests import Request
 
 from coinbt.errors import InvalidRequestError, PayloadTooLargeError
+from coinbt.lifecycle import Status
 
-__all__ = ("int_param", "optional_int_param", "read_body", "task_id_param")
+__all__ = ("int_param", "optional_int_param", "read_body", "status_param", "task_id_param")
 
 # Matched whole (fullmatch): "$" would let a trailing newline through.
 _TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -35,6 +36,18 @@ def optional_int_param(
     if not minimum <= value <= maximum:
         raise InvalidRequestError(f"must be between {minimum} and {maximum}", field=name)
     return value
+
+
+def status_param(request: Request) -> Status | None:
+    """The ``status`` query parameter of a task list (None if absent); 400 naming it if it is
+    not a ``lifecycle.Status``."""
+    raw = request.query_params.get("status") or None
+    if raw is None:
+        return None
+    try:
+        return Status(raw)
+    except ValueError:
+        raise InvalidRequestError(f"must be one of {', '.join(Status)}", field="status") from None
 
 
 def task_id_param(request: Request) -> str:

@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from coinbt.engine import Bars, Fills, Trades, ledger
 from coinbt.errors import ArtifactNotFoundError, InvalidTransitionError
 from coinbt.events import Completed, StoredEvent
+from coinbt.lifecycle import Status
 from coinbt.projections.status import TaskView
 from coinbt.runtime import System
 
@@ -46,7 +47,7 @@ async def load_outcome(system: System, task_id: str) -> Outcome:
     """The results of a completed task; ``InvalidTransitionError`` (400) naming the status for
     any other, ``ArtifactNotFoundError`` (404) when an artifact is missing."""
     view = await system.task(task_id)
-    if view.status != "completed":
+    if view.status is not Status.COMPLETED:
         raise InvalidTransitionError(task_id, view.status, "export")
     events = await system.store.read_stream(task_id, after_version=view.version - 1)
     completed = events[-1] if events else None

@@ -19,6 +19,7 @@ from coinbt.api._results import load_assets, load_bars, load_outcome
 from coinbt.api.errors import json_response
 from coinbt.engine import Bars
 from coinbt.errors import InvalidTransitionError
+from coinbt.lifecycle import Status
 from coinbt.report import analysis
 from coinbt.runtime import System
 
@@ -40,7 +41,7 @@ class Analysis:
         offset = int_param(request, "offset", 0)
         limit = optional_int_param(request, "limit", minimum=1, maximum=1000)
         view = await self.system.task(task_id)
-        if view.status != "completed":
+        if view.status is not Status.COMPLETED:
             raise InvalidTransitionError(task_id, view.status, "export")
         page = await self.system.trades(task_id, offset=offset, limit=limit)
         end = offset + len(page.rows)

@@ -25,6 +25,7 @@ from coinbt.api.openapi import openapi
 from coinbt.api.rules import RulesApi
 from coinbt.api.stream import MAX_STREAMS, EventStream
 from coinbt.api.sweeps import Sweeps
+from coinbt.api.vocabulary import status_module
 from coinbt.errors import CoinbtError, UnauthorizedError
 from coinbt.runtime import System
 
@@ -138,6 +139,7 @@ def create_app(
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
     if (DASHBOARD / "static").is_dir():
+        routes.append(Route("/static/status.js", status_module, methods=["GET"]))
         routes.append(Mount("/static", StaticFiles(directory=DASHBOARD / "static"), name="static"))
     app: ASGIApp = Starlette(
         routes=routes,

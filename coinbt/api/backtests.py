@@ -13,19 +13,19 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
+from coinbt import defaults
 from coinbt.api._downsample import downsample, drawdown
-from coinbt.api._params import int_param, read_body, task_id_param
+from coinbt.api._params import int_param, read_body, status_param, task_id_param
 from coinbt.api.errors import json_response
 from coinbt.errors import InvalidRequestError, PayloadTooLargeError, SpecError
 from coinbt.results import Page
 from coinbt.runtime import System
 from coinbt.specs import decode_spec, decode_specs
 
-__all__ = ("STATUSES", "Backtests")
+__all__ = ("Backtests",)
 
-STATUSES = ("queued", "running", "completed", "failed", "cancelled")
-SPEC_LIMIT = 64 * 1024
-BATCH_LIMIT = 8 * 1024 * 1024  # an array of up to 1,000 specs
+SPEC_LIMIT = defaults.SPEC_BODY_LIMIT
+BATCH_LIMIT = defaults.BATCH_BODY_LIMIT  # an array of up to MAX_BATCH specs
 
 
 def encode_cursor(seq: int) -> str:
@@ -77,9 +77,7 @@ class Backtests:
         return json_response({"tasks": [self.system.task_json(v) for v in views]}, 202)
 
     async def list(self, request: Request) -> Response:
-        status = request.query_params.get("status") or None
-        if status is not None and status not in STATUSES:
-            raise InvalidRequestError(f"must be one of {', '.join(STATUSES)}", field="status")
+        status = status_param(request)
         limit = int_param(request, "limit", 50, minimum=1, maximum=500)
         cursor = request.query_params.get("cursor")
         before = decode_cursor(cursor) if cursor else None

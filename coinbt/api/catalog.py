@@ -10,6 +10,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from coinbt import defaults
 from coinbt.api.errors import json_response
 from coinbt.datasets import DatasetInfo, check_name, iso_ms
 from coinbt.errors import InvalidRequestError, PayloadTooLargeError, TooManyUploadsError
@@ -17,7 +18,7 @@ from coinbt.runtime import System
 
 __all__ = ("Catalog",)
 
-UPLOAD_LIMIT = 512 * 1024 * 1024
+UPLOAD_LIMIT = defaults.UPLOAD_BODY_LIMIT
 MAX_UPLOADS = 2  # uploads parsed at once; more get 429 (each holds about one 1 MB chunk)
 RULES_ENTRY: dict[str, Any] = {
     "name": "rules",

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import msgspec
 
 from coinbt.events import TaskSpec
+from coinbt.lifecycle import Status
 
 __all__ = (
     "ArtifactOut",
@@ -36,8 +37,6 @@ __all__ = (
     "TaskPage",
     "TradesOut",
 )
-
-Status = Literal["queued", "running", "completed", "failed", "cancelled"]
 
 
 class TaskOut(msgspec.Struct):

@@ -10,13 +10,14 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from coinbt import defaults
 from coinbt.api._params import read_body
 from coinbt.api.errors import json_response
 from coinbt.errors import InvalidRequestError
 
 __all__ = ("RulesApi",)
 
-BODY_LIMIT = 64 * 1024
+BODY_LIMIT = defaults.RULES_BODY_LIMIT
 
 
 class RulesCheckIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from coinbt import defaults
 from coinbt.api._params import int_param, optional_int_param
 from coinbt.api.errors import json_response
 from coinbt.errors import InvalidRequestError, TooManyStreamsError
@@ -34,11 +35,11 @@ from coinbt.runtime import System
 __all__ = ("CATCH_UP_AT_ONCE", "MAX_STREAMS", "EventStream")
 
 _encoder = msgspec.json.Encoder()
-MAX_STREAMS = 100
+MAX_STREAMS = defaults.MAX_STREAMS
 CATCH_UP_AT_ONCE = 4
 PAGE = 200
 _POSITION = re.compile(r"[0-9]{1,18}")  # ASCII digits, within int64
-KEEP_ALIVE_S = 15.0
+KEEP_ALIVE_S = defaults.STREAM_KEEP_ALIVE_S
 
 
 class EventStream:

@@ -10,17 +10,19 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from coinbt.api._params import int_param, read_body, task_id_param
-from coinbt.api.backtests import STATUSES, decode_cursor, encode_cursor
+from coinbt import defaults
+from coinbt.api._params import int_param, read_body, status_param, task_id_param
+from coinbt.api.backtests import decode_cursor, encode_cursor
 from coinbt.api.errors import json_response
 from coinbt.errors import ArtifactPendingError, InvalidRequestError, MissingExtraError
+from coinbt.lifecycle import Status
 from coinbt.projections.status import TaskView
 from coinbt.runtime import System
 from coinbt.sweeps import decode_sweep
 
 __all__ = ("Sweeps",)
 
-SWEEP_LIMIT = 256 * 1024
+SWEEP_LIMIT = defaults.SWEEP_BODY_LIMIT
 _SCAN_PAGE = 500
 
 
@@ -50,9 +52,7 @@ class Sweeps:
     async def list(self, request: Request) -> Response:
         """Sweeps only, newest first: a scan of the task list (sweeps are tasks like any
         other; the status read model has no kind column)."""
-        status = request.query_params.get("status") or None
-        if status is not None and status not in STATUSES:
-            raise InvalidRequestError(f"must be one of {', '.join(STATUSES)}", field="status")
+        status = status_param(request)
         limit = int_param(request, "limit", 50, minimum=1, maximum=500)
         cursor = request.query_params.get("cursor")
         before = decode_cursor(cursor) if cursor else None
@@ -71,7 +71,7 @@ class Sweeps:
         view = await self.system.sweep(task_id_param(request))
         summary: dict[str, Any] | None = None
         pending = False
-        if view.status == "completed":
+        if view.status is Status.COMPLETED:
             try:
                 summary = await self.system.sweep_summary(view)
             except ArtifactPendingError:  # stored in a moment: the task reads fine meanwhile
@@ -93,7 +93,7 @@ class Sweeps:
     async def rows(self, request: Request) -> Response:
         """``?sort=NAME&order=desc|asc&limit=N&cursor=C``: a page of the whole table."""
         view = await self.system.sweep(task_id_param(request))
-        if view.status != "completed":
+        if view.status is not Status.COMPLETED:
             raise InvalidRequestError(
                 f"the sweep is {view.status}: its rows exist once it completed",
                 code="not_completed",

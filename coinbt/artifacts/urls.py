@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from coinbt import defaults
 from coinbt.artifacts.base import ArtifactStore
 from coinbt.artifacts.local import LocalArtifactStore
 from coinbt.errors import ArtifactError
@@ -40,11 +41,11 @@ class S3Options:
     endpoint_url: str | None = None
     region: str | None = None
     profile: str | None = None
-    multipart_threshold: int = 16 * MiB
-    part_size: int = 8 * MiB
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    max_attempts: int = 3  # botocore's own retries of one request (standard mode)
+    multipart_threshold: int = defaults.S3_MULTIPART_THRESHOLD
+    part_size: int = defaults.S3_PART_SIZE
+    connect_timeout: float = defaults.S3_CONNECT_TIMEOUT_S
+    read_timeout: float = defaults.S3_READ_TIMEOUT_S
+    max_attempts: int = defaults.S3_MAX_ATTEMPTS  # botocore's own retries (standard mode)
     addressing_style: str | None = None  # default: "path" with a custom endpoint, else "auto"
 
     def __post_init__(self) -> None:

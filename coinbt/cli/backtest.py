@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from coinbt import defaults
 from coinbt.errors import DataError, SpecError
 
 if TYPE_CHECKING:
@@ -178,8 +179,8 @@ def register(subparsers: Any) -> None:
     server.add_argument("--wait", action="store_true", help="with --submit: follow it to its end")
     server.add_argument(
         "--url",
-        default=os.environ.get("COINBT_URL", "http://127.0.0.1:8000"),
-        help="the server (default: $COINBT_URL or http://127.0.0.1:8000)",
+        default=os.environ.get("COINBT_URL", defaults.URL),
+        help=f"the server (default: $COINBT_URL or {defaults.URL})",
     )
     server.add_argument(
         "--token",

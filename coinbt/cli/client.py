@@ -20,12 +20,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from coinbt import defaults
 from coinbt.errors import CoinbtError
 
-__all__ = ("ApiClient", "add_common", "client_of", "register")
+__all__ = ("ApiClient", "StatusChoices", "add_common", "client_of", "register")
 
-DEFAULT_URL = "http://127.0.0.1:8000"
-TERMINAL = ("completed", "failed", "cancelled")
+DEFAULT_URL = defaults.URL
+
+
+class StatusChoices:
+    """``--status`` choices: the names of ``coinbt.lifecycle.Status``, imported when argparse
+    first checks or lists them, so building the parser imports no msgspec (``scripts/migrate``
+    runs ``coinbt migrate`` on a bare python3)."""
+
+    def _names(self) -> list[str]:
+        from coinbt.lifecycle import Status
+
+        return [str(status) for status in Status]
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
 
 
 class ClientError(CoinbtError):
@@ -232,7 +249,9 @@ def register(subparsers: Any) -> None:
         epilog="example: coinbt list --status completed --limit 10",
     )
     _add_common(lst)
-    lst.add_argument("--status", choices=["queued", "running", "completed", "failed", "cancelled"])
+    lst.add_argument(
+        "--status", choices=StatusChoices(), metavar="STATUS", help="one of %(choices)s"
+    )
     lst.add_argument("--limit", type=int, default=20, help="how many (20)")
     lst.set_defaults(func=_list)
 
@@ -340,7 +359,9 @@ def _print_task(task: dict[str, Any], as_json: bool) -> None:
     if spec.get("strategy"):
         params = ",".join(f"{k}={v}" for k, v in sorted((spec.get("params") or {}).items()))
         line += f"  {spec['strategy']}({params})"
-    if task["status"] == "running":
+    from coinbt.lifecycle import Status
+
+    if task["status"] == Status.RUNNING:
         line += f"  {task['progress']:.0%}"
     if task.get("error"):
         line += f"  error: {task['error']}"
@@ -463,21 +484,23 @@ def _follow(client: ApiClient, task_id: str, as_json: bool, *, quiet: bool = Fal
     after = client.call("GET", "/health")["projected_position"]
     task = client.call("GET", path)
     bar = _Bar(sys.stderr)
+    from coinbt.lifecycle import TERMINAL, Status
+
     if task["status"] not in TERMINAL:
         bar.show(task["status"], task["progress"])
         for name, data in client.stream(f"/events?after={after}"):
             if name == "progress" and data["task_id"] == task_id:
-                bar.show("running", data["progress"])
+                bar.show(Status.RUNNING, data["progress"])
             elif name == "message" and data["stream_id"] == task_id:
                 if data["type"] in ("Completed", "Failed", "Cancelled"):
                     break
                 if data["type"] in ("Started", "Queued"):
-                    bar.show("running" if data["type"] == "Started" else "queued", 0.0)
+                    bar.show(Status.RUNNING if data["type"] == "Started" else Status.QUEUED, 0.0)
         task = client.call("GET", path)
     bar.done()
     if not quiet:
         _print_task(task, as_json)
-    return 0 if task["status"] == "completed" else 1
+    return 0 if task["status"] == Status.COMPLETED else 1
 
 
 class _Bar:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from coinbt import defaults
 from coinbt.cli.log import add_db_argument
 from coinbt.cli.storage import add_endpoint_argument
 
@@ -34,8 +35,15 @@ def register(subparsers: Any) -> None:
     )
     add_db_argument(serve)
     add_data_dir_argument(serve)
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port (8000; 0 picks a free one)")
+    serve.add_argument(
+        "--host", default=defaults.HOST, help=f"address to listen on ({defaults.HOST})"
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=defaults.PORT,
+        help=f"port ({defaults.PORT}; 0 picks a free one)",
+    )
     serve.add_argument(
         "--allowed-hosts",
         default=os.environ.get("COINBT_ALLOWED_HOSTS") or "",
@@ -45,7 +53,10 @@ def register(subparsers: Any) -> None:
         "(default: $COINBT_ALLOWED_HOSTS; docs/api.md)",
     )
     serve.add_argument(
-        "--workers", type=int, default=None, help="worker processes (default: the number of cores)"
+        "--workers",
+        type=int,
+        default=None,
+        help=f"worker processes (default: the number of cores, {defaults.worker_count()} here)",
     )
     serve.add_argument(
         "--executor",
@@ -56,18 +67,24 @@ def register(subparsers: Any) -> None:
         "once (default: $COINBT_EXECUTOR, else local; docs/distributed.md)",
     )
     serve.add_argument(
-        "--queue-capacity", type=int, default=10_000, help="queued tasks before 429 (10000)"
+        "--queue-capacity",
+        type=int,
+        default=defaults.QUEUE_CAPACITY,
+        help=f"queued tasks before 429 ({defaults.QUEUE_CAPACITY})",
     )
     serve.add_argument(
-        "--max-attempts", type=int, default=3, help="runs of a task interrupted by restarts (3)"
+        "--max-attempts",
+        type=int,
+        default=defaults.MAX_ATTEMPTS,
+        help=f"runs of a task interrupted by restarts ({defaults.MAX_ATTEMPTS})",
     )
     serve.add_argument(
         "--heartbeat",
         type=float,
-        default=2.0,
+        default=defaults.HEARTBEAT_S,
         metavar="SECONDS",
         help="on PostgreSQL: how often to look for stopped processes (to re-queue their tasks) "
-        "and whether to take over writing the read models (2)",
+        f"and whether to take over writing the read models ({defaults.HEARTBEAT_S:g})",
     )
     serve.add_argument(
         "--demo", action="store_true", help="submit a few demo backtests if the log is empty"

@@ -10,7 +10,14 @@ import time
 import urllib.parse
 from typing import Any
 
-from coinbt.cli.client import ApiClient, _add_common, _client, _follow, _print_task
+from coinbt.cli.client import (
+    ApiClient,
+    StatusChoices,
+    _add_common,
+    _client,
+    _follow,
+    _print_task,
+)
 from coinbt.errors import SpecError
 
 __all__ = ("print_walk_forward", "register", "submit_sweep")
@@ -39,7 +46,9 @@ def register(subparsers: Any) -> None:
         epilog="example: coinbt sweeps list --status completed",
     )
     _add_common(lst)
-    lst.add_argument("--status", choices=["queued", "running", "completed", "failed", "cancelled"])
+    lst.add_argument(
+        "--status", choices=StatusChoices(), metavar="STATUS", help="one of %(choices)s"
+    )
     lst.add_argument("--limit", type=int, default=20, help="how many (20)")
     lst.set_defaults(func=_list)
     status = commands.add_parser(

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -71,6 +70,7 @@ from distributed import Client, LocalCluster
 from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 
+from coinbt import defaults
 from coinbt.executor import _dask_task
 from coinbt.executor._errors import ExecutorUnavailableError, JobLostError
 from coinbt.executor.base import Job, JobError, JobResult, ProducedArtifact
@@ -530,7 +530,7 @@ async def open_dask_executor(
     async with AsyncExitStack() as stack:
         local = address is None
         if address is None:
-            count = workers or os.cpu_count() or 1
+            count = workers or defaults.worker_count()
             # Read by the cluster while it runs: a LocalCluster closes for good the nanny of a
             # worker away for lost-worker-timeout (15 s), which a killed worker's replacement can
             # take on a loaded machine; the cluster would shrink with each kill.

@@ -30,6 +30,7 @@ import anyio.lowlevel
 import msgspec
 from anyio.abc import TaskGroup
 
+from coinbt import defaults
 from coinbt.executor.base import Job, JobError, JobResult
 
 if TYPE_CHECKING:
@@ -269,7 +270,7 @@ def _wait(slot: _Slot) -> None:
 @asynccontextmanager
 async def open_local_executor(workers: int | None = None) -> AsyncIterator[LocalProcessExecutor]:
     """Start ``workers`` processes (default: the number of cores) and stop them on exit."""
-    count = workers or os.cpu_count() or 1
+    count = workers or defaults.worker_count()
     async with anyio.create_task_group() as tg:
         executor = LocalProcessExecutor(count, tg)
         try:

@@ -12,21 +12,30 @@ One contract suite (``tests/projections/test_contract.py``) runs against every i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 import anyio
 
 from coinbt.events import StoredEvent
+from coinbt.lifecycle import UNFINISHED, Status
 from coinbt.projections.positions import PositionView
 from coinbt.projections.status import TaskView
 
-__all__ = ("MAIN", "TERMINAL_STATUSES", "Projection", "ReadModelSink", "ReadModels")
+__all__ = ("MAIN", "UNFINISHED_SQL", "Projection", "ReadModelSink", "ReadModels", "status_counts")
 
 MAIN = "main"
 """The name of the projection's checkpoint row."""
 
-TERMINAL_STATUSES = ("completed", "failed", "cancelled")
+UNFINISHED_SQL = ", ".join(f"'{status}'" for status in UNFINISHED)
+"""``status IN (...)`` of the tasks not yet finished: SQL text built from ``lifecycle.Status``."""
+
+
+def status_counts(rows: Iterable[tuple[Any, Any]]) -> dict[str, int]:
+    """``(status, count)`` rows as ``counts()`` answers them: every ``Status``, 0 if none."""
+    counts = dict.fromkeys(map(str, Status), 0)
+    counts.update({str(status): int(n) for status, n in rows})
+    return counts
 
 
 class ReadModels(Protocol):

@@ -34,7 +34,7 @@ import anyio
 
 from coinbt.errors import DatabaseError, ProjectionConflictError
 from coinbt.events import StoredEvent
-from coinbt.projections.base import MAIN, TERMINAL_STATUSES
+from coinbt.projections.base import MAIN, UNFINISHED_SQL, status_counts
 from coinbt.projections.fold import (
     PositionKey,
     ViewCache,
@@ -359,7 +359,7 @@ class PgReadModelReader:
 
     async def unfinished(self) -> list[TaskView]:
         rows = await self._rows(
-            "SELECT view FROM tasks WHERE status IN ('queued', 'running') ORDER BY seq"
+            f"SELECT view FROM tasks WHERE status IN ({UNFINISHED_SQL}) ORDER BY seq"
         )
         return [decode_task(bytes(r[0])) for r in rows]
 
@@ -373,7 +373,7 @@ class PgReadModelReader:
                     "SELECT position FROM projection_checkpoints WHERE name = $1", MAIN
                 )
                 rows = await conn.fetch(
-                    "SELECT view FROM tasks WHERE status IN ('queued', 'running') ORDER BY seq"
+                    f"SELECT view FROM tasks WHERE status IN ({UNFINISHED_SQL}) ORDER BY seq"
                 )
         except DRIVER_ERRORS as e:
             raise DatabaseError(f"reading the read models in {self._where} failed: {e}") from e
@@ -393,9 +393,7 @@ class PgReadModelReader:
 
     async def counts(self) -> dict[str, int]:
         rows = await self._rows("SELECT status, COUNT(*) FROM tasks GROUP BY status")
-        counts = dict.fromkeys(("queued", "running", *TERMINAL_STATUSES), 0)
-        counts.update({str(status): int(n) for status, n in rows})
-        return counts
+        return status_counts(rows)
 
     async def checkpoint(self, name: str = MAIN) -> int:
         rows = await self._rows("SELECT position FROM projection_checkpoints WHERE name = $1", name)

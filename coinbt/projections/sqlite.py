@@ -19,7 +19,7 @@ import anyio
 
 from coinbt.errors import DatabaseError
 from coinbt.events import StoredEvent
-from coinbt.projections.base import MAIN, TERMINAL_STATUSES
+from coinbt.projections.base import MAIN, UNFINISHED_SQL, status_counts
 from coinbt.projections.fold import (
     PositionKey,
     ViewCache,
@@ -35,7 +35,6 @@ from coinbt.store.sqlutil import execute_values
 
 __all__ = (
     "MAIN",
-    "TERMINAL_STATUSES",
     "ReadModelReader",
     "ReadModelWriter",
     "SQLiteProjection",
@@ -261,7 +260,7 @@ class ReadModelReader:
     async def unfinished(self) -> list[TaskView]:
         """Queued and running tasks, oldest first."""
         rows = await self._rows(
-            "SELECT view FROM tasks WHERE status IN ('queued', 'running') ORDER BY seq"
+            f"SELECT view FROM tasks WHERE status IN ({UNFINISHED_SQL}) ORDER BY seq"
         )
         return [decode_task(r[0]) for r in rows]
 
@@ -294,9 +293,7 @@ class ReadModelReader:
 
     async def counts(self) -> dict[str, int]:
         rows = await self._rows("SELECT status, COUNT(*) FROM tasks GROUP BY status")
-        counts = dict.fromkeys(("queued", "running", *TERMINAL_STATUSES), 0)
-        counts.update(dict(rows))
-        return counts
+        return status_counts(rows)
 
     async def checkpoint(self, name: str = MAIN) -> int:
         rows = await self._rows(

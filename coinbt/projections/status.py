@@ -18,6 +18,7 @@ from coinbt.events import (
     StoredEvent,
     TaskSpec,
 )
+from coinbt.lifecycle import Status
 
 __all__ = ("TaskView", "apply_status")
 
@@ -31,7 +32,7 @@ class TaskView(msgspec.Struct, frozen=True, gc=False):
 
     task_id: str
     seq: int
-    status: str
+    status: Status
     attempt: int
     spec: TaskSpec
     created_at: datetime
@@ -83,7 +84,7 @@ def apply_status(view: TaskView | None, stored: StoredEvent) -> TaskView:
         return TaskView(
             task_id=stored.stream_id,
             seq=stored.position,
-            status="queued",
+            status=Status.QUEUED,
             attempt=event.attempt,
             spec=event.spec,
             created_at=stored.recorded_at,
@@ -98,7 +99,7 @@ def apply_status(view: TaskView | None, stored: StoredEvent) -> TaskView:
             return replace(
                 view,
                 version=version,
-                status="queued",
+                status=Status.QUEUED,
                 attempt=attempt,
                 progress=0.0,
                 started_at=None,
@@ -108,7 +109,7 @@ def apply_status(view: TaskView | None, stored: StoredEvent) -> TaskView:
             return replace(
                 view,
                 version=version,
-                status="running",
+                status=Status.RUNNING,
                 attempt=attempt,
                 started_at=stored.recorded_at,
                 worker_id=worker_id,
@@ -119,7 +120,7 @@ def apply_status(view: TaskView | None, stored: StoredEvent) -> TaskView:
                 view,
                 num_fills=num_fills,
                 version=version,
-                status="completed",
+                status=Status.COMPLETED,
                 progress=1.0,
                 finished_at=stored.recorded_at,
                 artifacts=event.artifacts,
@@ -138,7 +139,7 @@ def apply_status(view: TaskView | None, stored: StoredEvent) -> TaskView:
             return replace(
                 view,
                 version=version,
-                status="failed",
+                status=Status.FAILED,
                 error=error,
                 error_type=error_type,
                 finished_at=stored.recorded_at,
@@ -147,7 +148,7 @@ def apply_status(view: TaskView | None, stored: StoredEvent) -> TaskView:
             return replace(
                 view,
                 version=version,
-                status="cancelled",
+                status=Status.CANCELLED,
                 reason=reason,
                 finished_at=stored.recorded_at,
             )

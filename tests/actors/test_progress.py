@@ -7,6 +7,7 @@ from pathlib import Path
 
 import anyio
 
+from coinbt.lifecycle import TERMINAL
 from tests.system import system_factory, tiny
 
 
@@ -21,7 +22,7 @@ async def test_progress_read_by_a_client_never_goes_back(tmp_path: Path) -> None
                 hints = (system.progress.changed_hint(), system.projector.advanced_hint())
                 data = system.task_json(await system.task(view.task_id))
                 seen.append((data["status"], data["progress"]))
-                if data["status"] in ("completed", "failed"):
+                if data["status"] in TERMINAL:
                     break
                 async with anyio.create_task_group() as tg:
 

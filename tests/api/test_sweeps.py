@@ -11,6 +11,7 @@ import pytest
 
 from coinbt import engine
 from coinbt.events import Queued
+from coinbt.lifecycle import UNFINISHED
 from tests.api.helpers import http_client
 from tests.system import OpenSystem, system_factory, wait_status
 
@@ -44,7 +45,7 @@ async def test_a_sweep_runs_as_a_task_and_equals_engine_sweep(
         response = await http.post("/sweeps", json=sweep_body())
         assert response.status_code == 202, response.text
         task = response.json()
-        assert task["status"] in ("queued", "running")
+        assert task["status"] in UNFINISHED
         assert task["kind"] == "grid"
         task_id = task["task_id"]
         # Queued records the whole sweep spec.

@@ -6,6 +6,7 @@ import { PALETTE, lineChart } from "./charts.js";
 import { clear, h } from "./dom.js";
 import * as f from "./format.js";
 import { METRICS, toneOf } from "./metrics.js";
+import { Status } from "./status.js";
 import * as store from "./store.js";
 
 function best(metric, values) {
@@ -67,7 +68,7 @@ export function compareView(ids) {
     runs = [];
     for (const task of tasks) {
       if (task.error instanceof Error) problems.push(`${f.shortId(task.task_id)}: ${task.error.message}`);
-      else if (task.status !== "completed")
+      else if (task.status !== Status.COMPLETED)
         problems.push(
           `${f.shortId(task.task_id)} is ${task.status}: only completed runs have an equity curve.`,
         );

@@ -21,6 +21,7 @@ import * as f from "./format.js";
 import { eventHistory } from "./history.js";
 import { metricRows, toneOf } from "./metrics.js";
 import { specRows } from "./rules.js";
+import { Status } from "./status.js";
 import * as store from "./store.js";
 import { positionsTable, showFills } from "./trades.js";
 import { progressBar, setProgress, statusBadge, taskDuration } from "./widgets.js";
@@ -112,9 +113,9 @@ export function detailView(id) {
         active ? h("button", { type: "button", class: "btn small danger", onclick: cancel }, "Cancel") : null,
         note,
       ),
-      task.status === "completed" ? exportButtons(id, showNote) : null,
+      task.status === Status.COMPLETED ? exportButtons(id, showNote) : null,
     );
-    if (task.status === "failed")
+    if (task.status === Status.FAILED)
       head.append(h("p", { class: "error wide-row" }, `${task.error_type || "error"}: ${task.error}`));
   }
 
@@ -138,7 +139,7 @@ export function detailView(id) {
   }
 
   function renderKpis() {
-    const metrics = task.status === "completed" ? task.result?.metrics : null;
+    const metrics = task.status === Status.COMPLETED ? task.result?.metrics : null;
     if (!metrics) return clear(kpis);
     const rows = metricRows(metrics).filter((m) => KPIS.includes(m.key));
     rows.sort((a, b) => KPIS.indexOf(a.key) - KPIS.indexOf(b.key));
@@ -156,7 +157,7 @@ export function detailView(id) {
   }
 
   function renderTables() {
-    const metrics = task.status === "completed" ? task.result?.metrics : null;
+    const metrics = task.status === Status.COMPLETED ? task.result?.metrics : null;
     clear(
       metricsBox,
       metrics
@@ -179,7 +180,7 @@ export function detailView(id) {
         : h(
             "p",
             { class: "muted" },
-            task.status === "completed"
+            task.status === Status.COMPLETED
               ? "No metrics."
               : `Metrics appear when the run completes (now ${task.status}).`,
           ),
@@ -230,14 +231,14 @@ export function detailView(id) {
 
   async function drawChart() {
     const width = Math.floor(chartBox.clientWidth);
-    if (task.status !== "completed") {
+    if (task.status !== Status.COMPLETED) {
       chartWidth = 0;
       clear(
         chartBox,
         h(
           "div",
           { class: "placeholder" },
-          task.status === "running" || task.status === "queued"
+          task.status === Status.RUNNING || task.status === Status.QUEUED
             ? "The equity curve is drawn when the run completes."
             : `No equity curve: the run ${task.status}.`,
         ),
@@ -296,7 +297,7 @@ export function detailView(id) {
   }
 
   async function drawAnalysis(width, log) {
-    if (task.status !== "completed") return;
+    if (task.status !== Status.COMPLETED) return;
     const half = Math.max(200, Math.floor(sharpeBox.clientWidth) || Math.floor(width / 2));
     const [analysis] = await Promise.all([
       data.analysis(half),
@@ -318,7 +319,7 @@ export function detailView(id) {
   }
 
   async function loadTrades() {
-    if (task.status !== "completed") {
+    if (task.status !== Status.COMPLETED) {
       clear(
         positionsBox,
         h("p", { class: "muted" }, "Positions are built from the fills when the run completes."),
@@ -342,7 +343,7 @@ export function detailView(id) {
     renderTables();
     if (before !== task.status || drawnFor !== task.status) {
       drawnFor = task.status;
-      completedOnly.hidden = task.status !== "completed";
+      completedOnly.hidden = task.status !== Status.COMPLETED;
       chartWidth = 0;
       drawChart().catch(showError(chartBox));
       loadTrades().catch(showError(positionsBox));

@@ -4,17 +4,11 @@
 // overtook is dropped for a fresh one, so the view never steps back.
 
 import { get } from "./api.js";
+import { STATUS_AFTER, Status, TERMINAL, UNFINISHED } from "./status.js";
 
-const STATUS_OF = {
-  Queued: "queued",
-  Started: "running",
-  Completed: "completed",
-  Failed: "failed",
-  Cancelled: "cancelled",
-};
-export const ACTIVE = new Set(["queued", "running"]);
+export const ACTIVE = new Set(UNFINISHED);
 // Within one attempt a task only moves forward; a re-queued task starts a new attempt.
-const RANK = { queued: 0, running: 1, completed: 2, failed: 2, cancelled: 2 };
+const RANK = (status) => (TERMINAL.includes(status) ? UNFINISHED.length : UNFINISHED.indexOf(status));
 
 const tasks = new Map();
 const taskListeners = new Set();
@@ -67,7 +61,7 @@ export function refresh(id) {
         const value = await get(`/backtests/${encodeURIComponent(id)}`);
         if (state.dirty) continue;
         const known = tasks.get(id);
-        if (known?.status === "running" && value.status === "running" && known.attempt === value.attempt) {
+        if (known?.status === Status.RUNNING && value.status === Status.RUNNING && known.attempt === value.attempt) {
           value.progress = Math.max(value.progress, known.progress); // a progress message was newer
         }
         return upsert(value);
@@ -85,7 +79,7 @@ function fromQueued(event) {
   const data = event.data || {};
   return {
     task_id: event.stream_id,
-    status: "queued",
+    status: Status.QUEUED,
     attempt: data.attempt ?? 1,
     progress: 0,
     error: null,
@@ -115,7 +109,7 @@ export function applyEvent(event) {
       console.error(error);
     }
   }
-  const status = STATUS_OF[event.type];
+  const status = STATUS_AFTER[event.type];
   if (!status) return; // Filled: the task's row changes with its Completed
   const id = event.stream_id;
   const known = tasks.get(id);
@@ -130,7 +124,7 @@ export function applyEvent(event) {
   }
   const data = event.data || {};
   const attempt = data.attempt ?? known.attempt;
-  if (attempt < known.attempt || (attempt === known.attempt && RANK[status] < RANK[known.status])) {
+  if (attempt < known.attempt || (attempt === known.attempt && RANK(status) < RANK(known.status))) {
     return; // the page already shows a later state (from the submit answer or a read)
   }
   const next = { ...known, status };
@@ -151,6 +145,6 @@ export function applyEvent(event) {
 /** An `event: progress` message: {task_id, progress}. */
 export function applyProgress({ task_id: id, progress }) {
   const known = tasks.get(id);
-  if (!known || known.status !== "running" || typeof progress !== "number") return;
+  if (!known || known.status !== Status.RUNNING || typeof progress !== "number") return;
   upsert({ ...known, progress }, "progress");
 }

@@ -8,9 +8,10 @@ import { lineChart } from "./charts.js";
 import { clear, h, uid } from "./dom.js";
 import * as f from "./format.js";
 import { METRICS } from "./metrics.js";
+import { Status, TERMINAL as TERMINAL_STATUSES } from "./status.js";
 
 const POLL_MS = 700;
-const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+const TERMINAL = new Set(TERMINAL_STATUSES);
 const LABELS = Object.fromEntries(METRICS.map((m) => [m.key, m.label]));
 
 function cell(key, value) {
@@ -274,7 +275,7 @@ export function sweepView(id) {
       timer = setTimeout(poll, POLL_MS);
       return;
     }
-    if (task.status === "completed" && task.sweep && !shown) {
+    if (task.status === Status.COMPLETED && task.sweep && !shown) {
       shown = true;
       clear(body, task.kind === "walk_forward" ? walkForward(task) : gridResults(task));
     }

@@ -8,11 +8,12 @@ import { clear, h } from "./dom.js";
 import * as f from "./format.js";
 import { submitForm } from "./form.js";
 import { METRICS, toneOf } from "./metrics.js";
+import { STATUSES, Status } from "./status.js";
 import * as store from "./store.js";
 import { progressBar, setProgress, statusBadge, taskDuration } from "./widgets.js";
 
 const PAGE = 25;
-const FILTERS = ["queued", "running", "completed", "failed", "cancelled"];
+const FILTERS = STATUSES;
 const SHOWN_METRICS = ["total_return", "max_drawdown", "sharpe", "num_trades"].map((k) =>
   METRICS.find((m) => m.key === k),
 );
@@ -147,13 +148,13 @@ export function tasksView() {
     const id = task.task_id;
     const spec = task.spec || {};
     const data = f.dataSource(spec.data);
-    const metrics = task.status === "completed" ? task.result?.metrics || {} : null;
+    const metrics = task.status === Status.COMPLETED ? task.result?.metrics || {} : null;
     const active = store.ACTIVE.has(task.status);
     const note = notes.get(id);
     const checkbox = h("input", {
       type: "checkbox",
       checked: selected.has(id),
-      disabled: task.status !== "completed",
+      disabled: task.status !== Status.COMPLETED,
       "aria-label": `Compare ${f.shortId(id)}`,
       onchange: (event) => {
         if (event.target.checked) selected.add(id);
@@ -162,9 +163,9 @@ export function tasksView() {
       },
     });
     let detail = null;
-    if (task.status === "failed")
+    if (task.status === Status.FAILED)
       detail = h("div", { class: "small loss clip", title: task.error || "" }, task.error || "failed");
-    if (task.status === "cancelled" && task.reason && !note) // the note already says why
+    if (task.status === Status.CANCELLED && task.reason && !note) // the note already says why
       detail = h("div", { class: "small muted clip", title: task.reason }, task.reason);
     const elapsed = taskDuration(task);
     const created = f.timeParts(task.created_at);
@@ -266,7 +267,7 @@ export function tasksView() {
       if (!matches(task.status)) remove(id);
       else if (kind === "progress" && row.dataset.status === task.status) setProgress(row, task);
       else {
-        if (task.status !== "completed") selected.delete(id);
+        if (task.status !== Status.COMPLETED) selected.delete(id);
         render(task);
       }
     } else if (matches(task.status) && inRange(task)) place(task, "sorted");

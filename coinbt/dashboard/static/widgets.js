@@ -2,6 +2,7 @@
 
 import { h } from "./dom.js";
 import * as f from "./format.js";
+import { Status } from "./status.js";
 
 export function statusBadge(status) {
   return h("span", { class: `badge s-${status}` }, status);
@@ -12,7 +13,7 @@ export function progressBar(task) {
   return h(
     "div",
     {
-      class: `bar ${task.status === "queued" ? "waiting" : ""}`,
+      class: `bar ${task.status === Status.QUEUED ? "waiting" : ""}`,
       role: "progressbar",
       "aria-label": `progress of ${f.shortId(task.task_id)}`,
       "aria-valuemin": 0,
