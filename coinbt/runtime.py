@@ -116,18 +116,26 @@ class Config:
 
 def _recorded(spec: TaskSpec, plan: DataPlan) -> TaskSpec:
     """``spec`` as ``Queued`` records it: parameters with defaults, the strategy's source, and
-    the dataset version resolved (docs/data.md, "Versions")."""
+    the dataset version resolved, or a portfolio's every dataset version (docs/data.md,
+    "Versions"), so that a rerun reads the same bars whatever was imported since."""
     spec = msgspec.structs.replace(spec, params=plan.params, source=plan.source)
-    if spec.data.dataset is not None and spec.data.version is None:
-        data = msgspec.structs.replace(spec.data, version=plan.dataset_version)
-        spec = msgspec.structs.replace(spec, data=data)
-    return spec
+    data = spec.data
+    if data.dataset is not None and data.version is None:
+        data = msgspec.structs.replace(data, version=plan.dataset_version)
+    if data.datasets is not None and data.versions is None:
+        data = msgspec.structs.replace(data, versions=list(plan.dataset_versions))
+    return msgspec.structs.replace(spec, data=data)
+
+
+def _chose_version(spec: TaskSpec) -> bool:
+    return spec.data.version is not None or spec.data.versions is not None
 
 
 def _comparable(spec: TaskSpec, with_version: bool) -> TaskSpec:
     spec = msgspec.structs.replace(spec, source=None)
     if not with_version:
-        spec = msgspec.structs.replace(spec, data=msgspec.structs.replace(spec.data, version=None))
+        data = msgspec.structs.replace(spec.data, version=None, versions=None)
+        spec = msgspec.structs.replace(spec, data=data)
     return spec
 
 
@@ -182,7 +190,7 @@ class System:
         plan = await validate(spec, self.catalog, max_bars=self.config.max_bars)
         # Queued records the parameters that run (defaults filled in), the strategy's source and
         # the dataset version it uses (a later update must not change its data).
-        chose_version = spec.data.version is not None
+        chose_version = _chose_version(spec)
         spec = _recorded(spec, plan)
         if existing is not None:
             assert idempotency_key is not None

@@ -49,6 +49,7 @@ class DataPlan:
     params: dict[str, ParamValue] = field(default_factory=dict)  # defaults filled in
     source: StrategySource | None = None
     dataset_version: int | None = None  # the version resolved (recorded in Queued)
+    dataset_versions: tuple[int, ...] = ()  # a portfolio's, in dataset order (recorded too)
     assets: tuple[tuple[str, Path], ...] = ()  # a portfolio of datasets: (symbol, file) each
     symbols: tuple[str, ...] = ()  # a portfolio's asset names, in asset order
 
@@ -225,11 +226,13 @@ async def resolve(
     given = [data.dataset is not None, data.datasets is not None, data.synthetic is not None]
     if sum(given) != 1:
         raise SpecError("give exactly one of 'dataset', 'datasets' and 'synthetic'", field="data")
+    if data.versions is not None and data.datasets is None:
+        raise SpecError("versions apply to datasets (one version each)", field="data.versions")
     if data.datasets is not None:
         if data.version is not None:
             raise SpecError("version applies to one dataset, not to datasets", field="data")
         return await _resolve_portfolio(
-            data.datasets, data.start, data.end, catalog, max_bars, recorded
+            data.datasets, data.versions, data.start, data.end, catalog, max_bars, recorded
         )
     if data.synthetic is not None:
         if data.version is not None:
@@ -294,22 +297,36 @@ def _range(start: Any, end: Any) -> tuple[int | None, int | None]:
 
 
 async def _resolve_portfolio(
-    names: list[str], start: Any, end: Any, catalog: Catalog, max_bars: int, recorded: bool
+    names: list[str],
+    versions: list[int] | None,
+    start: Any,
+    end: Any,
+    catalog: Catalog,
+    max_bars: int,
+    recorded: bool,
 ) -> DataPlan:
-    """Several datasets: each must exist, and their bars must align on timestamps over the
-    range they all cover (the engine's rule, checked here so a bad portfolio is a 422)."""
+    """Several datasets, each at its version in ``versions`` (default: its latest): each must
+    exist, and their bars must align on timestamps over the range they all cover (the engine's
+    rule, checked here so a bad portfolio is a 422)."""
     if not names:
         raise SpecError("name at least one dataset", field="data.datasets")
+    if versions is not None and len(versions) != len(names):
+        raise SpecError(
+            f"give one version per dataset: {len(names)} datasets, {len(versions)} versions",
+            field="data.versions",
+        )
     errors: list[FieldError] = []
     infos = []
     for i, name in enumerate(names):
         if name in names[:i]:
             errors.append(FieldError(f"data.datasets[{i}]", f"{name!r} is named twice"))
             continue
+        version = None if versions is None else versions[i]
         try:
-            infos.append(await catalog.get(name, include_retired=recorded))
+            infos.append(await catalog.get(name, version, include_retired=recorded))
         except DatasetNotFoundError as e:
-            errors.append(FieldError(f"data.datasets[{i}]", str(e)))
+            field = f"data.versions[{i}]" if e.version is not None else f"data.datasets[{i}]"
+            errors.append(FieldError(field, str(e)))
     if errors:
         raise SpecError(errors)
     start_ms, end_ms = _range(start, end)
@@ -345,6 +362,7 @@ async def _resolve_portfolio(
         end_ms=end_ms,
         assets=tuple(zip(symbols, paths, strict=True)),
         symbols=tuple(symbols),
+        dataset_versions=tuple(info.version for info in infos),
     )
 
 

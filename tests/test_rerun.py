@@ -11,7 +11,7 @@ import pytest
 
 from coinbt.cli import main
 from coinbt.demo import submit_demo
-from coinbt.events import DataSpec, TaskSpec
+from coinbt.events import DataSpec, Queued, TaskSpec
 from tests.system import OpenSystem, system_factory, tiny, wait_status
 from tests.test_datasets import csv_of
 
@@ -115,3 +115,48 @@ async def test_bad_rerun_arguments_exit_2_with_one_line(
     assert out == ""
     assert message in err
     assert "Traceback" not in err
+
+
+async def test_a_portfolio_reruns_on_the_versions_queued_recorded(
+    open_system: OpenSystem, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Queued pins each dataset of a portfolio at the version it resolved: after a new version
+    of one is imported, a rerun of the task still reads the old bars and matches its digest
+    (a new submission of the same spec runs on the new version, with another digest)."""
+    spec = TaskSpec(
+        strategy="sma_cross",
+        params={"fast": 5, "slow": 20},
+        data=DataSpec(datasets=["BTCUSDT-1h", "ETHUSDT-1h"]),
+        size_type="target_percent",
+        size=0.4,
+    )
+    async with open_system(workers=1) as system:
+        await system.catalog.import_bytes("BTCUSDT-1h", csv_of(400, seed=5))
+        await system.catalog.import_bytes("ETHUSDT-1h", csv_of(300, seed=6))
+        first = await system.submit(spec)  # on the 300 hours both cover
+        assert await wait_status(system, first.task_id, "completed") == "completed"
+        # Version 2 of one: 100 more hours, so a portfolio on it runs 400.
+        await system.catalog.import_bytes("ETHUSDT-1h", csv_of(400, seed=6), update=True)
+        later = await system.submit(spec)
+        assert await wait_status(system, later.task_id, "completed") == "completed"
+        await system.drain()
+        queued = [(await system.store.read_stream(v.task_id, limit=1))[0] for v in (first, later)]
+        results = [(await system.task(v.task_id)).result or {} for v in (first, later)]
+    assert all(isinstance(q.event, Queued) for q in queued)
+    assert [q.event.spec.data.versions for q in queued if isinstance(q.event, Queued)] == [
+        [1, 1],
+        [1, 2],
+    ]
+    digests = [r["result_digest"] for r in results]
+    assert digests[0] != digests[1]  # v2 makes another run
+    db = str(tmp_path / "coinbt.db")
+    code, out, err = await anyio.to_thread.run_sync(
+        cli, capsys, "audit", "rerun", "--all", "--db", db, "--json"
+    )
+    assert code == 0, out + err
+    report = json.loads(out)
+    assert (report["checked"], report["mismatches"]) == (2, 0)
+    assert {r["task_id"]: r["rerun"] for r in report["results"]} == {
+        first.task_id: digests[0],
+        later.task_id: digests[1],
+    }

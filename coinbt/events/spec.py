@@ -54,8 +54,10 @@ class DataSpec(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True
     ``synthetic`` series. A submission without ``version`` is recorded with the dataset's latest
     version at that moment (``Queued`` says which); tasks recorded before versions existed have
     none, which means version 1 (the only one there was). ``datasets`` names
-    several (a portfolio, each at its latest version; ``start``/``end`` apply to all), and a
-    ``synthetic`` series with ``symbols`` > 1 is a portfolio too."""
+    several (a portfolio; ``start``/``end`` apply to all) with ``versions``, one per dataset in
+    the same order: given, or recorded by ``Queued`` as each one's latest version at submission
+    (a portfolio recorded before ``versions`` existed runs on the latest). A ``synthetic`` series
+    with ``symbols`` > 1 is a portfolio too."""
 
     dataset: str | None = None
     start: AwareDatetime | None = None
@@ -63,6 +65,7 @@ class DataSpec(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True
     synthetic: SyntheticSpec | None = None
     version: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] | None = None
     datasets: list[str] | None = None
+    versions: list[Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]] | None = None
 
 
 class RuleSet(

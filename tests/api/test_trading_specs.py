@@ -57,6 +57,22 @@ BAD = [
     pytest.param(
         {"data": {"datasets": ["AAA"], "dataset": "AAA"}}, "data", id="dataset-and-datasets"
     ),
+    pytest.param(
+        {"data": {"dataset": "AAA", "versions": [1]}}, "data.versions", id="versions-of-one"
+    ),
+    pytest.param(
+        {"data": {"datasets": ["AAA", "GAPPY"], "versions": [1]}},
+        "data.versions",
+        id="versions-too-few",
+    ),
+    pytest.param(
+        {"data": {"datasets": ["AAA", "GAPPY"], "versions": [1, 2]}},
+        "data.versions[1]",
+        id="unknown-version",
+    ),
+    pytest.param(
+        {"data": {"datasets": ["AAA"], "versions": [0]}}, "data.versions[0]", id="version-0"
+    ),
 ]
 
 
