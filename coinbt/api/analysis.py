@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from coinbt.api._downsample import downsample
 from coinbt.api._params import int_param, optional_int_param, task_id_param
-from coinbt.api._results import load_assets, load_bars, load_outcome
+from coinbt.api._results import load_assets, load_outcome
 from coinbt.api.errors import json_response
 from coinbt.engine import Bars
 from coinbt.errors import InvalidTransitionError
@@ -75,10 +75,16 @@ class Analysis:
             }
 
         def shape() -> dict[str, Any]:
+            first = assets[0][1]
+            closes = [bars.close for _, bars in assets]
+            bench = analysis.benchmark(closes, spec.cash, spec.fee_bps / 10_000, 0)
+            keep = downsample(len(first), points, bench.equity)
             return {
                 "task_id": task_id,
-                "total_points": len(assets[0][1]),
+                "total_points": len(first),
                 "assets": [one(symbol, bars) for symbol, bars in assets],
+                # every asset bought with an equal share of the cash (one asset: all of it)
+                "benchmark": {"ts": first.ts[keep].tolist(), "equity": bench.equity[keep].tolist()},
             }
 
         return json_response(await anyio.to_thread.run_sync(shape))
@@ -89,12 +95,13 @@ class Analysis:
         task_id = task_id_param(request)
         points = int_param(request, "points", 1000, minimum=0, maximum=100_000)
         outcome = await load_outcome(self.system, task_id)
-        bars = await load_bars(self.system, outcome.view)
+        assets = await load_assets(self.system, outcome.view)
         spec = outcome.view.spec
 
         def shape() -> dict[str, Any]:
-            interval = bars.interval_ms
-            bench = analysis.benchmark(bars.close, spec.cash, spec.fee_bps / 10_000, interval)
+            interval = assets[0][1].interval_ms
+            closes = [bars.close for _, bars in assets]
+            bench = analysis.benchmark(closes, spec.cash, spec.fee_bps / 10_000, interval)
             monthly = analysis.monthly_returns(outcome.ts, outcome.equity, spec.cash)
             window = analysis.rolling_window(interval, len(outcome.equity))
             sharpe = analysis.rolling_sharpe(outcome.equity, window, interval)

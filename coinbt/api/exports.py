@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from coinbt.api._params import optional_int_param, task_id_param
-from coinbt.api._results import Outcome, load_bars, load_outcome
+from coinbt.api._results import Outcome, load_assets, load_outcome
 from coinbt.errors import CoinbtError, InvalidRequestError
 from coinbt.events import TaskSpec
 from coinbt.report import tables
@@ -81,7 +81,8 @@ class Exports:
 
         task_id = task_id_param(request)
         outcome = await load_outcome(self.system, task_id)
-        bars = await load_bars(self.system, outcome.view)
+        assets = await load_assets(self.system, outcome.view)
+        bars = assets[0][1]
         stored = outcome.completed
         spec = outcome.view.spec
         provenance = Provenance(
@@ -108,6 +109,7 @@ class Exports:
                 trades=outcome.trades(),
                 symbols=outcome.symbols,
                 provenance=provenance,
+                closes=tuple(b.close for _, b in assets),
             )
             return render(data)
 

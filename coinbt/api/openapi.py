@@ -116,8 +116,9 @@ def _exact_spec(components: dict[str, Any], max_bars: int) -> None:
         "dataset": {"type": "string", "pattern": _DATASET_NAME},
         "synthetic": {"type": "null"},
         "datasets": {"type": "null"},
+        "versions": {"type": "null"},
     }
-    of_datasets = {  # a portfolio: several datasets, each at its latest version
+    of_datasets = {  # a portfolio: several datasets, each at its version (default: latest)
         **of_dataset,
         "dataset": {"type": "null"},
         "version": {"type": "null"},
@@ -125,6 +126,11 @@ def _exact_spec(components: dict[str, Any], max_bars: int) -> None:
             "type": "array",
             "minItems": 1,
             "items": {"type": "string", "pattern": _DATASET_NAME},
+        },
+        "versions": {
+            **data["properties"]["versions"]["anyOf"][0],
+            "description": "one version per dataset, in order (default: each one's latest; "
+            "Queued records them)",
         },
     }
     components["DataSpec"] = {
@@ -501,7 +507,8 @@ def openapi(*, token_required: bool, max_bars: int = DEFAULT_MAX_BARS) -> dict[s
         },
         "/backtests/{task_id}/prices": {
             "get": _op(
-                "Each asset's closes (downsampled) and the buy-and-hold equity at the same bars",
+                "Each asset's closes (downsampled) with its buy-and-hold equity at the same bars, "
+                "and the benchmark: buy and hold of every asset, an equal share of the cash each",
                 {
                     "200": {
                         "description": "prices",

@@ -206,4 +206,5 @@ def _traded(
         symbols=symbols,
         last_closes=last_closes if len(bars) > 1 else (),
         bars=bars[0],
+        assets=tuple(bars) if len(bars) > 1 else (),
     )

@@ -140,6 +140,7 @@ class BacktestResult:
     symbols: tuple[str, ...] = ("",)  # the assets' names, in asset order ("" when unnamed)
     last_closes: tuple[float, ...] = ()  # per asset; empty means (last_close,)
     bars: Bars | None = None  # the (first asset's) bars it ran on: times, benchmark, reports
+    assets: tuple[Bars, ...] = ()  # a portfolio's every asset's bars, aligned (the benchmark)
 
     def to_pandas(self) -> Any:
         """``{"equity", "fills", "trades"}`` as pandas DataFrames indexed by UTC time (needs the

@@ -34,28 +34,40 @@ DAY_MS = 86_400_000
 
 @dataclass(frozen=True, slots=True)
 class Benchmark:
-    """Buying with all the cash at the first bar's close (the fee paid) and holding to the end."""
+    """Buying with all the cash at the first bar's close (the fee paid) and holding to the end;
+    for a portfolio, an equal share of the cash in each asset."""
 
     equity: FloatArray
     metrics: Metrics
 
 
-def benchmark(close: FloatArray, cash: float, fee_rate: float, interval_ms: int) -> Benchmark:
-    """Buy and hold, measured by the engine's own metric definitions (one entry at bar 0)."""
-    close = np.asarray(close, dtype=np.float64)
-    price = float(close[0])
-    qty = cash / (price * (1.0 + fee_rate))
-    equity = qty * close
-    fee = qty * price * fee_rate
+def benchmark(
+    close: FloatArray | Sequence[FloatArray], cash: float, fee_rate: float, interval_ms: int
+) -> Benchmark:
+    """Buy and hold, measured by the engine's own metric definitions (one entry per asset at
+    bar 0). ``close`` is one asset's closes, or a portfolio's: a sequence of aligned close
+    arrays (or a 2-D array, one column per asset), each bought with ``cash / assets``."""
+    closes = np.asarray(close, dtype=np.float64)
+    if closes.ndim == 1:
+        closes = closes[:, np.newaxis]
+    elif not isinstance(close, np.ndarray):
+        closes = closes.T  # a sequence of per-asset arrays: one column each
+    if closes.ndim != 2 or closes.shape[0] == 0 or closes.shape[1] == 0:
+        raise ValueError(f"closes of shape {closes.shape}: expected bars x assets")
+    assets = closes.shape[1]
+    price = closes[0]
+    qty = (cash / assets) / (price * (1.0 + fee_rate))
+    equity = closes @ qty
+    fees = qty * price * fee_rate
     metrics = metrics_of(
         equity,
         cash,
         interval_ms,
-        num_trades=1,
+        num_trades=assets,
         trade_pnl=np.empty(0),
         trade_returns=np.empty(0),
-        held_bars=len(close),
-        fees=np.array([fee]),
+        held_bars=len(closes),
+        fees=fees,
     )
     return Benchmark(equity, metrics)
 

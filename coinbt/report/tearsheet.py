@@ -64,7 +64,7 @@ class ReportData:
     title: str
     ts: NDArray[np.int64]
     equity: NDArray[np.float64]
-    close: NDArray[np.float64]  # the (first) asset's closes: the benchmark
+    close: NDArray[np.float64]  # the (first) asset's closes
     interval_ms: int
     cash: float
     fee_rate: float
@@ -73,6 +73,9 @@ class ReportData:
     symbols: tuple[str, ...]
     provenance: Provenance
     generated: str = field(default="")
+    # A portfolio's every asset's closes, aligned: the benchmark holds an equal share of each
+    # (empty: the one asset's ``close``).
+    closes: tuple[NDArray[np.float64], ...] = ()
 
 
 def strategy_source(name: str) -> str:
@@ -281,11 +284,18 @@ def _legend(items: Sequence[tuple[str, str]]) -> str:
     )
 
 
+def _benchmark_note(assets: int) -> str:
+    if assets == 1:
+        return "all the cash at the first bar's close"
+    return f"an equal share of the cash in each of the {assets} assets at the first bar's close"
+
+
 def render(data: ReportData, *, points: int = CHART_POINTS) -> str:
     """The whole HTML document."""
     ts, equity = np.asarray(data.ts), np.asarray(data.equity, dtype=np.float64)
     n = len(equity)
-    bench = analysis.benchmark(data.close, data.cash, data.fee_rate, data.interval_ms)
+    closes = data.closes if len(data.closes) > 1 else (data.close,)
+    bench = analysis.benchmark(closes, data.cash, data.fee_rate, data.interval_ms)
     dd = analysis.drawdown(equity)
     bdd = analysis.drawdown(bench.equity)
     window = analysis.rolling_window(data.interval_ms, n)
@@ -344,7 +354,7 @@ def render(data: ReportData, *, points: int = CHART_POINTS) -> str:
 <div id="drawdown">{dd_chart}</div>
 <div class="grid2">
 <div><h2>Metrics</h2>{_metrics_table(data.metrics, bench.metrics)}
-<p class="note">Buy &amp; hold: all the cash at the first bar's close, fee paid, held to the
+<p class="note">Buy &amp; hold: {_benchmark_note(len(closes))}, fee paid, held to the
 end. Definitions: docs/engine.md.</p></div>
 <div><h2>Trade statistics</h2>{_stats_table(stats)}
 <p class="note">PnL is net of every fee the trade paid; an open trade is marked at the last close
@@ -383,6 +393,7 @@ def write_result_report(result: BacktestResult, path: str | os.PathLike[str]) ->
         metrics=dict(result.metrics),
         trades=ledger_of(result).trades,
         symbols=result.symbols,
+        closes=tuple(b.close for b in result.assets),
         provenance=Provenance(
             spec={**spec.to_dict(), "params": dict(result.params)},
             data=f"{len(bars):,} bars given in Python, {first} to {last}, "

@@ -237,8 +237,19 @@ async def test_prices_of_a_portfolio_hold_every_asset(open_system: OpenSystem) -
         for asset, bars in zip(prices["assets"], many.values(), strict=True):
             assert max(asset["close"]) == bars.close.max()
             assert asset["ts"][-1] == bars.ts[-1]
+        # The benchmark: every asset bought with an equal share of the cash at the first bar.
+        fee = 1 + spec.fee_bps / 10_000
+        held = sum(spec.cash / 2 / (b.close[0] * fee) * b.close[-1] for b in many.values())
+        assert prices["benchmark"]["ts"][-1] == prices["assets"][0]["ts"][-1]
+        assert len(prices["benchmark"]["equity"]) <= 100
+        assert prices["benchmark"]["equity"][-1] == pytest.approx(held, rel=1e-12)
+        answer = (await http.get(f"/backtests/{task_id}/analysis")).json()
+        total = answer["benchmark"]["metrics"]["total_return"]
+        assert total == pytest.approx(held / spec.cash - 1, rel=1e-12)
+        assert answer["benchmark"]["metrics"]["num_trades"] == 2
         report = await http.get(f"/backtests/{task_id}/report")
         assert report.status_code == 200
+        assert "an equal share of the cash in each of the 2 assets" in report.text
 
 
 async def test_report_provenance_names_the_dataset_version_and_the_rules(

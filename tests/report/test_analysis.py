@@ -33,6 +33,26 @@ def test_benchmark_is_buy_and_hold_measured_like_the_strategy() -> None:
     assert bench.metrics["num_trades"] == 1
 
 
+def test_a_portfolio_benchmark_holds_an_equal_share_of_every_asset() -> None:
+    many = engine.synthetic_portfolio(1000, 3, seed=7, interval="1h")
+    closes = [bars.close for bars in many.values()]
+    bench = analysis.benchmark(closes, 9_000.0, 0.001, HOUR)
+    qty = [3_000.0 / (close[0] * 1.001) for close in closes]
+    expected = sum(q * close for q, close in zip(qty, closes, strict=True))
+    np.testing.assert_allclose(bench.equity, expected, rtol=1e-12)
+    assert bench.equity[0] == pytest.approx(9_000.0 / 1.001)  # only the fees spent at bar 0
+    assert bench.metrics["num_trades"] == 3
+    assert bench.metrics["fees_paid"] == pytest.approx(sum(3_000.0 / 1.001 * 0.001 for _ in qty))
+    first_only = analysis.benchmark(closes[0], 9_000.0, 0.001, HOUR)
+    assert bench.metrics["total_return"] != pytest.approx(first_only.metrics["total_return"])
+    # one asset, as an array or a list of one: the single-asset benchmark, bit for bit
+    one = analysis.benchmark([closes[0]], 9_000.0, 0.001, HOUR)
+    assert np.array_equal(one.equity, first_only.equity)
+    assert one.metrics == first_only.metrics
+    with pytest.raises(ValueError, match="bars x assets"):
+        analysis.benchmark([], 9_000.0, 0.001, HOUR)
+
+
 def test_monthly_returns_compound_to_the_total_return() -> None:
     result = run(bars=24 * 200)
     assert result.bars is not None

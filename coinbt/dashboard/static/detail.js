@@ -257,9 +257,9 @@ export function detailView(id) {
     let move = () => {};
     const common = { width, xFormat: (ms) => `${f.utc(ms)} UTC`, onPointer: (x) => move(x) };
     const series = [{ xs: answer.ts, ys: answer.equity, color: PALETTE[0], label: "equity", fill: "area" }];
-    const bench = prices?.assets?.[0];
+    const bench = prices?.benchmark; // every asset, an equal share of the cash each
     if (bench)
-      series.unshift({ xs: bench.ts, ys: bench.benchmark, color: BENCHMARK_COLOR, label: "buy & hold", dashed: true });
+      series.unshift({ xs: bench.ts, ys: bench.equity, color: BENCHMARK_COLOR, label: "buy & hold", dashed: true });
     const equity = lineChart({
       ...common,
       height: 280,
