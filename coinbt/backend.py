@@ -24,18 +24,20 @@ from typing import Any
 import aiosqlite
 import anyio
 
-from coinbt.artifacts.outbox import Outbox, open_outbox
+from coinbt.artifacts.outbox import Outbox
+from coinbt.backends.sqlite import open_sqlite_store
+from coinbt.backends.sqlite.datasets import DatasetCatalog
+from coinbt.backends.sqlite.migrations import connect_sync
+from coinbt.backends.sqlite.outbox import open_outbox
+from coinbt.backends.sqlite.read_models import ReadModelReader, SQLiteProjection
 from coinbt.clock import Clock, SystemClock
-from coinbt.datasets import Catalog, DatasetCatalog
+from coinbt.datasets import Catalog
 from coinbt.dburl import describe_db, is_dsn, parse_db
 from coinbt.projections.base import Projection, ReadModels
 from coinbt.projections.fold import ViewCache
-from coinbt.projections.sqlite import ReadModelReader, SQLiteProjection
 from coinbt.projections.status import TaskView
-from coinbt.store import open_sqlite_store
 from coinbt.store.base import EventStore
 from coinbt.store.instances import Liveness
-from coinbt.store.migrations import connect_sync
 
 __all__ = (
     "Backend",
@@ -106,11 +108,11 @@ async def _open_postgres(
     dsn: str, data_dir: Path, clock: Clock, retry_s: float
 ) -> AsyncIterator[Backend]:
     try:
-        from coinbt.artifacts.outbox_pg import PgArtifactOutbox
-        from coinbt.datasets_pg import PgDatasetCatalog
-        from coinbt.projections.postgres import PgProjection, PgReadModelReader
-        from coinbt.store.instances_pg import open_instance
-        from coinbt.store.postgres import open_postgres_store
+        from coinbt.backends.postgres.datasets import PgDatasetCatalog
+        from coinbt.backends.postgres.instances import open_instance
+        from coinbt.backends.postgres.outbox import PgArtifactOutbox
+        from coinbt.backends.postgres.read_models import PgProjection, PgReadModelReader
+        from coinbt.backends.postgres.store import open_postgres_store
     except ModuleNotFoundError as e:
         if e.name != "asyncpg":
             raise
@@ -145,8 +147,8 @@ async def _open_postgres(
 @asynccontextmanager
 async def open_postgres_catalog(dsn: str, data_dir: Path) -> AsyncIterator[Catalog]:
     """The dataset catalogue of the database at ``dsn`` alone (migrated first), for the CLI."""
-    from coinbt.datasets_pg import PgDatasetCatalog
-    from coinbt.store.postgres import migrate_postgres
+    from coinbt.backends.postgres.datasets import PgDatasetCatalog
+    from coinbt.backends.postgres.store import migrate_postgres
 
     await migrate_postgres(dsn)
     async with _pool(dsn, size=1) as pool:
@@ -158,7 +160,7 @@ async def _pool(dsn: str, size: int = 4) -> AsyncIterator[Any]:
     """A pool for the service's tables (read models, datasets, artifacts)."""
     import asyncpg  # type: ignore[import-untyped]
 
-    from coinbt.store._pgschema import CONNECT_ERRORS, SERVER_SETTINGS, connect_error
+    from coinbt.backends.postgres.schema import CONNECT_ERRORS, SERVER_SETTINGS, connect_error
 
     try:
         pool = await asyncpg.create_pool(

@@ -28,11 +28,11 @@ import msgspec
 from coinbt.artifacts import ArtifactStore, S3Options, open_artifact_store, parse_store_url
 from coinbt.artifacts.local import sha256_file
 from coinbt.artifacts.urls import S3Location
+from coinbt.backends.sqlite.migrations import LATEST, connect_sync, schema_version
+from coinbt.backends.sqlite.store import verify_file
 from coinbt.clock import Clock, SystemClock
 from coinbt.errors import ArtifactIntegrityError, ArtifactNotFoundError, BackupError, CoinbtError
 from coinbt.store.base import Progress
-from coinbt.store.migrations import LATEST, connect_sync, schema_version
-from coinbt.store.sqlite import verify_file
 
 __all__ = (
     "BackupInfo",

@@ -9,9 +9,10 @@ version (``datasets/<name>@v2.npz``) with the newer bars appended, and a task re
 it used. A name is never reused; an operator can retire it (hidden from listings and new tasks,
 kept for the tasks that used it). docs/data.md.
 
-:class:`Catalog` is the interface; :class:`DatasetCatalog` keeps the table in the SQLite file,
-``coinbt.datasets_pg.PgDatasetCatalog`` in PostgreSQL (then the data directory must be shared by
-every process that runs backtests on imported datasets).
+:class:`Catalog` is the interface and :class:`CatalogBase` what every backend's catalogue shares;
+each backend keeps the table its own way (``coinbt.backends.sqlite.datasets``,
+``coinbt.backends.postgres.datasets``, where the data directory must be shared by every process
+that runs backtests on imported datasets, ``coinbt.backends.memory.datasets``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import sqlite3
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,16 +28,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 import msgspec
 
-from coinbt.clock import Clock, SystemClock, to_epoch_us
+from coinbt.clock import Clock, to_epoch_us
 from coinbt.data.gaps import GapReport
 from coinbt.errors import (
-    DatabaseError,
     DataError,
     DatasetExistsError,
     DatasetNotFoundError,
     SpecError,
 )
-from coinbt.store.migrations import connect_sync
 
 if TYPE_CHECKING:
     from coinbt.data.spool import Spool
@@ -47,7 +45,6 @@ __all__ = (
     "COLUMNS",
     "Catalog",
     "CatalogBase",
-    "DatasetCatalog",
     "DatasetInfo",
     "Listing",
     "SkippedRow",
@@ -475,72 +472,3 @@ def stored_values(info: DatasetInfo) -> tuple[Any, ...]:
     values[11] = msgspec.json.encode(info.provenance).decode()
     values[12] = msgspec.json.encode(info.gaps).decode()
     return tuple(values)
-
-
-class DatasetCatalog(CatalogBase):
-    """Imported datasets of one SQLite database. Blocking work runs on worker threads."""
-
-    def __init__(self, db: Path, data_dir: Path, clock: Clock | None = None) -> None:
-        self.db = db
-        self.data_dir = data_dir
-        self._clock = clock or SystemClock()
-
-    async def _rows(self, name: str | None) -> list[Any]:
-        params: tuple[object, ...] = ()
-        if name is None:
-            sql = f"SELECT {COLUMNS} FROM datasets ORDER BY name, version"
-        else:
-            sql = f"SELECT {COLUMNS} FROM datasets WHERE name = ? ORDER BY version"
-            params = (name,)
-        return await anyio.to_thread.run_sync(self._query, sql, params)
-
-    def _query(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
-        conn = connect_sync(self.db, readonly=True)
-        try:
-            return list(conn.execute(sql, params).fetchall())
-        except sqlite3.Error as e:
-            raise DatabaseError(f"reading datasets from {self.db} failed: {e}") from e
-        finally:
-            conn.close()
-
-    async def _insert(self, info: DatasetInfo, staged: Path, target: Path) -> None:
-        await anyio.to_thread.run_sync(self._insert_sync, info, staged, target)
-
-    def _insert_sync(self, info: DatasetInfo, staged: Path, target: Path) -> None:
-        marks = ", ".join("?" * len(COLUMNS.split(",")))
-        conn = connect_sync(self.db)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(
-                    f"INSERT INTO datasets ({COLUMNS}) VALUES ({marks})", stored_values(info)
-                )
-                staged.replace(target)
-                conn.execute("COMMIT")
-            except sqlite3.IntegrityError as e:
-                conn.execute("ROLLBACK")
-                raise DatasetExistsError(info.name) from e
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as e:
-            raise DatabaseError(f"registering dataset {info.name!r} failed: {e}") from e
-        finally:
-            conn.close()
-
-    async def _set_retired(self, name: str, at_us: int) -> None:
-        def update() -> None:
-            conn = connect_sync(self.db)
-            try:
-                with conn:
-                    conn.execute(
-                        "UPDATE datasets SET retired_at = ? WHERE name = ? AND retired_at IS NULL",
-                        (at_us, name),
-                    )
-            except sqlite3.Error as e:
-                raise DatabaseError(f"retiring dataset {name!r} failed: {e}") from e
-            finally:
-                conn.close()
-
-        await anyio.to_thread.run_sync(update)

@@ -37,6 +37,7 @@ from coinbt.artifacts import ArtifactStore, LocalArtifactStore, S3Options, open_
 from coinbt.artifacts.locations import ArtifactLocations, open_locations
 from coinbt.artifacts.outbox import ArtifactRow, Outbox
 from coinbt.backend import Backend, is_dsn, open_backend
+from coinbt.backends.postgres.live import ProgressRelay
 from coinbt.backup import PeriodicBackups
 from coinbt.clock import Clock, IdFactory, SystemClock, random_ids
 from coinbt.datasets import Catalog
@@ -55,7 +56,6 @@ from coinbt.executor.local import open_local_executor
 from coinbt.lifecycle import Status
 from coinbt.projections.base import ReadModels
 from coinbt.projections.live import LiveProgress
-from coinbt.projections.live_pg import ProgressRelay
 from coinbt.projections.positions import PositionView
 from coinbt.projections.status import TaskView
 from coinbt.results import Page, Results

@@ -26,6 +26,8 @@ from typing import Any
 
 import anyio
 
+from coinbt.backends.sqlite import open_sqlite_store, verify_file
+from coinbt.backends.sqlite.rebuild import rebuild_read_models, verify_read_models
 from coinbt.events import (
     Completed,
     DataSpec,
@@ -36,8 +38,6 @@ from coinbt.events import (
     TaskEvent,
     TaskSpec,
 )
-from coinbt.projections.rebuild import rebuild_read_models, verify_read_models
-from coinbt.store import open_sqlite_store, verify_file
 
 FILLS = 10
 

@@ -128,8 +128,9 @@ def measure_resample(bars_count: int, repeat: int) -> dict[str, Any]:
 def measure_info(work: Path, bars_count: int, repeat: int) -> dict[str, Any]:
     import anyio
 
-    from coinbt.datasets import DatasetCatalog, SourceFile
-    from coinbt.store.migrations import apply_migrations
+    from coinbt.backends.sqlite.datasets import DatasetCatalog
+    from coinbt.backends.sqlite.migrations import apply_migrations
+    from coinbt.datasets import SourceFile
 
     db = work / "info.db"
     apply_migrations(db)

@@ -32,8 +32,9 @@ from typing import Any
 import anyio
 from _postgres_option import add_postgres_options, postgres_dsn
 
+from coinbt.backends.postgres import open_postgres_store
+from coinbt.backends.sqlite import open_sqlite_store
 from coinbt.events import Cancelled, DataSpec, Queued, SyntheticSpec, TaskEvent, TaskSpec
-from coinbt.store import open_postgres_store, open_sqlite_store
 
 OpenStore = Callable[[], AbstractAsyncContextManager[Any]]
 

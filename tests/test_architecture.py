@@ -33,21 +33,27 @@ LADDER: tuple[tuple[str, ...], ...] = (
         "coinbt.artifacts",
         "coinbt.data",
         "coinbt.datasets",
-        "coinbt.datasets_pg",
-        "coinbt.backup",
         "coinbt.specs",
         "coinbt.sweeps",
         "coinbt.sweep_table",
         "coinbt.report",
     ),
     ("coinbt.projections",),
-    ("coinbt.results", "coinbt.backend", "coinbt.executor"),
+    ("coinbt.backends",),
+    (
+        "coinbt.results",
+        "coinbt.backend",
+        "coinbt.executor",
+        "coinbt.backup",
+        "coinbt.artifacts.migrate",
+    ),
     ("coinbt.actors",),
     ("coinbt.runtime", "coinbt.rerun", "coinbt.demo", "coinbt._connection"),
     ("coinbt.api", "coinbt.dashboard"),
     ("coinbt.server", "coinbt.cli", "coinbt.__main__"),
 )
-"""Lowest rung first: events <- engine <- stores <- projections <- actors <- runtime <- api/cli."""
+"""Lowest rung first: events <- engine <- stores <- projections <- backends <- actors <- runtime
+<- api/cli. Each backend (one package) sits above the neutral store and projection code."""
 
 
 def _module(path: Path) -> str:
@@ -144,7 +150,9 @@ def test_an_upward_import_is_caught_and_a_lazy_one_is_not() -> None:
     assert imports == ["coinbt.errors", "coinbt.api.app"]
     engine = _rung("coinbt.engine.result")
     assert [t for t in imports if _rung(t) > engine] == ["coinbt.api.app"]
-    assert _rung("coinbt.store.sqlite") < _rung("coinbt.projections.sqlite") < _rung("coinbt.api")
+    assert _rung("coinbt.store.base") < _rung("coinbt.projections.fold") < _rung("coinbt.api")
+    assert _rung("coinbt.projections.fold") < _rung("coinbt.backends.sqlite.store")
+    assert _rung("coinbt.backends.postgres.store") < _rung("coinbt.actors.worker")
     with pytest.raises(AssertionError, match="on no rung"):
         _rung("coinbt.newthing")
 

@@ -14,11 +14,11 @@ import msgspec
 import pytest
 
 from coinbt.artifacts import LocalArtifactStore
+from coinbt.backends.sqlite import verify_file
 from coinbt.backup import BackupInfo, backup_database, list_backups, restore_database
 from coinbt.cli import main
 from coinbt.clock import ManualClock, SequentialIds
 from coinbt.errors import BackupError
-from coinbt.store import verify_file
 from tests.artifacts.s3server import aws_environment, new_bucket, shared_moto
 from tests.cli.terminal import on_a_terminal
 from tests.system import OpenSystem, long, system_factory, tiny, wait_status

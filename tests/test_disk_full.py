@@ -18,10 +18,10 @@ import anyio
 import msgspec
 import pytest
 
+from coinbt.backends.sqlite import verify_file
+from coinbt.backends.sqlite.rebuild import verify_read_models
 from coinbt.errors import DatabaseError
 from coinbt.executor.base import Job
-from coinbt.projections.rebuild import verify_read_models
-from coinbt.store import verify_file
 from tests.actors.test_worker_faults import hooked
 from tests.api.helpers import http_client
 from tests.system import system_factory, tiny, wait_status

@@ -12,9 +12,9 @@ from pathlib import Path
 import anyio
 import pytest
 
+from coinbt.backends.sqlite import verify_file
+from coinbt.backends.sqlite.rebuild import verify_read_models
 from coinbt.executor.local import LocalProcessExecutor
-from coinbt.projections.rebuild import verify_read_models
-from coinbt.store import verify_file
 from tests.system import OpenSystem, long, system_factory, tiny, types_of, wait_status
 
 

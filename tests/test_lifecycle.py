@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from coinbt.backends.memory import MemoryEventStore
 from coinbt.errors import ConcurrencyError, InvalidTransitionError, TaskNotFoundError
 from coinbt.events import Cancelled, Failed, Queued, Started, TaskEvent, event_type
 from coinbt.lifecycle import (
@@ -26,7 +27,6 @@ from coinbt.lifecycle import (
     evolve,
     fold,
 )
-from coinbt.store import MemoryEventStore
 from tests.factories import completed, filled, queued, spec, started
 
 COMPLETE = Complete(completed=completed())

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from coinbt.backends.sqlite import verify_file
+from coinbt.backends.sqlite.rebuild import verify_read_models
 from coinbt.events import Queued
-from coinbt.projections.rebuild import verify_read_models
-from coinbt.store import verify_file
 from tests.system import system_factory, types_of
 
 ROOT = Path(__file__).parents[1]

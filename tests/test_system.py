@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 from coinbt import engine
+from coinbt.backends.sqlite import verify_file
+from coinbt.backends.sqlite.rebuild import verify_read_models
 from coinbt.errors import (
     IdempotencyKeyReusedError,
     InvalidTransitionError,
@@ -26,8 +28,6 @@ from coinbt.errors import (
 from coinbt.events import DataSpec, SyntheticSpec, TaskSpec
 from coinbt.executor.local import LocalProcessExecutor
 from coinbt.lifecycle import UNFINISHED
-from coinbt.projections.rebuild import verify_read_models
-from coinbt.store import verify_file
 from tests.system import OpenSystem, long, system_factory, tiny, types_of, wait_status
 
 

@@ -1,7 +1,7 @@
 """The Projector: follows the log and keeps the read models (status, positions) up to date.
 
 While this process is the writer of the read models (always, on SQLite; one process per
-database at a time, on PostgreSQL: ``coinbt.projections.postgres``), it reads from its
+database at a time, on PostgreSQL: ``coinbt.backends.postgres.read_models``), it reads from its
 checkpoint in pages, folds each page and commits the views and the new checkpoint together.
 Otherwise it follows the writer's announcements, and every ``retry_s`` it checks whether it
 should take over (the writer's process died). Either way, anyone can

@@ -18,11 +18,12 @@ import anyio
 
 from coinbt.artifacts.base import ArtifactStore
 from coinbt.artifacts.locations import ArtifactLocations, open_locations
-from coinbt.artifacts.outbox import ArtifactRow, Outbox, open_outbox
+from coinbt.artifacts.outbox import ArtifactRow, Outbox
 from coinbt.artifacts.urls import S3Options, open_artifact_store
+from coinbt.backends.sqlite.migrations import apply_migrations
+from coinbt.backends.sqlite.outbox import open_outbox
 from coinbt.clock import Clock
 from coinbt.errors import ArtifactIntegrityError, ArtifactNotFoundError, CoinbtError
-from coinbt.store.migrations import apply_migrations
 
 __all__ = ("MoveReport", "move_artifacts")
 

@@ -207,7 +207,7 @@ def _where(args: argparse.Namespace) -> str:
     from coinbt.dburl import is_dsn
 
     if is_dsn(args.db):
-        from coinbt.store._pgschema import describe
+        from coinbt.backends.postgres.schema import describe
 
         return str(describe(args.db))
     return str(Path(args.db).resolve())
@@ -221,8 +221,8 @@ async def _with_catalog(args: argparse.Namespace, use: Any) -> Any:
 
     data_dir = _data_dir(args)
     if not is_dsn(args.db):
-        from coinbt.datasets import DatasetCatalog
-        from coinbt.store.migrations import apply_migrations
+        from coinbt.backends.sqlite.datasets import DatasetCatalog
+        from coinbt.backends.sqlite.migrations import apply_migrations
 
         db = Path(args.db)
         await anyio.to_thread.run_sync(apply_migrations, db)

@@ -165,18 +165,18 @@ def _replay(args: argparse.Namespace) -> int:
         if is_dsn(args.db):
             import anyio
 
-            from coinbt.projections.rebuild_pg import (
+            from coinbt.backends.postgres import migrate_postgres
+            from coinbt.backends.postgres.rebuild import (
                 rebuild_read_models_pg,
                 verify_read_models_pg,
             )
-            from coinbt.store import migrate_postgres
 
             anyio.run(migrate_postgres, args.db)
             replay_pg = verify_read_models_pg if args.verify else rebuild_read_models_pg
             report = anyio.run(lambda: replay_pg(args.db, progress=line.count))
         else:
-            from coinbt.projections.rebuild import rebuild_read_models, verify_read_models
-            from coinbt.store.migrations import apply_migrations
+            from coinbt.backends.sqlite.migrations import apply_migrations
+            from coinbt.backends.sqlite.rebuild import rebuild_read_models, verify_read_models
 
             apply_migrations(args.db)
             replay = verify_read_models if args.verify else rebuild_read_models
@@ -216,8 +216,8 @@ def _replay(args: argparse.Namespace) -> int:
 def _audit_verify(args: argparse.Namespace) -> int:
     import msgspec
 
+    from coinbt.backends.sqlite import verify_file
     from coinbt.cli._progress import ProgressLine
-    from coinbt.store import verify_file
 
     _require(args.db)
     with ProgressLine("verifying the hash chain") as line:
@@ -276,7 +276,7 @@ def _audit_artifacts(args: argparse.Namespace) -> Any:
 def _verify_postgres(dsn: str, progress: Progress) -> Any:
     import anyio
 
-    from coinbt.store import open_postgres_store
+    from coinbt.backends.postgres import open_postgres_store
 
     async def verify() -> Any:
         async with open_postgres_store(dsn, migrate=False, readers=1) as store:
@@ -290,15 +290,15 @@ def _history(db: Path | str, task_id: str) -> list[Any]:
     if is_dsn(db):
         import anyio
 
-        from coinbt.store import open_postgres_store
+        from coinbt.backends.postgres import open_postgres_store
 
         async def read() -> list[Any]:
             async with open_postgres_store(str(db), migrate=False, readers=1) as store:
                 return await store.read_stream(task_id)
 
         return anyio.run(read)
+    from coinbt.backends.sqlite.migrations import connect_sync
     from coinbt.events import decode_rows
-    from coinbt.store.migrations import connect_sync
 
     conn = connect_sync(db, readonly=True)
     try:
@@ -418,8 +418,8 @@ def _print_rerun(result: Any) -> None:
 def _migrate(args: argparse.Namespace) -> int:
     if is_dsn(args.db):
         return _migrate_postgres(args.db)
-    from coinbt.artifacts.outbox import backfill
-    from coinbt.store.migrations import LATEST, apply_migrations, connect_sync
+    from coinbt.backends.sqlite.migrations import LATEST, apply_migrations, connect_sync
+    from coinbt.backends.sqlite.outbox import backfill
 
     applied = apply_migrations(args.db)
     conn = connect_sync(args.db)
@@ -437,8 +437,8 @@ def _migrate(args: argparse.Namespace) -> int:
 def _migrate_postgres(dsn: str) -> int:
     import anyio
 
-    from coinbt.store import migrate_postgres
-    from coinbt.store._pgschema import LATEST
+    from coinbt.backends.postgres import migrate_postgres
+    from coinbt.backends.postgres.schema import LATEST
 
     applied = anyio.run(migrate_postgres, dsn)
     where = describe_db(dsn)

@@ -4,7 +4,7 @@ Progress is not an event (DESIGN section 4): it is lost on restart and never rep
 overlay it on a running task's view; streams wait on :meth:`LiveProgress.changed_hint`.
 
 On a shared PostgreSQL database each process also holds what the others last announced
-(:class:`coinbt.projections.live_pg.ProgressRelay`): every process's whole set of running tasks,
+(:class:`coinbt.backends.postgres.live.ProgressRelay`): every process's whole set of running tasks,
 replaced at each announcement and forgotten when it is not renewed in time (a process that is
 gone announces nothing).
 """

@@ -1,7 +1,7 @@
 """Which service processes are alive: the interface the TaskManager and the uploader use.
 
 Where one process owns the database (SQLite) there is nothing to ask. Where several share it
-(PostgreSQL, ``coinbt.store.instances_pg``), every ``coinbt serve`` process registers as an
+(PostgreSQL, ``coinbt.backends.postgres.instances``), every ``coinbt serve`` process registers as an
 *instance* and holds a lock for as long as it lives; its worker ids start with its instance id,
 and ``Started`` events record them, so the owner of a running task is known from the log.
 """

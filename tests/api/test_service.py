@@ -17,8 +17,8 @@ import pytest
 
 from coinbt import engine
 from coinbt.api.models import DatasetOut, DatasetsOut, HealthOut, StrategiesOut
+from coinbt.backends.sqlite import verify_file
 from coinbt.demo import DEMO_SPECS
-from coinbt.store import verify_file
 from tests.api.helpers import http_client, server_url
 from tests.system import OpenSystem, system_factory, tiny
 

@@ -17,12 +17,12 @@ import pytest
 
 from coinbt import engine
 from coinbt.artifacts.migrate import move_artifacts
+from coinbt.backends.sqlite import verify_file
+from coinbt.backends.sqlite.migrations import LATEST, connect_sync, schema_version
+from coinbt.backends.sqlite.rebuild import verify_read_models
 from coinbt.cli import main
 from coinbt.errors import ArtifactStoreUnavailableError
-from coinbt.projections.rebuild import verify_read_models
 from coinbt.runtime import Config, open_system
-from coinbt.store import verify_file
-from coinbt.store.migrations import LATEST, connect_sync, schema_version
 from tests.artifacts.s3server import FaultProxy, MotoServer, admin_client, s3_options
 from tests.cli.terminal import on_a_terminal
 

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from coinbt.artifacts.outbox import LOCAL
-from coinbt.artifacts.outbox_pg import PgArtifactOutbox
+from coinbt.backends.postgres.outbox import PgArtifactOutbox
 from coinbt.clock import ManualClock
 from coinbt.events import ArtifactRef
 from tests.backends import KINDS, OpenBackend, backend_factory

@@ -12,9 +12,9 @@ import anyio
 import msgspec
 import pytest
 
+from coinbt.backends.sqlite.migrations import LATEST
+from coinbt.backends.sqlite.read_models import decode_task
 from coinbt.cli import main
-from coinbt.projections.sqlite import decode_task
-from coinbt.store.migrations import LATEST
 from tests.cli.terminal import on_a_terminal
 from tests.system import system_factory, tiny
 

@@ -18,11 +18,11 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from anyio.abc import TaskStatus
 
+from coinbt.backends.postgres.read_models import PgReadModelSink
+from coinbt.backends.postgres.rebuild import rebuild_read_models_pg, verify_read_models_pg
 from coinbt.errors import IdempotencyKeyReusedError, InvalidTransitionError
 from coinbt.events import Queued, Started, TaskSpec
 from coinbt.executor.local import LocalProcessExecutor
-from coinbt.projections.postgres import PgReadModelSink
-from coinbt.projections.rebuild_pg import rebuild_read_models_pg, verify_read_models_pg
 from coinbt.runtime import System
 from coinbt.store.instances import owner_of
 from tests.factories import queued

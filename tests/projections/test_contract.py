@@ -17,12 +17,13 @@ import msgspec
 import pytest
 
 from coinbt.backend import Backend
+from coinbt.backends.postgres.rebuild import rebuild_read_models_pg, verify_read_models_pg
+from coinbt.backends.sqlite.rebuild import rebuild_read_models, verify_read_models
 from coinbt.clock import ManualClock
 from coinbt.events import Queued
 from coinbt.projections.base import ReadModelSink
 from coinbt.projections.fold import decode_task
-from coinbt.projections.rebuild import ReplayReport, rebuild_read_models, verify_read_models
-from coinbt.projections.rebuild_pg import rebuild_read_models_pg, verify_read_models_pg
+from coinbt.projections.replay import ReplayReport
 from coinbt.store.base import Progress
 from tests.backends import KINDS, OpenBackend, backend_factory
 from tests.factories import cancelled, completed, failed, filled, queued, spec, started

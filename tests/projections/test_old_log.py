@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from coinbt.backends.sqlite.rebuild import verify_read_models
+from coinbt.backends.sqlite.store import verify_file
 from coinbt.cli import main
 from coinbt.engine.ledger import ledger
 from coinbt.engine.result import Fills
 from coinbt.events import Completed, Filled
-from coinbt.projections.rebuild import verify_read_models
-from coinbt.store.sqlite import verify_file
 from tests.system import system_factory
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "filled_log"

@@ -8,9 +8,9 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
+from coinbt.backends.postgres import migrate_postgres, open_postgres_store
+from coinbt.backends.postgres.read_models import PgProjection, PgReadModelSink
 from coinbt.errors import DatabaseError, ProjectionConflictError
-from coinbt.projections.postgres import PgProjection, PgReadModelSink
-from coinbt.store import migrate_postgres, open_postgres_store
 from tests.factories import queued, started
 
 

@@ -11,10 +11,13 @@ import anyio
 import pytest
 from anyio.abc import TaskStatus
 
+from coinbt.backends.memory import MemoryEventStore
+from coinbt.backends.postgres import open_postgres_store
+from coinbt.backends.sqlite import open_sqlite_store
 from coinbt.clock import ManualClock
 from coinbt.errors import ConcurrencyError, EmptyAppendError
 from coinbt.events import Cancelled, Queued, StoredEvent
-from coinbt.store import EventStore, MemoryEventStore, open_postgres_store, open_sqlite_store
+from coinbt.store import EventStore
 from tests.factories import cancelled, completed, filled, queued, started
 
 OpenStore = Callable[[], AbstractAsyncContextManager[EventStore]]

@@ -3,9 +3,9 @@ only once its process is gone, and by one survivor at a time."""
 
 from __future__ import annotations
 
-from coinbt.store import migrate_postgres
+from coinbt.backends.postgres import migrate_postgres
+from coinbt.backends.postgres.instances import open_instance
 from coinbt.store.instances import owner_of, worker_id
-from coinbt.store.instances_pg import open_instance
 
 
 def test_worker_ids_name_their_instance() -> None:

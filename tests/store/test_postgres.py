@@ -17,6 +17,8 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from anyio.abc import TaskStatus
 
+from coinbt.backends.postgres import PostgresEventStore, migrate_postgres, open_postgres_store
+from coinbt.backends.postgres.schema import LATEST as PG_LATEST
 from coinbt.clock import ManualClock, from_epoch_us, to_epoch_us
 from coinbt.errors import (
     ConcurrencyError,
@@ -26,9 +28,7 @@ from coinbt.errors import (
     UnknownEventTypeError,
 )
 from coinbt.events import Cancelled
-from coinbt.store import PostgresEventStore, migrate_postgres, open_postgres_store
 from coinbt.store._batch import AppendRequest, plan_batch
-from coinbt.store._pgschema import LATEST as PG_LATEST
 from tests.factories import cancelled, completed, filled, queued, started
 
 ROOT = Path(__file__).parents[2]
@@ -396,7 +396,7 @@ _CHILD = textwrap.dedent(
     """
     import sys, anyio
     from coinbt.errors import ConcurrencyError
-    from coinbt.store import open_postgres_store
+    from coinbt.backends.postgres import open_postgres_store
     from tests.factories import cancelled, queued
 
     async def main(dsn, rounds):

@@ -14,6 +14,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from coinbt.backends.sqlite import open_sqlite_store, verify_file
+from coinbt.backends.sqlite.migrations import LATEST, apply_migrations
 from coinbt.clock import ManualClock
 from coinbt.errors import (
     CorruptEventError,
@@ -24,8 +26,6 @@ from coinbt.errors import (
 )
 from coinbt.events import Failed, register_upcaster
 from coinbt.events.codec import _UPCASTERS
-from coinbt.store import open_sqlite_store, verify_file
-from coinbt.store.migrations import LATEST, apply_migrations
 from tests.factories import cancelled, completed, filled, queued, started
 
 
@@ -193,7 +193,7 @@ async def test_old_schema_is_upcast_on_read(tmp_path: Path, clock: ManualClock) 
 _CHILD = textwrap.dedent(
     """
     import sys, anyio
-    from coinbt.store import open_sqlite_store
+    from coinbt.backends.sqlite import open_sqlite_store
     from tests.factories import queued, started
 
     async def main(path):

@@ -32,6 +32,7 @@ from typing import Any
 
 import anyio
 
+from coinbt.backends.postgres.schema import DRIVER_ERRORS, PROJECTOR_LOCK, connect, describe
 from coinbt.errors import DatabaseError, ProjectionConflictError
 from coinbt.events import StoredEvent
 from coinbt.projections.base import MAIN, UNFINISHED_SQL, status_counts
@@ -46,7 +47,6 @@ from coinbt.projections.fold import (
 )
 from coinbt.projections.positions import PositionView
 from coinbt.projections.status import TaskView
-from coinbt.store._pgschema import DRIVER_ERRORS, PROJECTOR_LOCK, connect, describe
 
 __all__ = ("CHANNEL", "PgProjection", "PgReadModelReader", "PgReadModelSink")
 

@@ -17,6 +17,8 @@ from typing import Any
 import aiosqlite
 import anyio
 
+from coinbt.backends.sqlite._sqlutil import execute_values
+from coinbt.backends.sqlite.migrations import connect_sync
 from coinbt.errors import DatabaseError
 from coinbt.events import StoredEvent
 from coinbt.projections.base import MAIN, UNFINISHED_SQL, status_counts
@@ -30,8 +32,6 @@ from coinbt.projections.fold import (
 )
 from coinbt.projections.positions import PositionView
 from coinbt.projections.status import TaskView
-from coinbt.store.migrations import connect_sync
-from coinbt.store.sqlutil import execute_values
 
 __all__ = (
     "MAIN",

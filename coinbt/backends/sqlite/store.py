@@ -21,6 +21,8 @@ from typing import Any
 import aiosqlite
 import anyio
 
+from coinbt.backends.sqlite._sqlutil import execute_values
+from coinbt.backends.sqlite.migrations import LATEST, apply_migrations, connect_sync, schema_version
 from coinbt.clock import Clock, SystemClock, from_epoch_us, to_epoch_us
 from coinbt.errors import DatabaseError, EmptyAppendError, SchemaTooNewError
 from coinbt.events import (
@@ -45,10 +47,8 @@ from coinbt.store._verify import walk_chain
 from coinbt.store._writer import GroupCommitWriter, Outcome
 from coinbt.store.base import Progress, VerifyReport
 from coinbt.store.metrics import Histogram
-from coinbt.store.migrations import LATEST, apply_migrations, connect_sync, schema_version
-from coinbt.store.sqlutil import execute_values
 
-__all__ = ("SQLiteEventStore", "decode_row", "open_sqlite_store")
+__all__ = ("SQLiteEventStore", "decode_row", "open_sqlite_store", "verify_file")
 
 _COLUMNS = "position, stream_id, version, type, schema, recorded_at, data, hash"
 # CAST: a tampered row may hold TEXT where a BLOB belongs; read it as bytes, let the codec judge.

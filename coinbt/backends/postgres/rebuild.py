@@ -8,13 +8,15 @@ Both fold the log in memory with the same pure fold as the projector (``fold_pag
 - :func:`rebuild_read_models_pg` locks the checkpoint row (the projector's next commit waits),
   replays the whole log, replaces the rows and moves the checkpoint to the head in one
   transaction, and announces it. A projector that was writing finds the checkpoint moved, gives
-  up its turn and starts again from the new one (``coinbt.projections.postgres``).
+  up its turn and starts again from the new one (``coinbt.backends.postgres.read_models``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from coinbt.backends.postgres.read_models import CHANNEL
+from coinbt.backends.postgres.schema import DRIVER_ERRORS, connect, describe
 from coinbt.errors import DatabaseError
 from coinbt.events import decode_rows
 from coinbt.projections.base import MAIN
@@ -24,10 +26,8 @@ from coinbt.projections.fold import (
     fold_page,
 )
 from coinbt.projections.positions import PositionView
-from coinbt.projections.postgres import CHANNEL
-from coinbt.projections.rebuild import ReplayReport, view_differences
+from coinbt.projections.replay import ReplayReport, view_differences
 from coinbt.projections.status import TaskView
-from coinbt.store._pgschema import DRIVER_ERRORS, connect, describe
 from coinbt.store.base import Progress
 
 __all__ = ("rebuild_read_models_pg", "verify_read_models_pg")

@@ -17,9 +17,9 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from coinbt.backends.postgres.schema import DRIVER_ERRORS, connect
 from coinbt.errors import DatabaseError
 from coinbt.projections.live import LiveProgress
-from coinbt.store._pgschema import DRIVER_ERRORS, connect
 
 __all__ = ("CHANNEL", "ProgressRelay")
 

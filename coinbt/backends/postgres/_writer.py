@@ -24,10 +24,10 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
+from coinbt.backends.postgres.schema import DRIVER_ERRORS, connect, describe
 from coinbt.clock import Clock, from_epoch_us, to_epoch_us
 from coinbt.errors import DatabaseError
 from coinbt.store._batch import Append, Row, VersionCache, plan_batch
-from coinbt.store._pgschema import DRIVER_ERRORS, connect, describe
 from coinbt.store._writer import Outcome
 
 __all__ = ("CHANNEL", "PgWriter")

@@ -11,26 +11,18 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
+from coinbt.backends.sqlite.migrations import apply_migrations, connect_sync
+from coinbt.backends.sqlite.read_models import MAIN, ReadModelWriter
 from coinbt.errors import DatabaseError
 from coinbt.events import StoredEvent, decode_rows
-from coinbt.projections.sqlite import MAIN, ReadModelWriter, decode_position, decode_task
+from coinbt.projections.replay import ReplayReport, view_differences
 from coinbt.store.base import Progress
-from coinbt.store.migrations import apply_migrations, connect_sync
 
-__all__ = (
-    "Difference",
-    "ReplayReport",
-    "rebuild_read_models",
-    "verify_read_models",
-    "view_differences",
-)
+__all__ = ("rebuild_read_models", "verify_read_models")
 
 _SELECT_EVENTS = (
     "SELECT position, stream_id, version, type, schema, recorded_at,"
@@ -38,27 +30,6 @@ _SELECT_EVENTS = (
 )
 _BATCH = 5000  # events folded per read-model transaction
 _PROGRESS_EVERY = 10 * _BATCH
-
-
-@dataclass(frozen=True)
-class Difference:
-    table: str
-    key: str
-    live: Any
-    rebuilt: Any
-
-
-@dataclass
-class ReplayReport:
-    events: int
-    checkpoint: int
-    tasks: int
-    positions: int
-    differences: list[Difference] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.differences
 
 
 def _events(conn: sqlite3.Connection, upto: int) -> Iterator[StoredEvent]:
@@ -102,46 +73,12 @@ _QUERIES = {
     "tasks": "SELECT task_id, view FROM tasks",
     "positions": "SELECT task_id || '/' || symbol, view FROM positions",
 }
-_DECODERS = {"tasks": decode_task, "positions": decode_position}
 
 
 def _rows(conn: sqlite3.Connection, table: str) -> dict[str, Any]:
     """The table's stored views, undecoded (key -> msgpack bytes, or whatever a drifted row
     holds instead)."""
     return dict(conn.execute(_QUERIES[table]))
-
-
-def view_differences(
-    live: dict[str, dict[str, Any]], rebuilt: dict[str, dict[str, Any]], limit: int
-) -> list[Difference]:
-    """The rows that differ, tasks first, at most ``limit``. Both sides map each table
-    (``"tasks"``, ``"positions"``) to its stored views (key -> msgpack). Equal bytes are equal
-    views; unequal bytes are decoded and compared as values (an encoding may order a map
-    differently), so only real differences are reported, and an unreadable row is one of them."""
-    found: list[Difference] = []
-    if limit < 1:
-        return found
-    for table in ("tasks", "positions"):
-        decode = _DECODERS[table]
-
-        def value(blob: Any, decode: Callable[[bytes], Any] = decode) -> Any:
-            if blob is None:
-                return None
-            try:
-                return msgspec.to_builtins(decode(blob))
-            except (msgspec.DecodeError, TypeError) as e:
-                return f"<unreadable view: {e}>"
-
-        ours_rows, theirs_rows = live[table], rebuilt[table]
-        for key in sorted(ours_rows.keys() | theirs_rows.keys()):
-            ours, theirs = ours_rows.get(key), theirs_rows.get(key)
-            if ours == theirs:
-                continue
-            if (ours_value := value(ours)) != (theirs_value := value(theirs)):
-                found.append(Difference(table, key, ours_value, theirs_value))
-                if len(found) == limit:
-                    return found
-    return found
 
 
 def verify_read_models(

@@ -25,9 +25,9 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from coinbt.backends.postgres.schema import DRIVER_ERRORS, INSTANCE_LOCKS, connect, describe
 from coinbt.clock import Clock, SystemClock, to_epoch_us
 from coinbt.errors import DatabaseError
-from coinbt.store._pgschema import DRIVER_ERRORS, INSTANCE_LOCKS, connect, describe
 
 __all__ = ("PgInstance", "open_instance")
 

@@ -15,10 +15,10 @@ from typing import Any
 import anyio
 import asyncpg  # type: ignore[import-untyped]
 
+from coinbt.backends.postgres.schema import DRIVER_ERRORS
 from coinbt.clock import Clock, SystemClock
 from coinbt.datasets import COLUMNS, CatalogBase, DatasetInfo, stored_values
 from coinbt.errors import DatabaseError, DatasetExistsError
-from coinbt.store._pgschema import DRIVER_ERRORS
 
 __all__ = ("PgDatasetCatalog",)
 

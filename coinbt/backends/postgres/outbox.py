@@ -3,7 +3,8 @@
 A pending row belongs to the process that staged its file (``owner``, its instance id): only
 that process's uploader takes it, so two uploaders never race for one file, and a file staged
 on one host is never looked for on another. When a process is gone (its instance lock can be
-taken, ``coinbt.store.instances_pg``), :meth:`PgArtifactOutbox.adopt_orphans` hands its pending
+taken, ``coinbt.backends.postgres.instances``), :meth:`PgArtifactOutbox.adopt_orphans` hands its
+pending
 rows to a live process whose data directory has their staged files (the same machine after a
 restart, or any machine when the data directory is shared); rows whose files no live process
 can see stay pending, and are shown as such.
@@ -21,10 +22,10 @@ from typing import Any
 import anyio
 
 from coinbt.artifacts.outbox import STATES, ArtifactRow, Staged, relative_to, staged_path
+from coinbt.backends.postgres.schema import DRIVER_ERRORS
 from coinbt.clock import Clock, SystemClock, to_epoch_us
 from coinbt.errors import DatabaseError
 from coinbt.events import ArtifactRef
-from coinbt.store._pgschema import DRIVER_ERRORS
 from coinbt.store.instances import Liveness
 
 __all__ = ("PgArtifactOutbox",)

@@ -47,7 +47,7 @@ CONNECT_ERRORS: tuple[type[BaseException], ...] = (*DRIVER_ERRORS, ValueError, O
 # only once the commit's WAL record is flushed to disk (and to any synchronous standby).
 # TCP keepalives (over TCP; ignored on a unix socket): the server ends the session of a client
 # whose machine vanished within about 25 s (not the system default of hours), which releases its
-# session locks -- how the other coinbt processes learn that it is gone (store.instances_pg).
+# session locks -- how the other coinbt processes learn that it is gone (postgres.instances).
 SERVER_SETTINGS = {
     "synchronous_commit": "on",
     "application_name": "coinbt",
@@ -123,7 +123,7 @@ MIGRATIONS: tuple[PgMigration, ...] = (
         2,
         "service tables",
         """
-        -- The read models (coinbt.projections.postgres): written by one projector at a time, in
+        -- The read models (coinbt/projections/postgres.py): written by one projector at a time, in
         -- the same transaction as its checkpoint.
         CREATE TABLE tasks (
             task_id          TEXT    PRIMARY KEY,

@@ -9,7 +9,7 @@ needs no libpq, speaks the binary protocol with a per-connection prepared-statem
 delivers notifications to a callback while its connection is idle, so listening needs no polling
 task (psycopg's ``notifies()`` generator holds its connection while it waits). Its costs: asyncio
 only (coinbt runs on asyncio, DESIGN section 1) and no type hints (it is confined to this module
-and ``_pg*.py``, typed as ``Any`` at the edges). Big batches go in by binary COPY (``_pgwriter``).
+and this package, typed as ``Any`` at the edges). Big batches go in by binary COPY (``_writer``).
 
 **Gap-free positions.** A reader must never see position n+1 before n, or it would skip n for
 good. Sequences cannot promise that (a transaction that took n may commit after one that took
@@ -56,12 +56,8 @@ import anyio.from_thread
 import asyncpg  # type: ignore[import-untyped]
 from anyio.abc import TaskStatus
 
-from coinbt.clock import Clock, SystemClock
-from coinbt.errors import DatabaseError, EmptyAppendError
-from coinbt.events import GENESIS_HASH, StoredEvent, TaskEvent, decode_rows
-from coinbt.store._batch import Append, AppendRequest, group_of, split_group
-from coinbt.store._follow import follow
-from coinbt.store._pgschema import (
+from coinbt.backends.postgres._writer import CHANNEL, PgWriter
+from coinbt.backends.postgres.schema import (
     CONNECT_ERRORS,
     DRIVER_ERRORS,
     SERVER_SETTINGS,
@@ -71,7 +67,11 @@ from coinbt.store._pgschema import (
     connect_error,
     describe,
 )
-from coinbt.store._pgwriter import CHANNEL, PgWriter
+from coinbt.clock import Clock, SystemClock
+from coinbt.errors import DatabaseError, EmptyAppendError
+from coinbt.events import GENESIS_HASH, StoredEvent, TaskEvent, decode_rows
+from coinbt.store._batch import Append, AppendRequest, group_of, split_group
+from coinbt.store._follow import follow
 from coinbt.store._verify import walk_chain
 from coinbt.store._writer import GroupCommitWriter, Outcome
 from coinbt.store.base import Progress, VerifyReport
