@@ -1,6 +1,6 @@
-"""Where the service keeps its state: one SQLite file, or one PostgreSQL database.
+"""Where the service keeps its state: one SQLite file, one PostgreSQL database, or memory.
 
-``open_backend(db, data_dir)`` opens, for either kind of database, one implementation of every
+``open_backend(db, data_dir)`` opens, for any kind of database, one implementation of every
 interface the service needs: the event log (:class:`~coinbt.store.base.EventStore`), the read
 models (:class:`~coinbt.projections.base.ReadModels` and who writes them,
 :class:`~coinbt.projections.base.Projection`), the dataset catalogue
@@ -9,8 +9,10 @@ models (:class:`~coinbt.projections.base.ReadModels` and who writes them,
 ``coinbt serve`` processes: each registers as an instance
 (:class:`~coinbt.store.instances.Liveness`), which SQLite, owned by one process, does without.
 
-``db`` is a path (SQLite) or a ``postgresql://`` DSN; files (datasets, staging, the local
-artifact store) live under ``data_dir`` in both cases.
+``db`` is a path (SQLite), a ``postgresql://`` DSN, ``memory:`` (a fresh
+:class:`~coinbt.backends.memory.MemoryDatabase`) or a ``MemoryDatabase`` to open again; files
+(datasets, staging, the local artifact store) live under ``data_dir`` in every case. Each kind is
+one package of ``coinbt.backends`` that owns its schema and every table-backed part.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ import aiosqlite
 import anyio
 
 from coinbt.artifacts.outbox import Outbox
+from coinbt.backends.memory import (
+    MemoryCatalog,
+    MemoryDatabase,
+    MemoryOutbox,
+    MemoryProjection,
+    MemoryReadModelReader,
+)
 from coinbt.backends.sqlite import open_sqlite_store
 from coinbt.backends.sqlite.datasets import DatasetCatalog
 from coinbt.backends.sqlite.migrations import connect_sync
@@ -32,7 +41,7 @@ from coinbt.backends.sqlite.outbox import open_outbox
 from coinbt.backends.sqlite.read_models import ReadModelReader, SQLiteProjection
 from coinbt.clock import Clock, SystemClock
 from coinbt.datasets import Catalog
-from coinbt.dburl import describe_db, is_dsn, parse_db
+from coinbt.dburl import describe_db, is_dsn, is_memory, parse_db
 from coinbt.projections.base import Projection, ReadModels
 from coinbt.projections.fold import ViewCache
 from coinbt.projections.status import TaskView
@@ -59,22 +68,42 @@ class Backend:
     catalog: Catalog
     outbox: Outbox
     liveness: Liveness | None  # None: one process owns the database
-    kind: str  # "sqlite" or "postgresql"
+    kind: str  # "sqlite", "postgresql" or "memory"
 
 
 @asynccontextmanager
 async def open_backend(
-    db: Path | str, data_dir: Path, *, clock: Clock | None = None, retry_s: float = 1.0
+    db: Path | str | MemoryDatabase,
+    data_dir: Path,
+    *,
+    clock: Clock | None = None,
+    retry_s: float = 1.0,
 ) -> AsyncIterator[Backend]:
     """Open (and migrate) the database ``db``; ``retry_s`` is how often a PostgreSQL process
     that does not write the read models checks whether it should take over."""
     clock = clock or SystemClock()
-    if is_dsn(db):
+    if isinstance(db, MemoryDatabase) or is_memory(db):
+        database = db if isinstance(db, MemoryDatabase) else MemoryDatabase(clock)
+        yield _open_memory(database, data_dir)
+    elif is_dsn(db):
         async with _open_postgres(str(db), data_dir, clock, retry_s) as backend:
             yield backend
     else:
         async with _open_sqlite(Path(db), data_dir, clock) as backend:
             yield backend
+
+
+def _open_memory(database: MemoryDatabase, data_dir: Path) -> Backend:
+    tables = database.read_models
+    return Backend(
+        store=database.store,
+        read=MemoryReadModelReader(tables),
+        projection=MemoryProjection(tables),
+        catalog=MemoryCatalog(database.datasets, data_dir, database.clock),
+        outbox=MemoryOutbox(database.artifacts, data_dir, database.clock),
+        liveness=None,
+        kind="memory",
+    )
 
 
 @asynccontextmanager

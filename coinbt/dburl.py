@@ -1,14 +1,21 @@
-"""Naming the database: a SQLite file's path, or a PostgreSQL DSN (no imports beyond stdlib,
-so the command line can parse ``--db`` cheaply)."""
+"""Naming the database: a SQLite file's path, a PostgreSQL DSN, or ``memory:`` (nothing kept; no
+imports beyond stdlib, so the command line can parse ``--db`` cheaply)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ("DSN_SCHEMES", "describe_db", "is_dsn", "parse_db")
+__all__ = ("DSN_SCHEMES", "MEMORY", "describe_db", "is_dsn", "is_memory", "parse_db")
 
 DSN_SCHEMES = ("postgresql://", "postgres://")
+MEMORY = "memory:"
+"""The URL of a fresh memory backend (``coinbt.backends.memory``)."""
+
+
+def is_memory(db: object) -> bool:
+    """Whether ``db`` names a fresh memory backend."""
+    return isinstance(db, str) and db == MEMORY
 
 
 def is_dsn(db: str | Path) -> bool:

@@ -12,8 +12,8 @@ import pytest
 from coinbt.cli import main
 from coinbt.demo import submit_demo
 from coinbt.events import DataSpec, Queued, TaskSpec
+from tests.backends.test_datasets import csv_of
 from tests.system import OpenSystem, system_factory, tiny, wait_status
-from tests.test_datasets import csv_of
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The read-model interfaces every backend honours (SQLite, PostgreSQL).
+"""The read-model interfaces every backend honours (memory, SQLite, PostgreSQL).
 
 - :class:`ReadModels`: the queries the API, the CLI and the TaskManager make.
 - :class:`ReadModelSink`: the writer the Projector drives (fold a page, commit the views and the
@@ -7,7 +7,7 @@
   process per database at a time (leader election), and the others learn that the read models
   advanced from a notification.
 
-One contract suite (``tests/projections/test_contract.py``) runs against every implementation.
+One contract suite (``tests/backends/test_read_models.py``) runs against every implementation.
 """
 
 from __future__ import annotations

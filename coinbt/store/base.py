@@ -1,6 +1,6 @@
 """The event store interface every implementation honours (memory, SQLite, later PostgreSQL).
 
-One contract test suite (``tests/store/test_contract.py``) runs against every implementation.
+One contract test suite (``tests/backends/test_event_store.py``) runs against every implementation.
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ from coinbt.executor._errors import JobLostError
 from coinbt.executor.base import Executor, Job, JobResult
 from coinbt.executor.local import open_local_executor
 from coinbt.runtime import ExecutorFactory
+from tests.backends.test_datasets import csv_of
 from tests.system import OpenSystem, system_factory, tiny, types_of, wait_status
-from tests.test_datasets import csv_of
 
 BeforeRun = Callable[[Job], Awaitable[None]]
 

@@ -13,8 +13,8 @@ import pytest
 from coinbt.cli import build_parser, main
 from coinbt.cli.client import ClientError, iso_time
 from tests.api.helpers import server_url
+from tests.backends.test_datasets import csv_of
 from tests.system import system_factory, tiny
-from tests.test_datasets import csv_of
 
 
 async def run_cli(argv: list[str]) -> int:

@@ -1,5 +1,5 @@
 """Datasets are versioned: an update is a new version, tasks record theirs, retiring hides a name
-from new tasks but not from the tasks that used it. Run against SQLite and PostgreSQL."""
+from new tasks but not from the tasks that used it. Run against every backend."""
 
 from __future__ import annotations
 

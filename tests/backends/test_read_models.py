@@ -1,4 +1,4 @@
-"""The read-model contract: one suite, run against every implementation (SQLite, PostgreSQL).
+"""The read-model contract: one suite, run against every backend (memory, SQLite, PostgreSQL).
 
 A writer (the sink the Projector drives) folds pages of the log exactly once, with its checkpoint;
 a reader answers every query the service makes; ``replay --verify`` proves the live read models
@@ -17,6 +17,8 @@ import msgspec
 import pytest
 
 from coinbt.backend import Backend
+from coinbt.backends import memory
+from coinbt.backends.memory import MemoryDatabase
 from coinbt.backends.postgres.rebuild import rebuild_read_models_pg, verify_read_models_pg
 from coinbt.backends.sqlite.rebuild import rebuild_read_models, verify_read_models
 from coinbt.clock import ManualClock
@@ -25,14 +27,14 @@ from coinbt.projections.base import ReadModelSink
 from coinbt.projections.fold import decode_task
 from coinbt.projections.replay import ReplayReport
 from coinbt.store.base import Progress
-from tests.backends import KINDS, OpenBackend, backend_factory
+from tests.backends import KINDS, Database, OpenBackend, backend_factory
 from tests.factories import cancelled, completed, failed, filled, queued, spec, started
 
 
 @pytest.fixture(params=KINDS)
 def backend(
     request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock
-) -> tuple[OpenBackend, Path | str]:
+) -> tuple[OpenBackend, Database]:
     return backend_factory(request, tmp_path, clock)
 
 
@@ -63,7 +65,7 @@ async def _history(backend: Backend) -> None:
     await store.append("f", [queued(), started(), queued(attempt=2)], 0)
 
 
-async def test_views_and_queries(backend: tuple[OpenBackend, Path | str]) -> None:
+async def test_views_and_queries(backend: tuple[OpenBackend, Database]) -> None:
     open_backend, _ = backend
     async with open_backend() as b:
         await _history(b)
@@ -108,7 +110,7 @@ async def test_views_and_queries(backend: tuple[OpenBackend, Path | str]) -> Non
 
 
 async def test_each_event_is_applied_exactly_once(
-    backend: tuple[OpenBackend, Path | str],
+    backend: tuple[OpenBackend, Database],
 ) -> None:
     open_backend, _ = backend
     async with open_backend() as b:
@@ -133,20 +135,27 @@ async def test_each_event_is_applied_exactly_once(
         assert (await b.read.counts())["queued"] == 3
 
 
-async def _verify(db: Path | str, progress: Progress | None = None) -> ReplayReport:
+async def _verify(db: Database, progress: Progress | None = None) -> ReplayReport:
+    if isinstance(db, MemoryDatabase):
+        return await memory.verify_read_models(db.store, db.read_models, progress=progress)
     if isinstance(db, Path):
         return await anyio.to_thread.run_sync(lambda: verify_read_models(db, progress=progress))
     return await verify_read_models_pg(db, progress=progress)
 
 
-async def _rebuild(db: Path | str, progress: Progress | None = None) -> ReplayReport:
+async def _rebuild(db: Database, progress: Progress | None = None) -> ReplayReport:
+    if isinstance(db, MemoryDatabase):
+        return await memory.rebuild_read_models(db.store, db.read_models, progress=progress)
     if isinstance(db, Path):
         return await anyio.to_thread.run_sync(lambda: rebuild_read_models(db, progress=progress))
     return await rebuild_read_models_pg(db, progress=progress)
 
 
-async def _rewrite_view(db: Path | str, task_id: str, change: Callable[[bytes], bytes]) -> None:
+async def _rewrite_view(db: Database, task_id: str, change: Callable[[bytes], bytes]) -> None:
     """Replace one task's stored view with ``change(view)``, behind the projector's back."""
+    if isinstance(db, MemoryDatabase):
+        db.read_models.tasks[task_id] = change(db.read_models.tasks[task_id])
+        return
     if isinstance(db, Path):
         conn = sqlite3.connect(db, isolation_level=None)
         blob = conn.execute("SELECT view FROM tasks WHERE task_id = ?", (task_id,)).fetchone()[0]
@@ -161,7 +170,7 @@ async def _rewrite_view(db: Path | str, task_id: str, change: Callable[[bytes], 
         await conn.close()
 
 
-async def _drift(db: Path | str, task_id: str) -> None:
+async def _drift(db: Database, task_id: str) -> None:
     """Change one read-model row behind the projector's back."""
 
     def failed(blob: bytes) -> bytes:
@@ -171,7 +180,7 @@ async def _drift(db: Path | str, task_id: str) -> None:
 
 
 async def test_verify_finds_a_drifted_row_and_a_rebuild_repairs_it(
-    backend: tuple[OpenBackend, Path | str],
+    backend: tuple[OpenBackend, Database],
 ) -> None:
     open_backend, db = backend
     async with open_backend() as b:
@@ -208,7 +217,7 @@ async def test_verify_finds_a_drifted_row_and_a_rebuild_repairs_it(
 
 
 async def test_a_view_stored_in_another_byte_order_is_no_difference(
-    backend: tuple[OpenBackend, Path | str],
+    backend: tuple[OpenBackend, Database],
 ) -> None:
     """verify compares values: the same view encoded with its fields in another order is equal."""
     open_backend, db = backend

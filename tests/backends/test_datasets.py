@@ -1,4 +1,4 @@
-"""The dataset catalogue contract, run against every implementation (SQLite, PostgreSQL)."""
+"""The dataset catalogue contract, run against every backend (memory, SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``Outbox.add_many``: the artifacts of a worker's batch of runs recorded in one transaction,
-on every backend (SQLite, PostgreSQL)."""
+on every backend (memory, SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,19 @@
-"""The event store contract: one suite, run against every implementation."""
+"""The event store contract: one suite, run against every backend's store (memory, SQLite,
+PostgreSQL). What only one backend does is in ``sqlite/test_store.py`` and
+``postgres/test_store.py``."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 from anyio.abc import TaskStatus
 
@@ -15,7 +21,13 @@ from coinbt.backends.memory import MemoryEventStore
 from coinbt.backends.postgres import open_postgres_store
 from coinbt.backends.sqlite import open_sqlite_store
 from coinbt.clock import ManualClock
-from coinbt.errors import ConcurrencyError, EmptyAppendError
+from coinbt.errors import (
+    ConcurrencyError,
+    CorruptEventError,
+    EmptyAppendError,
+    SchemaTooNewError,
+    UnknownEventTypeError,
+)
 from coinbt.events import Cancelled, Queued, StoredEvent
 from coinbt.store import EventStore
 from tests.factories import cancelled, completed, filled, queued, started
@@ -23,25 +35,67 @@ from tests.factories import cancelled, completed, filled, queued, started
 OpenStore = Callable[[], AbstractAsyncContextManager[EventStore]]
 
 
+@dataclass
+class Opened:
+    """A store's backend (``kind``), a factory that opens the same log on every call (a restart),
+    and ``raw``: SQL run directly on its tables (None in memory)."""
+
+    kind: str
+    open: Callable[..., AbstractAsyncContextManager[EventStore]]  # migrate=False: as is
+    raw: Callable[[str], Awaitable[None]]
+    memory: MemoryEventStore | None = None
+
+
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
-def open_store(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) -> OpenStore:
-    """A factory: ``async with open_store() as store`` (same file or database each call)."""
+def opened(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) -> Opened:
+    return _opened(request, tmp_path, clock)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def durable(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) -> Opened:
+    """The stores kept in a database (with a schema, triggers and group commit)."""
+    return _opened(request, tmp_path, clock)
+
+
+def _opened(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) -> Opened:
     kind = request.param
     # A fresh database on the session's PostgreSQL server (the tests skip if there is none).
     dsn: str = request.getfixturevalue("pg_dsn") if kind == "postgres" else ""
+    path = tmp_path / "log.db"
+    memory = MemoryEventStore(clock) if kind == "memory" else None
 
     @asynccontextmanager
-    async def factory() -> AsyncIterator[EventStore]:
-        if kind == "memory":
-            yield MemoryEventStore(clock)
+    async def factory(migrate: bool = True) -> AsyncIterator[EventStore]:
+        if memory is not None:
+            yield memory
         elif kind == "sqlite":
-            async with open_sqlite_store(tmp_path / "log.db", clock=clock) as store:
+            async with open_sqlite_store(path, clock=clock, migrate=migrate) as store:
                 yield store
         else:
-            async with open_postgres_store(dsn, clock=clock) as pg_store:
+            async with open_postgres_store(dsn, clock=clock, migrate=migrate) as pg_store:
                 yield pg_store
 
-    return factory
+    async def raw_sqlite(sql: str) -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            conn.execute(sql)
+        finally:
+            conn.close()
+
+    async def raw_postgres(sql: str) -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    return Opened(kind, factory, raw_postgres if kind == "postgres" else raw_sqlite, memory)
+
+
+@pytest.fixture
+def open_store(opened: Opened) -> OpenStore:
+    """A factory: ``async with open_store() as store`` (same file or database each call)."""
+    return opened.open
 
 
 async def test_empty_store(open_store: OpenStore) -> None:
@@ -305,3 +359,151 @@ async def test_verify_reports_progress(open_store: OpenStore) -> None:
         report = await store.verify(lambda done, total: heard.append((done, total)))
         assert report.ok
         assert heard == [(65_536, 70_000), (70_000, 70_000)]
+
+
+# --- twins once written for SQLite and PostgreSQL apart -------------------------------------------
+
+
+async def _fill(open_store: OpenStore, streams: int = 3) -> None:
+    async with open_store() as store:
+        for n in range(streams):
+            await store.append(f"s{n}", [queued(), started(), filled(), completed()], 0)
+
+
+async def test_data_survives_reopen(open_store: OpenStore) -> None:
+    async with open_store() as store:
+        first = await store.append("a", [queued(), started(), filled(), completed()], 0)
+    async with open_store() as store:
+        assert await store.read_all() == first
+        more = await store.append("a", [cancelled()], 4)
+        assert more[0].position == 5
+        assert await store.stream_ids() == ["a"]
+        assert (await store.verify()).ok
+
+
+async def test_group_commit_batches_concurrent_appends(durable: Opened) -> None:
+    async with durable.open() as store:
+        async with anyio.create_task_group() as tg:
+            for n in range(500):
+                tg.start_soon(store.append, f"s{n}", [queued()], 0)
+        stats = store.stats  # type: ignore[attr-defined]
+    assert stats["appends"] == 500
+    assert stats["transactions"] < 250  # many appends shared a transaction
+
+
+# What a tamperer does to a row (in every SQL dialect, and to the memory store's rows).
+_SQL: dict[str, dict[str, str]] = {
+    "payload": {
+        "sqlite": "UPDATE events SET data = data || x'00' WHERE position = {p}",
+        "postgres": "UPDATE events SET data = data || '\\x00' WHERE position = {p}",
+    },
+    "garbage": {
+        "sqlite": "UPDATE events SET data = x'c1c1c1' WHERE position = {p}",
+        "postgres": "UPDATE events SET data = '\\xc1c1c1' WHERE position = {p}",
+    },
+    "timestamp": {"*": "UPDATE events SET recorded_at = 1 WHERE position = {p}"},
+    "stream": {"*": "UPDATE events SET stream_id = 'x' WHERE position = {p}"},
+    "deleted-row": {"*": "DELETE FROM events WHERE position = {p}"},
+    "hash": {
+        "sqlite": "UPDATE events SET hash = zeroblob(32) WHERE position = {p}",
+        "postgres": "UPDATE events SET hash = decode(repeat('00', 32), 'hex') WHERE position = {p}",
+    },
+    "type-Teleported": {"*": "UPDATE events SET type = 'Teleported' WHERE position = {p}"},
+    "type-Started": {"*": "UPDATE events SET type = 'Started' WHERE position = {p}"},
+}
+_COLUMN = {"payload": 6, "garbage": 6, "timestamp": 5, "stream": 1, "hash": 7, "type": 3}
+_TRIGGERS = {
+    "sqlite": [
+        "DROP TRIGGER IF EXISTS events_no_update",
+        "DROP TRIGGER IF EXISTS events_no_delete",
+    ],
+    "postgres": [
+        "DROP TRIGGER IF EXISTS events_no_update ON events",
+        "DROP TRIGGER IF EXISTS events_no_delete ON events",
+    ],
+}
+
+
+async def _tamper(opened: Opened, change: str, position: int) -> None:
+    """Change one stored row behind the store's back (the append-only triggers dropped)."""
+    if opened.memory is not None:
+        rows: list[Any] = opened.memory._rows
+        index = position - 1
+        if change == "deleted-row":
+            del rows[index]
+            return
+        row = list(rows[index])
+        values = {
+            "payload": row[6] + b"\x00",
+            "garbage": b"\xc1\xc1\xc1",
+            "timestamp": 1,
+            "stream": "x",
+            "hash": bytes(32),
+        }
+        name = "type" if change.startswith("type-") else change
+        row[_COLUMN[name]] = change.removeprefix("type-") if name == "type" else values[name]
+        rows[index] = tuple(row)
+        return
+    for sql in _TRIGGERS[opened.kind]:
+        await opened.raw(sql)
+    dialects = _SQL[change]
+    await opened.raw(dialects.get(opened.kind, dialects.get("*", "")).format(p=position))
+
+
+@pytest.mark.parametrize(
+    ("change", "bad_position"),
+    [
+        pytest.param("payload", 5, id="payload"),
+        pytest.param("timestamp", 9, id="timestamp"),
+        pytest.param("stream", 2, id="stream"),
+        pytest.param("deleted-row", 4, id="deleted-row"),
+        pytest.param("hash", 12, id="hash"),
+    ],
+)
+async def test_tampering_is_found_at_its_position(
+    opened: Opened, change: str, bad_position: int
+) -> None:
+    await _fill(opened.open)
+    async with opened.open() as store:
+        assert (await store.verify()).ok
+        await _tamper(opened, change, bad_position)
+        report = await store.verify()
+    assert not report.ok
+    assert report.first_bad_position == bad_position
+    assert report.last_position == bad_position - 1
+    assert report.reason
+
+
+async def test_corrupt_rows_name_their_position(opened: Opened) -> None:
+    await _fill(opened.open)
+    await _tamper(opened, "garbage", 6)
+    await _tamper(opened, "type-Teleported", 10)
+    await _tamper(opened, "type-Started", 1)  # a payload of another type
+    async with opened.open() as store:
+        with pytest.raises(CorruptEventError, match="position 1"):
+            await store.read_all()
+        assert len(await store.read_all(after=1, limit=4)) == 4
+        with pytest.raises(CorruptEventError, match="position 6"):
+            await store.read_all(after=1)
+        with pytest.raises(CorruptEventError, match="position 6"):
+            await store.read_stream("s1")
+        with pytest.raises(UnknownEventTypeError, match=r"position 10 .*'Teleported'"):
+            await store.read_all(after=6)
+
+
+async def test_triggers_refuse_update_and_delete(durable: Opened) -> None:
+    await _fill(durable.open, streams=1)
+    for sql in _SQL["garbage"][durable.kind], _SQL["deleted-row"]["*"]:
+        with pytest.raises((sqlite3.IntegrityError, asyncpg.RaiseError), match="append-only"):
+            await durable.raw(sql.format(p=1))
+    async with durable.open() as store:
+        assert (await store.verify()).ok
+
+
+async def test_newer_schema_is_refused(durable: Opened) -> None:
+    await _fill(durable.open, streams=1)
+    await durable.raw("INSERT INTO schema_migrations VALUES (999, 'from the future', 0)")
+    for migrate in (True, False):
+        with pytest.raises(SchemaTooNewError, match="schema version 999"):
+            async with durable.open(migrate=migrate):
+                pass
