@@ -15,6 +15,7 @@ artifact outbox (before it reports the outcome, so a crash in between loses noth
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -438,7 +439,7 @@ def _complete(task_id: str, attempt: int, plan: DataPlan, result: JobResult) -> 
     sha256 it records, its positions per-asset summaries."""
     artifacts = {
         name: ArtifactRef(
-            key=f"tasks/{task_id}-{attempt}-{name}{Path(a.path).suffix or '.npy'}",
+            key=f"tasks/{task_id}-{attempt}-{name}{os.path.splitext(a.path)[1] or '.npy'}",
             sha256=a.sha256,
             size=a.size,
         )

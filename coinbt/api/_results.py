@@ -4,7 +4,6 @@ fills, the equity curve, the round trips (folded by the engine's ledger) and the
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,23 +54,21 @@ async def load_outcome(system: System, task_id: str) -> Outcome:
         raise ArtifactNotFoundError(f"tasks/{task_id}: no Completed event")
     event = completed.event
     ts, equity = await system.equity(task_id)
-    ref = view.artifacts.get("fills")
-    raw = None if ref is None else await system.artifact(ref)
+    array = await system.results.table(view, "fills")
     if event.positions:
         symbols = tuple(p.symbol for p in event.positions)
         closes = tuple(p.last_close for p in event.positions)
     else:
         symbols, closes = (event.symbol,), (event.last_close,)
-    if raw is not None:
-        fills = await anyio.to_thread.run_sync(_fills_from_npy, raw, symbols)
+    if array is not None:
+        fills = await anyio.to_thread.run_sync(_fills_from_array, array, symbols)
     else:  # a log written before the fills artifact: the Filled events
         page = await system.fills(task_id, limit=max(1, view.num_fills))
         fills = _fills_from_rows(page.rows)
     return Outcome(view, completed, fills, ts, equity, symbols, closes)
 
 
-def _fills_from_npy(data: bytes, symbols: tuple[str, ...]) -> Fills:
-    array = np.load(io.BytesIO(data), allow_pickle=False)
+def _fills_from_array(array: NDArray[Any], symbols: tuple[str, ...]) -> Fills:
     names = array.dtype.names or ()
     m = len(array)
 

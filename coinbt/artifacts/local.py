@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
@@ -48,6 +49,22 @@ class LocalArtifactStore:
 
     async def put_file(self, key: str, path: Path, sha256: str | None = None) -> ArtifactRef:
         return await anyio.to_thread.run_sync(self._put_file, key, path, sha256)
+
+    async def put_files(self, items: Sequence[tuple[str, Path, str]]) -> list[ArtifactError | None]:
+        """:meth:`put_file` for several ``(key, path, sha256)`` in one thread hop (the uploader's
+        round of a local store: a move each); per item None (stored) or its error."""
+        return await anyio.to_thread.run_sync(self._put_files, items)
+
+    def _put_files(self, items: Sequence[tuple[str, Path, str]]) -> list[ArtifactError | None]:
+        errors: list[ArtifactError | None] = []
+        for key, path, sha256 in items:
+            try:
+                self._put_file(key, path, sha256)
+            except ArtifactError as e:
+                errors.append(e)
+            else:
+                errors.append(None)
+        return errors
 
     def _mkdir(self, directory: Path) -> None:
         if directory not in self._dirs:

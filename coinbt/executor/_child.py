@@ -6,9 +6,9 @@ plain call ``["call", "module:function", args, bars]`` (a msgpack array: a sweep
 ``["done", JobResult or the call's value]``, ``["error", type, message]``; a batch answers
 ``["done", [outcome, ...]]``, one outcome per job in order: ``["ok", JobResult]`` or
 ``["error", type, message]`` (one job's failure does not stop the others; a batch sends no
-progress). Artifacts (equity curve, fills, trades) are written as ``.npy``
-files beside the job's ``out_dir``; only their paths and hashes (and the per-asset position
-summaries) cross the pipe.
+progress). A run's artifact (its equity curve, fills and trades in one ``.npz``) is written
+beside the job's ``out_dir``; only its path and hash (and the per-asset position summaries)
+cross the pipe.
 """
 
 from __future__ import annotations
@@ -89,10 +89,11 @@ def _progress(conn: Connection, fraction: float) -> None:
 
 def execute(job: Job, progress: Any = None) -> JobResult:
     """Run one job in this process (also used directly by tests): the engine's result becomes
-    three columnar artifacts (coinbt.engine.columns: equity, fills, trades) and per-asset
-    position summaries; nothing per fill crosses the pipe."""
+    one artifact, ``result`` (coinbt.engine.columns: an ``.npz`` of the equity, fills and trades
+    tables, one file to write), and per-asset position summaries; nothing per fill crosses the
+    pipe."""
     from coinbt.engine import BacktestSpec, ledger_of, run
-    from coinbt.engine.columns import equity_array, fills_array, save_array, trades_array
+    from coinbt.engine.columns import equity_array, fills_array, save_arrays, trades_array
 
     if job.plugin_sha256 is not None:
         _same_plugin(job.strategy, job.plugin_sha256)
@@ -128,9 +129,9 @@ def execute(job: Job, progress: Any = None) -> JobResult:
         )
         for i, p in enumerate(book.positions)
     ]
-    out = Path(job.out_dir)  # files are named <out_dir>-equity.npy etc.: no directory per job
+    out = Path(job.out_dir)  # the file is <out_dir>-result.npz: no directory per job
     ts = bars.ts
-    arrays = {
+    tables = {
         "equity": equity_array(ts, result.equity),
         "fills": fills_array(result.fills),
         "trades": trades_array(book.trades, lambda index: ts[index]),
@@ -143,10 +144,7 @@ def execute(job: Job, progress: Any = None) -> JobResult:
         final_equity=float(result.final_equity),
         last_close=float(result.last_close),
         bars=len(bars),
-        artifacts={
-            name: _save(out.with_name(f"{out.name}-{name}.npy"), save_array(array))
-            for name, array in arrays.items()
-        },
+        artifacts={"result": _save(out.with_name(f"{out.name}-result.npz"), save_arrays(tables))},
     )
 
 

@@ -25,7 +25,7 @@ class Job(msgspec.Struct, frozen=True):
     slippage_bps: float
     fill: str
     symbol: str
-    out_dir: str  # the run writes its artifact files as <out_dir>-<name>.npy
+    out_dir: str  # the run writes its artifact file as <out_dir>-result.npz
     synthetic: SyntheticSpec | None = None
     dataset_path: str | None = None
     start_ms: int | None = None
@@ -48,8 +48,8 @@ class ProducedArtifact(msgspec.Struct, frozen=True):
 
 
 class JobResult(msgspec.Struct, frozen=True):
-    """A finished run: its per-asset positions, summary and artifact files (equity, fills,
-    trades: coinbt.engine.columns)."""
+    """A finished run: its per-asset positions, summary and artifact files (a backtest's one
+    ``result``: its equity, fills and trades, coinbt.engine.columns; a sweep's several)."""
 
     metrics: dict[str, float | int | None]
     result_digest: str

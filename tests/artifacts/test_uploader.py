@@ -52,9 +52,7 @@ async def test_artifacts_go_to_s3_and_are_read_back_from_there(
         await system.drain()
         rows = await system.artifact_states(view.task_id)
         assert [(r.name, r.state, r.location) for r in rows] == [
-            ("equity", "stored", f"s3://{bucket}/runs"),
-            ("fills", "stored", f"s3://{bucket}/runs"),
-            ("trades", "stored", f"s3://{bucket}/runs"),
+            ("result", "stored", f"s3://{bucket}/runs"),  # equity, fills and trades in one .npz
         ]
         _, equity = await system.equity(view.task_id)
         trades = await system.trades(view.task_id)  # read back from S3 too
@@ -100,7 +98,7 @@ async def test_a_task_completes_while_the_store_is_down_and_its_artifacts_land_l
             assert pending.status_code == 503, path
             assert pending.json()["error"]["code"] == "artifact_pending"
         metrics = (await http.get("/metrics")).text
-        assert 'coinbt_artifacts{state="pending"} 3' in metrics
+        assert 'coinbt_artifacts{state="pending"} 1' in metrics
         assert "coinbt_artifact_upload_failures_total 0" not in metrics
 
         proxy.up()
@@ -128,7 +126,7 @@ async def test_pending_uploads_survive_a_restart(
             task_id = (await system.submit(tiny(seed=2))).task_id
             assert await wait_status(system, task_id, "completed") == "completed"
             await wait_artifacts(system, task_id, lambda rows: rows[0].attempts >= 1)
-        assert len(list((tmp_path / "staging").iterdir())) == 3  # kept for the next process
+        assert len(list((tmp_path / "staging").iterdir())) == 1  # kept for the next process
         proxy.up()
         async with open_system(artifacts=store, upload_backoff_s=BACKOFF) as system:
             await wait_artifacts(
@@ -151,36 +149,37 @@ async def test_an_artifact_whose_staged_file_is_lost_or_damaged_fails_for_good(
         open_system(artifacts=store, upload_backoff_s=BACKOFF) as system,
         asgi_client(system) as http,
     ):
-        task_id = (await system.submit(tiny(seed=3))).task_id
-        assert await wait_status(system, task_id, "completed") == "completed"
-        rows = await wait_artifacts(system, task_id, lambda rows: all(r.attempts for r in rows))
-        staged = {r.name: tmp_path / str(r.staged) for r in rows}
-        staged["equity"].unlink()  # lost
-        staged["trades"].unlink()
-        staged["fills"].write_bytes(b"damaged")  # no longer the bytes the run recorded
+        lost = (await system.submit(tiny(seed=3))).task_id
+        damaged = (await system.submit(tiny(seed=4))).task_id
+        rows = {}
+        for task_id in (lost, damaged):
+            assert await wait_status(system, task_id, "completed") == "completed"
+            [rows[task_id]] = await wait_artifacts(system, task_id, lambda rows: rows[0].attempts)
+        (tmp_path / str(rows[lost].staged)).unlink()  # lost
+        # No longer the bytes the run recorded:
+        (tmp_path / str(rows[damaged].staged)).write_bytes(b"damaged")
         # With the endpoint still down, wait for a round that began after the damage (a round
         # in flight then adds at most one attempt): the damaged file fails for good at once.
-        tried = rows[0].attempts
+        tried = rows[damaged].attempts
         await wait_artifacts(
             system,
-            task_id,
-            lambda rows: rows[0].attempts >= tried + 2 and rows[1].state == "failed",
+            damaged,
+            lambda rows: rows[0].attempts >= tried + 1 and rows[0].state == "failed",
         )
         proxy.up()  # the lost file: the store does not have it either
-        rows = await wait_artifacts(
-            system, task_id, lambda rows: all(r.state == "failed" for r in rows)
-        )
-        errors = {r.name: r.last_error or "" for r in rows}
-        assert "missing" in errors["equity"]
-        assert "missing" in errors["trades"]
-        assert "corrupt" in errors["fills"]
-        with pytest.raises(ArtifactLostError, match="lost before it reached the store"):
-            await system.equity(task_id)
-        response = await http.get(f"/backtests/{task_id}/equity")
-        assert response.status_code == 404
-        assert response.json()["error"]["code"] == "artifact_lost"
-        assert (await system.task(task_id)).status == "completed"  # the task itself is fine
-        assert 'coinbt_artifacts{state="failed"} 3' in (await http.get("/metrics")).text
+        [gone] = await wait_artifacts(system, lost, lambda rows: rows[0].state == "failed")
+        [corrupt] = await system.outbox.for_task(damaged)
+        assert "missing" in (gone.last_error or "")
+        assert "corrupt" in (corrupt.last_error or "")
+        for task_id in (lost, damaged):
+            with pytest.raises(ArtifactLostError, match="lost before it reached the store"):
+                await system.equity(task_id)
+            for path in ("equity", "fills", "trades"):
+                response = await http.get(f"/backtests/{task_id}/{path}")
+                assert response.status_code == 404, path
+                assert response.json()["error"]["code"] == "artifact_lost"
+            assert (await system.task(task_id)).status == "completed"  # the task itself is fine
+        assert 'coinbt_artifacts{state="failed"} 2' in (await http.get("/metrics")).text
 
 
 async def test_one_artifact_that_keeps_failing_does_not_hold_up_the_others(tmp_path: Path) -> None:

@@ -98,27 +98,27 @@ def test_audit_verify_artifacts_names_an_artifact_that_differs(
     db, task_ids = workload
     code, out, _ = run(capsys, "audit", "verify", "--db", str(db), "--artifacts")
     assert code == 0, out
-    assert "ok: 9 artifacts match the sha256 their events record" in out  # 3 runs x 3
+    assert "ok: 3 artifacts match the sha256 their events record" in out  # 3 runs x 1
     # Damage one stored artifact (the log and its hash chain are untouched).
-    damaged = db.parent / "artifacts" / "tasks" / f"{task_ids[2]}-1-trades.npy"
+    damaged = db.parent / "artifacts" / "tasks" / f"{task_ids[2]}-1-result.npz"
     data = bytearray(damaged.read_bytes())
     data[-1] ^= 0xFF
     damaged.write_bytes(bytes(data))
-    (db.parent / "artifacts" / "tasks" / f"{task_ids[3]}-1-fills.npy").unlink()
+    (db.parent / "artifacts" / "tasks" / f"{task_ids[3]}-1-result.npz").unlink()
     code, out, _ = run(capsys, "audit", "verify", "--db", str(db), "--artifacts", "--json")
     assert code == 1
     report = json.loads(out)
     assert report["ok"]  # the chain holds
     problems = {p["key"]: p["reason"] for p in report["artifacts"]["problems"]}
     assert problems.keys() == {
-        f"tasks/{task_ids[2]}-1-trades.npy",
-        f"tasks/{task_ids[3]}-1-fills.npy",
+        f"tasks/{task_ids[2]}-1-result.npz",
+        f"tasks/{task_ids[3]}-1-result.npz",
     }
-    assert "but the log records" in problems[f"tasks/{task_ids[2]}-1-trades.npy"]
-    assert "unreadable" in problems[f"tasks/{task_ids[3]}-1-fills.npy"]
+    assert "but the log records" in problems[f"tasks/{task_ids[2]}-1-result.npz"]
+    assert "unreadable" in problems[f"tasks/{task_ids[3]}-1-result.npz"]
     code, out, _ = run(capsys, "audit", "verify", "--db", str(db), "--artifacts")
     assert code == 1
-    assert f"BAD ARTIFACT tasks/{task_ids[2]}-1-trades.npy (task {task_ids[2]}, trades)" in out
+    assert f"BAD ARTIFACT tasks/{task_ids[2]}-1-result.npz (task {task_ids[2]}, result)" in out
 
 
 def test_audit_show_prints_a_tasks_history(
@@ -262,7 +262,7 @@ def test_replay_audit_and_migrate_on_postgres(
         capsys, "audit", "verify", "--db", dsn, "--artifacts", "--data-dir", data_dir
     )
     assert code == 0, out
-    assert "ok: 9 artifacts match the sha256 their events record" in out
+    assert "ok: 3 artifacts match the sha256 their events record" in out
     code, out, _ = run(capsys, "audit", "show", task_ids[0], "--db", dsn, "--json")
     assert code == 0
     assert [e["type"] for e in json.loads(out)] == ["Queued", "Cancelled"]

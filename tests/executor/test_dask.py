@@ -80,15 +80,13 @@ async def test_a_job_gives_the_local_executors_result_with_progress(
     for transfer, result in results.items():
         _same_run(result, expected)
         # Files are where the service asked for them, whether written there or sent back.
-        assert result.artifacts["equity"].path == str(tmp_path / f"dask-{transfer}-equity.npy")
+        assert result.artifacts["result"].path == str(tmp_path / f"dask-{transfer}-result.npz")
         # Progress from the remote process reached the caller, in order, below 100 %.
         assert progress[transfer], transfer
         assert progress[transfer] == sorted(progress[transfer])
         assert all(0 < p < 1 for p in progress[transfer])
     assert _names(tmp_path) == [  # and nothing else was left here
-        f"{run}-{name}.npy"
-        for run in ("dask-False", "dask-True", "local")
-        for name in ("equity", "fills", "trades")
+        f"{run}-result.npz" for run in ("dask-False", "dask-True", "local")
     ]
 
 
