@@ -14,6 +14,10 @@ with PostgreSQL's durable defaults (fsync on) like the tests do, --db needs an e
   batch-100      : one appender, 100-event appends
   replay-decoded : read the whole log back as typed events (read_all pages), events/s
   verify         : walk the whole hash chain, events/s
+
+Each row also gives this process's CPU time per event (all its threads; a PostgreSQL server's
+work is not in it): on a shared host the wall-clock rate depends on who else runs, the CPU
+cost much less.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ async def concurrent_single(
     open_store: OpenStore, appenders: int, per_appender: int
 ) -> dict[str, Any]:
     async with open_store() as store:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
 
         async def appender(worker: int) -> None:
             for n in range(per_appender):
@@ -62,13 +66,14 @@ async def concurrent_single(
         async with anyio.create_task_group() as tg:
             for worker in range(appenders):
                 tg.start_soon(appender, worker)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         stats = store.stats
     events = appenders * per_appender
     return {
         "events": events,
         "seconds": elapsed,
         "events_per_s": events / elapsed,
+        "cpu_us_per_event": cpu / events * 1e6,
         "transactions": stats["transactions"],
         "events_per_transaction": events / stats["transactions"],
     }
@@ -76,30 +81,32 @@ async def concurrent_single(
 
 async def serial(open_store: OpenStore, appends: int, size: int) -> dict[str, Any]:
     async with open_store() as store:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for n in range(appends):
             await store.append(f"s{size}-{n}", [_event(i) for i in range(size)], 0)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     events = appends * size
     return {
         "events": events,
         "seconds": elapsed,
         "events_per_s": events / elapsed,
+        "cpu_us_per_event": cpu / events * 1e6,
         "latency_ms": elapsed / appends * 1000,
     }
 
 
 async def replay(open_store: OpenStore) -> dict[str, Any]:
     async with open_store() as store:
-        timings = []
+        timings, cpu_times = [], []
         count = 0
         for _ in range(3):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             count, after = 0, 0
             while page := await store.read_all(after, 10_000):
                 count += len(page)
                 after = page[-1].position
             timings.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu)
         elapsed = statistics.median(timings)
         start = time.perf_counter()
         report = await store.verify()
@@ -109,6 +116,7 @@ async def replay(open_store: OpenStore) -> dict[str, Any]:
         "events": count,
         "seconds": elapsed,
         "events_per_s": count / elapsed,
+        "cpu_us_per_event": statistics.median(cpu_times) / count * 1e6,
         "verify_events_per_s": report.checked / verify_s,
     }
 
@@ -136,7 +144,10 @@ async def main_async(args: argparse.Namespace, dsn: str | None) -> dict[str, Any
 
 
 def print_table(results: dict[str, dict[str, Any]]) -> None:
-    print(f"{'store':<11} {'workload':<16} {'events':>9} {'seconds':>8} {'events/s':>11}  notes")
+    print(
+        f"{'store':<11} {'workload':<16} {'events':>9} {'seconds':>8} {'events/s':>11}"
+        f" {'cpu µs/event':>12}  notes"
+    )
     for store, workloads in results.items():
         for name, r in workloads.items():
             notes = ""
@@ -146,7 +157,7 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
                 notes = f"{r['latency_ms']:.2f} ms/append"
             elif "verify_events_per_s" in r:
                 notes = f"verify {r['verify_events_per_s']:,.0f} events/s"
-            rate = f"{r['events_per_s']:>11,.0f}"
+            rate = f"{r['events_per_s']:>11,.0f} {r['cpu_us_per_event']:>12.2f}"
             print(f"{store:<11} {name:<16} {r['events']:>9,} {r['seconds']:>8.2f} {rate}  {notes}")
 
 
