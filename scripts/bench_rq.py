@@ -7,7 +7,8 @@
 Both sides run the same work per task: ``coinbt.executor._child.execute`` (an sma_cross 10/30
 run on 300 synthetic bars, its ledger, metrics and digest, its artifact files written to disk).
 
-coinbt: the service in this process (SQLite, durable appends), the N specs submitted as one batch
+coinbt: the service in this process (SQLite, durable appends), started before the clock (its
+worker processes up and warm), the N specs submitted as one batch
 (``System.submit_batch``, DESIGN section 11), ``workers`` backtest processes, until every task is
 completed (Queued, Started, Completed in the log, fsync per commit), projected into the read
 models, its artifacts recorded in the outbox and moved into the artifact store. A worker runs a
@@ -16,15 +17,16 @@ job). "cpu" is the service process (``time.process_time``) and the worker proces
 (``RUSAGE_CHILDREN`` once they are reaped: start-up imports included).
 
 RQ: RQ 3 with Redis, installed by this script (``redis-server`` from Debian's packages if it is
-missing; RQ in its own virtualenv under ``~/.cache/coinbt-bench/rq``), the same N jobs enqueued
-with ``enqueue_many`` (each runs ``execute``: the job's result, a ``JobResult``, is pickled into
-Redis), ``workers`` ``SimpleWorker`` processes in burst mode (at nice 10, like coinbt's worker
-processes), from the first enqueue until the
-last job ended (the latest ``ended_at`` RQ recorded: RQ 3.0 burst workers with redis-py 8 linger
-~60 s after their last job in their pubsub thread, so the script stops them once every job is
-finished or failed instead of waiting for them to exit). Redis runs with its defaults minus
-persistence (no RDB, no AOF): RQ's queue is not durable here, coinbt's log is. "cpu" is the
-enqueuing process and the workers (not redis-server).
+missing; RQ in its own virtualenv under ``~/.cache/coinbt-bench/rq``). ``workers`` ``SimpleWorker``
+processes (at nice 10, like coinbt's worker processes) are started and each given a warm-up job
+first, so that, like coinbt's, they are up and have imported the engine when the clock starts.
+Then the same N jobs are enqueued with ``enqueue_many`` by a client process (each runs
+``execute``; its result, a ``JobResult``, is pickled into Redis), timed from the moment the
+client began enqueuing (after its imports: coinbt's submit runs in a process already up) until
+the last job ended (the latest ``ended_at`` RQ recorded). The workers are then killed: in burst
+mode an RQ 3.0 worker with redis-py 8 lingers ~60 s after its last job. Redis runs with its
+defaults minus persistence (no RDB, no AOF): RQ's queue is not durable here, coinbt's log is.
+"cpu" is the enqueuing processes and the workers' whole lives (not redis-server).
 
 ``--no-rq`` runs coinbt alone; ``--profile FILE`` writes a cProfile of the service process.
 
@@ -91,6 +93,27 @@ def ensure_rq_venv() -> Path:
 _NICE = ["nice", "-n", "10"] if shutil.which("nice") else []
 
 
+def enqueue(
+    url: str, queue: str, first: int, n: int, out: str, env: dict[str, str], python: Path
+) -> tuple[datetime, float]:
+    """Enqueue jobs ``first`` to ``first + n`` with ``enqueue_many`` from a client process;
+    when it began (after its imports) and how long it took."""
+    done = subprocess.run(
+        [str(python), "-c", _ENQUEUE, url, queue, str(first), str(n), out],
+        check=True, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    began, seconds = done.stdout.split()
+    return datetime.fromisoformat(began), float(seconds)
+
+
+def _wait_jobs(port: int, queue: str, n: int, procs: list[subprocess.Popen[bytes]]) -> None:
+    """Wait until ``n`` jobs of ``queue`` finished or failed (polling Redis: a benchmark)."""
+    while _zcard(port, f"rq:finished:{queue}") + _zcard(port, f"rq:failed:{queue}") < n:
+        if all(p.poll() is not None for p in procs):
+            raise SystemExit("every RQ worker exited before the jobs were done")
+        time.sleep(0.02)
+
+
 def _zcard(port: int, key: str) -> int:
     """ZCARD ``key`` on the Redis at ``port`` (a raw RESP request: no client in this venv)."""
     with socket.create_connection(("127.0.0.1", port)) as conn:
@@ -106,13 +129,16 @@ def free_port() -> int:
 
 
 _ENQUEUE = """
-import sys, msgspec
+import sys, time
+from datetime import UTC, datetime
 from redis import Redis
 from rq import Queue
 from coinbt.events import SyntheticSpec
 from coinbt.executor.base import Job
-url, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-q = Queue("bench", connection=Redis.from_url(url))
+url, queue, out = sys.argv[1], sys.argv[2], sys.argv[5]
+first, n = int(sys.argv[3]), int(sys.argv[4])
+q = Queue(queue, connection=Redis.from_url(url))
+started_at, start = datetime.now(UTC), time.perf_counter()
 jobs = [
     Queue.prepare_data(
         "coinbt.executor._child.execute",
@@ -122,9 +148,10 @@ jobs = [
                   out_dir=f"{out}/t{i}", synthetic=SyntheticSpec(bars=300, seed=i + 1)),),
         result_ttl=600,
     )
-    for i in range(n)
+    for i in range(first, first + n)
 ]
 q.enqueue_many(jobs)
+print(started_at.isoformat(), time.perf_counter() - start)
 """
 
 
@@ -162,22 +189,18 @@ def run_rq(tasks: int, workers: int) -> dict[str, Any]:
                     break
                 time.sleep(0.05)
             children = _children_cpu()
-            started_at = datetime.now(UTC)
-            start = time.perf_counter()
-            subprocess.run([str(python), "-c", _ENQUEUE, url, str(tasks), tmp], check=True, env=env)
-            enqueued = time.perf_counter() - start
             procs = [
                 subprocess.Popen(
                     [
                         *_NICE,
                         str(VENV / "bin" / "rq"),
                         "worker",
-                        "--burst",
                         "--url",
                         url,
                         "--worker-class",
                         "rq.SimpleWorker",
                         "--quiet",
+                        "warm",
                         "bench",
                     ],
                     env=env,
@@ -186,20 +209,18 @@ def run_rq(tasks: int, workers: int) -> dict[str, Any]:
                 )
                 for _ in range(workers)
             ]
-            # RQ's burst workers end their jobs, then hang ~60 s at exit (RQ 3.0 with redis-py
-            # 8: the pubsub thread's 60 s sleep): wait for the jobs, not for the exit.
-            while _zcard(port, "rq:finished:bench") + _zcard(port, "rq:failed:bench") < tasks:
-                if all(p.poll() is not None for p in procs):
-                    break
-                time.sleep(0.05)
+            # Warm, like coinbt's worker processes when its clock starts: each worker has
+            # started and run one job (importing the engine) before the timed batch.
+            enqueue(url, "warm", tasks, workers, tmp, env, python)
+            _wait_jobs(port, "warm", workers, procs)
+            started_at, enqueued = enqueue(url, "bench", 0, tasks, tmp, env, python)
+            _wait_jobs(port, "bench", tasks, procs)
+            # Done: stop them. (Burst mode is no help: an RQ 3.0 worker with redis-py 8 lingers
+            # ~60 s after its last job, in its pubsub thread's sleep.)
             for p in procs:
-                try:
-                    p.wait(timeout=2)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-            exited = time.perf_counter() - start
-            cpu = _children_cpu() - children  # the enqueuing process and the workers
+                p.kill()
+                p.wait()
+            cpu = _children_cpu() - children  # the enqueuing processes and the workers
             check = subprocess.run([str(python), "-c", _FINISHED, url], check=True,
                                    capture_output=True, text=True)  # fmt: skip
             finished, failed, last = check.stdout.split()
@@ -214,7 +235,6 @@ def run_rq(tasks: int, workers: int) -> dict[str, Any]:
         "enqueue_seconds": enqueued,
         "cpu_seconds": cpu,
         "tasks_per_s": tasks / elapsed,
-        "workers_exited_seconds": exited,
         "finished": int(finished),
         "failed": int(failed),
     }
@@ -356,8 +376,7 @@ def main() -> int:
             f"{'rq':<8} {r['tasks']:>6} {r['workers']:>7} {r['seconds']:>8.2f} "
             f"{r['tasks_per_s']:>8,.0f}  enqueued in {r['enqueue_seconds']:.2f} s; "
             f"{r['finished']} finished, {r['failed']} failed; "
-            f"cpu: enqueue + workers {r['cpu_seconds']:.2f} s; "
-            f"workers stopped after {r['workers_exited_seconds']:.2f} s"
+            f"cpu: enqueue + workers {r['cpu_seconds']:.2f} s"
         )
         print(f"coinbt / rq: {results['ratio']:.2f}x")
     if args.large:

@@ -18,7 +18,9 @@ Fills artifacts written before ``reason`` and ``asset`` existed lack those colum
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -147,17 +149,50 @@ def load_array(data: bytes) -> NDArray[Any]:
 def save_arrays(arrays: Mapping[str, NDArray[Any]]) -> bytes:
     """Several tables in one uncompressed ``.npz`` (``numpy.load`` reads it): a member
     ``<name>.npy`` per table, with fixed timestamps so the same tables make the same bytes."""
+    members = [(f"{name}.npy".encode(), _npy_parts(array)) for name, array in arrays.items()]
+    if sum(len(part) for _, parts in members for part in parts) >= _ZIP32_LIMIT:
+        return _save_zip64(members)
+    # A plain zip written by hand (zipfile's per-member bookkeeping was a quarter of a tiny
+    # run's artifact time): per member a local header and its bytes, then the central
+    # directory. Stored (no compression), no data descriptors, dates 1980-01-01.
+    out: list[bytes | memoryview] = []
+    central: list[bytes] = []
+    offset = 0
+    for name, parts in members:
+        crc, size = 0, 0
+        for part in parts:
+            crc = zlib.crc32(part, crc)
+            size += len(part)
+        fields = (20, 0, 0, 0, _DOS_DATE, crc, size, size, len(name))
+        local = _LOCAL.pack(_LOCAL_SIG, *fields, 0) + name
+        central.append(_CENTRAL.pack(_CENTRAL_SIG, 20, *fields, 0, 0, 0, 0, 0, offset) + name)
+        out += (local, *parts)
+        offset += len(local) + size
+    directory = b"".join(central)
+    out += (
+        directory,
+        _END.pack(_END_SIG, 0, 0, len(members), len(members), len(directory), offset, 0),
+    )
+    return b"".join(out)
+
+
+_ZIP32_LIMIT = 0xFFFF_0000  # bytes: beyond it, zip64 records (zipfile writes them)
+_DOS_DATE = (1 << 5) | 1  # 1980-01-01, time 00:00:00
+_LOCAL_SIG, _CENTRAL_SIG, _END_SIG = 0x04034B50, 0x02014B50, 0x06054B50
+_LOCAL = struct.Struct("<IHHHHHIIIHH")
+_CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
+_END = struct.Struct("<IHHHHIIH")
+
+
+def _save_zip64(members: list[tuple[bytes, tuple[bytes | memoryview, ...]]]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name, array in arrays.items():
-            info = zipfile.ZipInfo(f"{name}.npy", _EPOCH)
-            with archive.open(info, "w", force_zip64=array.nbytes > 1 << 30) as member:
-                for part in _npy_parts(array):
+        for name, parts in members:
+            info = zipfile.ZipInfo(name.decode(), (1980, 1, 1, 0, 0, 0))
+            with archive.open(info, "w", force_zip64=True) as member:
+                for part in parts:
                     member.write(part)
     return buffer.getvalue()
-
-
-_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def load_arrays(data: bytes) -> dict[str, NDArray[Any]]:
