@@ -45,19 +45,33 @@ class GroupCommitWriter:
         self.batches = 0
         self.appends = 0
 
-    async def submit(self, request: Append) -> list[StoredEvent]:
+    def submit(self, request: Append) -> Awaitable[list[StoredEvent]]:
+        """Queue ``request``; await the result for its stored events (or its error).
+
+        A plain function returning the append's future while the queue has room: no coroutine
+        of its own, so an append's round trip is one frame shorter on the event loop, which
+        is where a group commit's appenders spend most of their time.
+        """
+        if len(self._queue) < self._capacity and not self._closed:
+            return self._enqueue(request)
+        return self._submit_when_room(request)
+
+    async def _submit_when_room(self, request: Append) -> list[StoredEvent]:
         while len(self._queue) >= self._capacity and not self._closed:
             if self._room is None:
                 self._room = anyio.Event()
             await self._room.wait()
         if self._closed:
             raise ShuttingDownError("the event store is closed")
+        return await self._enqueue(request)
+
+    def _enqueue(self, request: Append) -> asyncio.Future[list[StoredEvent]]:
         future: asyncio.Future[list[StoredEvent]] = asyncio.get_running_loop().create_future()
         self._queue.append((request, future))
         if self._wake is not None:
             self._wake.set()
             self._wake = None
-        return await future
+        return future
 
     def close(self) -> None:
         """Take no more appends; the writer finishes what is queued, then returns."""

@@ -1,0 +1,53 @@
+"""The group-commit writer: batches what queued during a commit, backpressure, shutdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from coinbt.backends.sqlite import open_sqlite_store
+from coinbt.errors import ShuttingDownError
+from coinbt.events import StoredEvent
+from coinbt.store._batch import Append, AppendRequest
+from coinbt.store._writer import GroupCommitWriter, Outcome
+from tests.factories import queued
+
+
+async def test_a_full_queue_makes_appenders_wait_for_room() -> None:
+    gate = anyio.Event()
+    batches: list[list[str]] = []
+
+    async def commit(requests: list[Append]) -> list[Outcome]:
+        await gate.wait()
+        batches.append([r.stream_id for r in requests if isinstance(r, AppendRequest)])
+        return [[] for _ in requests]
+
+    writer = GroupCommitWriter(commit, capacity=2)
+    done: list[list[StoredEvent]] = []
+
+    async def append(n: int) -> None:
+        done.append(await writer.submit(AppendRequest(f"s{n}", [queued()], 0)))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            await tg.start(writer.run)
+            for n in range(5):
+                tg.start_soon(append, n)
+            await anyio.wait_all_tasks_blocked()
+            # s0 and s1 are being committed, s2 and s3 fill the queue, s4 waits for room.
+            assert (batches, done, writer.appends) == ([], [], 0)
+            gate.set()
+            while len(done) < 5:
+                await anyio.wait_all_tasks_blocked()
+            writer.close()
+    assert batches == [["s0", "s1"], ["s2", "s3"], ["s4"]]
+
+
+async def test_appending_to_a_closed_store_is_refused(tmp_path: Path) -> None:
+    async with open_sqlite_store(tmp_path / "log.db") as store:
+        [stored] = await store.append("a", [queued()], 0)
+    assert stored.version == 1
+    with pytest.raises(ShuttingDownError):
+        await store.append("a", [queued()], 1)
