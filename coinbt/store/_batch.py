@@ -47,19 +47,22 @@ Row = tuple[int, str, int, str, int, int, bytes, bytes]
 class AppendRequest(msgspec.Struct, gc=False):
     """One caller's append, with its payloads encoded up front (outside the writer).
 
-    A ``gc=False`` struct (it holds events and bytes, so no reference cycles): thousands wait in
-    the writer's queue during a commit, and as GC-tracked objects they made the collector run
-    more often; measured, the event loop's share of an append fell from 5.3 to 4.7 µs.
+    A ``gc=False`` struct (it holds events and bytes, so no reference cycles), its payloads a
+    tuple (of bytes only, which the collector stops tracking at its first pass): thousands wait
+    in the writer's queue during a commit, and as tracked objects that outlive a young
+    collection they made full collections more frequent. Measured: the event loop's share of an
+    append fell from 5.3 to 4.7 µs (the struct), collections per 100,000 appends from 561 to
+    451 (the tuple).
     """
 
     stream_id: str
     events: Sequence[TaskEvent]
     expected_version: int
-    payloads: list[bytes] = []
+    payloads: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.payloads:
-            self.payloads = [encode_payload(e) for e in self.events]
+            self.payloads = tuple([encode_payload(e) for e in self.events])
 
 
 @dataclass(slots=True)
