@@ -24,8 +24,8 @@ def is_dsn(db: str | Path) -> bool:
 
 
 def parse_db(value: str) -> Path | str:
-    """A ``--db`` value: a DSN stays a string, anything else is a path."""
-    return value if is_dsn(value) else Path(value)
+    """A ``--db`` value: a DSN or ``memory:`` stays a string, anything else is a path."""
+    return value if is_dsn(value) or is_memory(value) else Path(value)
 
 
 def describe_db(db: str | Path) -> str:

@@ -41,6 +41,7 @@ from coinbt.backends.postgres.live import ProgressRelay
 from coinbt.backup import PeriodicBackups
 from coinbt.clock import Clock, IdFactory, SystemClock, random_ids
 from coinbt.datasets import Catalog
+from coinbt.dburl import is_memory
 from coinbt.errors import (
     ArtifactLostError,
     ArtifactPendingError,
@@ -111,7 +112,9 @@ class Config:
     def data_path(self) -> Path:
         if self.data_dir is not None:
             return self.data_dir
-        return Path("coinbt-data") if is_dsn(self.db) else Path(self.db).parent
+        if is_dsn(self.db) or is_memory(self.db):
+            return Path("coinbt-data")
+        return Path(self.db).parent
 
 
 def _recorded(spec: TaskSpec, plan: DataPlan) -> TaskSpec:
@@ -453,6 +456,8 @@ async def _open_system(config: Config) -> AsyncIterator[System]:
     staging = data / "staging"
     staging.mkdir(parents=True, exist_ok=True)
     workers_count = defaults.worker_count() if config.workers is None else config.workers
+    if config.backup_to is not None and is_memory(config.db):
+        raise BackupError("--db memory: keeps nothing to back up")
     if config.backup_to is not None and is_dsn(config.db):
         raise BackupError(
             "periodic backups copy a SQLite file; back up a PostgreSQL database with its own "

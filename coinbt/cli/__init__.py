@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from coinbt import __version__
+from coinbt.dburl import is_memory
 from coinbt.errors import CoinbtError
 
 __all__ = ("COMMAND_MODULES", "build_parser", "main")
@@ -50,6 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 check failed, 2 bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if is_memory(getattr(args, "db", None)) and not getattr(args, "memory_ok", False):
+        print(
+            "coinbt: error: --db memory: keeps nothing once a command ends; "
+            "only 'coinbt serve' can use it",
+            file=sys.stderr,
+        )
+        return 2
     try:
         status: int = args.func(args)
     except CoinbtError as e:

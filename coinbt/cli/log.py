@@ -28,8 +28,8 @@ def add_db_argument(parser: argparse.ArgumentParser) -> None:
         type=parse_db,
         default=parse_db(os.environ.get("COINBT_DB", DEFAULT_DB)),
         metavar="PATH|DSN",
-        help=f"the SQLite database, or a postgresql://user@host/db DSN "
-        f"(default: $COINBT_DB or {DEFAULT_DB})",
+        help=f"the SQLite database, or a postgresql://user@host/db DSN; coinbt serve also "
+        f"takes memory: (nothing kept) (default: $COINBT_DB or {DEFAULT_DB})",
     )
 
 

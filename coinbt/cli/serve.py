@@ -121,7 +121,7 @@ def register(subparsers: Any) -> None:
         "$COINBT_STRATEGY_PATH, which the worker processes inherit; docs/strategies.md)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    serve.set_defaults(func=_serve)
+    serve.set_defaults(func=_serve, memory_ok=True)
 
 
 def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
@@ -146,6 +146,7 @@ def _float_env(name: str) -> float | None:
 def _serve(args: argparse.Namespace) -> int:
     import anyio
 
+    from coinbt.dburl import is_memory
     from coinbt.errors import InvalidRequestError
     from coinbt.runtime import Config
     from coinbt.server import ServeOptions, ready_message, serve
@@ -158,6 +159,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise InvalidRequestError("must be a positive number of seconds", field="--heartbeat")
     if args.backup_every is not None and not args.backup_every > 0:
         raise InvalidRequestError("must be a positive number of seconds", field="--backup-every")
+    if args.backup_to is not None and is_memory(args.db):
+        raise InvalidRequestError("--db memory: keeps nothing to back up", field="--backup-to")
     if (args.backup_every is None) != (args.backup_to is None):
         raise InvalidRequestError(
             "periodic backups need both --backup-to URL and --backup-every SECONDS",
