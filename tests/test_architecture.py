@@ -450,3 +450,39 @@ def test_building_the_command_line_imports_no_msgspec() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.split() == ["None", "False"]
+
+
+_BACKENDS = _PACKAGE / "backends"
+
+
+def _all_imports(tree: ast.Module) -> list[str]:
+    """Every coinbt module imported anywhere in the module, lazily or not."""
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append(node.module)
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+    return [m for m in found if m == "coinbt" or m.startswith("coinbt.")]
+
+
+@pytest.mark.parametrize(
+    "path", sorted(_BACKENDS.glob("*/*.py")), ids=lambda p: _module(p).removeprefix("coinbt.")
+)
+def test_a_backend_imports_no_other_backend(path: Path) -> None:
+    """Each backend package stands alone on the shared code below it (docs/storage.md)."""
+    mine = path.relative_to(_BACKENDS).parts[0]
+    others = [
+        target
+        for target in _all_imports(ast.parse(path.read_text()))
+        if target.startswith("coinbt.backends.") and target.split(".")[2] != mine
+    ]
+    assert others == [], f"{_module(path)} imports another backend: {others}"
+
+
+def test_every_backend_is_checked() -> None:
+    kinds = sorted(p.name for p in _BACKENDS.iterdir() if (p / "__init__.py").is_file())
+    assert kinds == ["memory", "postgres", "sqlite"]
+    assert _all_imports(ast.parse("def f():\n    from coinbt.backends.sqlite import x\n")) == [
+        "coinbt.backends.sqlite"
+    ]
