@@ -27,7 +27,7 @@ LADDER: tuple[tuple[str, ...], ...] = (
     ("coinbt.errors", "coinbt.clock", "coinbt.dburl", "coinbt.defaults", "coinbt.__init__"),
     ("coinbt.events",),
     ("coinbt.engine",),
-    ("coinbt.lifecycle",),
+    ("coinbt.lifecycle", "coinbt.scheduler"),
     (
         "coinbt.store",
         "coinbt.artifacts",

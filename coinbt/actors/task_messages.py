@@ -1,42 +1,31 @@
-"""What the TaskManager's mailbox takes, and what it answers (``coinbt.actors.task_manager``)."""
+"""What the TaskManager's mailbox takes, and what it answers (``coinbt.actors.task_manager``).
+
+The requests below carry a :class:`~coinbt.actors.base.Reply`; the TaskManager turns each into the
+scheduler's message (``coinbt.scheduler``). Append and load outcomes, and events followed on a
+shared log, come back into the mailbox as the scheduler's own messages."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from coinbt.actors.base import Reply
-from coinbt.events import StoredEvent, TaskSpec
+from coinbt.events import TaskSpec
 from coinbt.lifecycle import Complete, Fail, TaskState
+from coinbt.scheduler import Claim, Committed, Followed, Loaded, LoadFailed, Refused, Submitted
 
 __all__ = (
     "CancelTask",
     "Claim",
     "ClaimTask",
     "FinishTask",
-    "Followed",
-    "Loaded",
     "Message",
     "RecoverTask",
+    "Request",
     "RequeueTask",
     "SubmitBatch",
     "SubmitTask",
     "Submitted",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Submitted:
-    task_id: str
-    position: int  # the position of its Queued event (wait for the projection to reach it)
-    existing: bool = False  # an earlier submission with the same idempotency key
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    task_id: str
-    spec: TaskSpec
-    attempt: int
-    version: int  # the stream's version after Started: results are appended at it
 
 
 @dataclass(slots=True)
@@ -61,8 +50,6 @@ class CancelTask:
     task_id: str
     reason: str
     reply: Reply[int]  # position to wait for (0: nothing appended, already cancelled)
-    loaded: TaskState | None = None
-    tries: int = 0  # decided again after a refused append (another process changed the task)
 
 
 @dataclass(slots=True)
@@ -93,21 +80,6 @@ class RequeueTask:
 
 
 @dataclass(slots=True)
-class Loaded:
-    """A task's state loaded from the log by a helper, handed back through the mailbox."""
-
-    state: TaskState
-    then: CancelTask
-
-
-@dataclass(slots=True)
-class Followed:
-    """Events read from the log (appended by any process), in order, from where it left off."""
-
-    events: list[StoredEvent]
-
-
-@dataclass(slots=True)
 class RecoverTask:
     """``state`` (read from the log under the dead owner's lock) was left running by a process
     that is gone: re-queue it (or fail it)."""
@@ -117,14 +89,6 @@ class RecoverTask:
     reply: Reply[int]
 
 
-Message = (
-    SubmitTask
-    | SubmitBatch
-    | CancelTask
-    | ClaimTask
-    | FinishTask
-    | RequeueTask
-    | Loaded
-    | Followed
-    | RecoverTask
-)
+Request = SubmitTask | SubmitBatch | CancelTask | ClaimTask | FinishTask | RequeueTask | RecoverTask
+
+Message = Request | Committed | Refused | Loaded | LoadFailed | Followed
