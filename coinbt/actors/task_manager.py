@@ -99,7 +99,7 @@ class TaskManager(Actor[Message]):
             instance_id=None if liveness is None else liveness.instance_id,
             finished_cache=finished_cache,
         )
-        self._changed = anyio.Event()
+        self._changed: anyio.Event | None = None  # created by a waiter, set by the next step
 
     # --- what others may read --------------------------------------------------------------------
 
@@ -137,12 +137,17 @@ class TaskManager(Actor[Message]):
     async def wait_no_running(self) -> None:
         """Return once no task runs on this process's workers."""
         while self._s.running:
-            await self._changed.wait()
+            await self._next_step()
 
     async def wait_idle(self) -> None:
         """Return once :attr:`idle`."""
         while not self.idle:
-            await self._changed.wait()
+            await self._next_step()
+
+    async def _next_step(self) -> None:
+        if self._changed is None:
+            self._changed = anyio.Event()
+        await self._changed.wait()
 
     # --- start-up --------------------------------------------------------------------------------
 
@@ -239,8 +244,9 @@ class TaskManager(Actor[Message]):
                     self._tg.start_soon(self._load, task_id, retry)
                 case sched.Log(level=level, text=text):
                     log.log(level, "%s", text)
-        self._changed.set()
-        self._changed = anyio.Event()
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
     # --- performing effects (in the task group; outcomes come back through the mailbox) ----------
 
