@@ -68,6 +68,7 @@ from coinbt.scheduler import (
     WorkerLost,
     keyed_task_id,
     step,
+    unanswered,
 )
 from tests.factories import completed, spec
 
@@ -340,6 +341,16 @@ def test_start_up_requeues_what_a_dead_process_left_running() -> None:
     assert list(s.queue) == ["a"]
 
 
+def test_what_a_scheduler_still_owes_is_listed_for_a_restart() -> None:
+    s, log = Scheduler(_counter()), MemoryLog()
+    queued = _only(step(s, SubmitAsked("submit", spec(), None, 300)), Append)
+    step(s, CancelAsked("cancel", "t1", "user"))  # waits for the Queued
+    step(s, ClaimAsked("claim", "w1"))
+    assert set(unanswered(s)) == {"submit", "cancel", "claim"}
+    step(s, perform(log, queued))  # answers the submission, decides the cancel
+    assert set(unanswered(s)) == {"cancel", "claim"}
+
+
 def test_a_lost_worker_requeues_its_task_first_in_line() -> None:
     s, log = Scheduler(_counter()), MemoryLog()
     claim = _running_task(s, log)
@@ -367,6 +378,7 @@ class SchedulerModel(RuleBasedStateMachine):
         self.inbox: list[Message] = []  # outcomes performed, not delivered yet
         self.grants: list[tuple[Claim, str]] = []  # runs a worker has not reported yet
         self.granted: set[tuple[str, int]] = set()  # every Started granted (task, version)
+        self.asked: set[Handle] = set()
         self.answered: set[Handle] = set()
         self.checked = 0  # log events checked by the terminal invariant
         self.followed = 0
@@ -384,6 +396,9 @@ class SchedulerModel(RuleBasedStateMachine):
     # --- performing effects and checking answers ------------------------------------------------
 
     def step(self, message: Message) -> None:
+        handle = getattr(message, "handle", None)
+        if isinstance(handle, Handle) and handle not in self.answered:
+            self.asked.add(handle)
         for effect in step(self.s, message):
             match effect:
                 case Append() | AppendAll() | Load():
@@ -570,6 +585,7 @@ class SchedulerModel(RuleBasedStateMachine):
         self.effects.clear()
         self.inbox.clear()
         self.grants.clear()
+        self.answered.update(h for h in unanswered(self.s) if isinstance(h, Handle))
         self.s = self._fresh()
         states = [self.log.state(t) for t in sorted(self.log.streams)]
         unfinished = [state for state in states if not state.is_terminal]
@@ -608,6 +624,12 @@ class SchedulerModel(RuleBasedStateMachine):
             earlier = stream[: stored.version - 1]
             assert not any(_terminal(e.event) for e in earlier), "an event after the end"
         self.checked = len(self.log.events)
+
+    @invariant()
+    def every_request_is_answered_or_still_owed(self) -> None:
+        """No reply is lost: what was asked and not answered is what the scheduler still owes."""
+        owed = set(unanswered(self.s))
+        assert owed == {h for h in self.asked if h not in self.answered}
 
     def teardown(self) -> None:
         """Let everything run to the end: every task then has exactly one terminal event, and

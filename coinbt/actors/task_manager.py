@@ -154,9 +154,9 @@ class TaskManager(Actor[Message]):
     async def on_start(self, tg: TaskGroup) -> None:
         self._tg = tg
         old = self._s
-        if self._recovered:  # a restart after a failure: waiting workers must ask again
-            for claim in old.claims:
-                _reply(claim.handle).fail(CoinbtError("the task manager restarted; ask again"))
+        if self._recovered:  # a restart after a failure: whoever waits for an answer asks again
+            for handle in sched.unanswered(old):
+                _reply(handle).fail(CoinbtError("the task manager restarted; ask again"))
         self._s = sched.Scheduler(
             old.ids,
             queue_capacity=old.queue_capacity,

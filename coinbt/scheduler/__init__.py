@@ -26,7 +26,14 @@ completed", not found) agrees with the log. A cancel refused by the log (another
 the task) is decided again on the reloaded state.
 """
 
-from coinbt.scheduler._core import CANCEL_TRIES, SMALL_BARS, Scheduler, keyed_task_id, step
+from coinbt.scheduler._core import (
+    CANCEL_TRIES,
+    SMALL_BARS,
+    Scheduler,
+    keyed_task_id,
+    step,
+    unanswered,
+)
 from coinbt.scheduler.messages import (
     Abort,
     Append,
@@ -86,4 +93,5 @@ __all__ = (
     "WorkerLost",
     "keyed_task_id",
     "step",
+    "unanswered",
 )

@@ -47,7 +47,7 @@ from coinbt.scheduler.messages import (
     WorkerLost,
 )
 
-__all__ = ("CANCEL_TRIES", "SMALL_BARS", "Scheduler", "keyed_task_id", "step")
+__all__ = ("CANCEL_TRIES", "SMALL_BARS", "Scheduler", "keyed_task_id", "step", "unanswered")
 
 SMALL_BARS = defaults.SMALL_BARS
 """Tasks on at most this many bars run in milliseconds: a worker may claim many at once (one
@@ -154,6 +154,20 @@ class Scheduler:
         if self.instance_id is None:
             return True
         return "/" in worker_id and worker_id.split("/", 1)[0] == self.instance_id
+
+
+def unanswered(s: Scheduler) -> list[object]:
+    """Every reply handle ``s`` still owes an answer (a restart answers them: ask again)."""
+    handles: list[object] = [claim.handle for claim in s.claims]
+    for pending in s.pending.values():
+        then = pending.then
+        handles.append(then.claimed.handle if then.claimed is not None else then.handle)
+    for loading in s.loading.values():
+        handles += [e.handle for e in loading.then if isinstance(e, ReplyError)]
+    for messages in s.blocked.values():
+        handles += [m.handle for m in messages]
+    unique: dict[int, object] = {id(h): h for h in handles if h is not None}
+    return list(unique.values())
 
 
 def keyed_task_id(key: str) -> str:
