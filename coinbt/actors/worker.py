@@ -23,6 +23,7 @@ from pathlib import Path
 import anyio
 import msgspec
 from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
 
 from coinbt.actors.base import Actor
 from coinbt.actors.task_manager import Claim, ClaimTask, FinishTask, RequeueTask, TaskManager
@@ -121,42 +122,67 @@ class Worker(Actor[Abort]):
         # a later claim of the same task (re-queued on a shared log) after its Started.
 
     async def _work(self) -> None:
-        while True:
-            # A claim records Started: none while the executor cannot run anything (a lost Dask
-            # scheduler), so queued tasks stay queued and use no attempt.
-            await self._executor.wait_available()
-            self._claiming = True
-            try:
-                claims: list[Claim] = await self._tm.ask(
-                    lambda reply: ClaimTask(self.worker_id, reply, self._batch)
-                )
-            except ShuttingDownError:
-                return
-            except CoinbtError as e:
-                log.warning("%s: claiming a task failed (%s); asking again", self.name, e)
-                await anyio.sleep(0.05)
-                continue
-            finally:
-                self._claiming = False
-            self._held = {(claim.task_id, claim.attempt) for claim in claims}
-            self._aborted &= self._held  # the rest were for runs that ended before
-            if len(claims) > 1 and isinstance(self._executor, BatchExecutor):
-                self.busy = True
+        """Run the claims the claimer hands over, one claim after another."""
+        send, receive = anyio.create_memory_object_stream[tuple[list[Claim], anyio.Event]](0)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._claim, send)
+            async with receive:
+                async for claims, finished in receive:
+                    try:
+                        await self._run_claims(claims)
+                    finally:
+                        finished.set()
+
+    async def _claim(self, send: MemoryObjectSendStream[tuple[list[Claim], anyio.Event]]) -> None:
+        """Ask the TaskManager for work and hand each claim to :meth:`_work`. While a batch of
+        small tasks runs, the next claim is asked for already (its Started commit then overlaps
+        the batch instead of idling the worker process between batches); a claim of one task,
+        perhaps a long one, is run before the next claim is asked for (no task is started to wait
+        behind it)."""
+        async with send:
+            while True:
+                # A claim records Started: none while the executor cannot run anything (a lost
+                # Dask scheduler), so queued tasks stay queued and use no attempt.
+                await self._executor.wait_available()
+                self._claiming = True
                 try:
-                    claims = await self._run_batch(self._executor, claims)
-                finally:
-                    self.busy = False
-            for claim in claims:
-                run = (claim.task_id, claim.attempt)
-                self._held.discard(run)
-                if run in self._aborted:
-                    self._aborted.discard(run)
+                    claims: list[Claim] = await self._tm.ask(
+                        lambda reply: ClaimTask(self.worker_id, reply, self._batch)
+                    )
+                except ShuttingDownError:
+                    return
+                except CoinbtError as e:
+                    log.warning("%s: claiming a task failed (%s); asking again", self.name, e)
+                    await anyio.sleep(0.05)
                     continue
-                self.busy = True
-                try:
-                    await self._run(claim)
                 finally:
-                    self.busy = False
+                    self._claiming = False
+                # The runs in hand: this claim's, and those of a claim still running.
+                self._held |= {(claim.task_id, claim.attempt) for claim in claims}
+                self._aborted &= self._held  # the rest were for runs that ended before
+                finished = anyio.Event()
+                await send.send((claims, finished))
+                if len(claims) <= 1:
+                    await finished.wait()
+
+    async def _run_claims(self, claims: list[Claim]) -> None:
+        if len(claims) > 1 and isinstance(self._executor, BatchExecutor):
+            self.busy = True
+            try:
+                claims = await self._run_batch(self._executor, claims)
+            finally:
+                self.busy = False
+        for claim in claims:
+            run = (claim.task_id, claim.attempt)
+            self._held.discard(run)
+            if run in self._aborted:
+                self._aborted.discard(run)
+                continue
+            self.busy = True
+            try:
+                await self._run(claim)
+            finally:
+                self.busy = False
 
     async def _run(self, claim: Claim) -> None:
         """Run one claimed task; report its outcome in the background and go on."""

@@ -96,6 +96,28 @@ async def test_a_claim_of_small_tasks_runs_in_one_round_trip(open_system: OpenSy
     assert len(digests) == BATCH  # five seeds, five different runs
 
 
+async def test_the_next_claim_is_taken_while_a_batch_runs(open_system: OpenSystem) -> None:
+    """While a batch of small tasks runs, its worker already holds its next claim (their Started
+    committed meanwhile), so it goes on without waiting between batches."""
+    factory, made = recording()
+    async with open_system(workers=1, executor=factory) as system:
+        made[0].gated = True
+        views = await system.submit_batch([tiny(seed=s) for s in range(1, 71)])
+        ids = [v.task_id for v in views]
+        with anyio.fail_after(30):
+            await made[0].entered.wait()  # the first claim's batch (64 tasks) is held
+            while True:  # ... and the other 6 are claimed (Started) meanwhile
+                seen = system.projector.position
+                if (await system.read.counts())["running"] == 70:
+                    break
+                await system.projector.wait_for(seen + 1)
+        assert made[0].batches == [ids[:64]]
+        made[0].gate.set()
+        await system.drain()
+        assert made[0].batches == [ids[:64], ids[64:]]
+        assert (await system.read.counts())["completed"] == 70
+
+
 async def test_a_task_cancelled_while_its_batch_runs_stays_cancelled(
     open_system: OpenSystem,
 ) -> None:
