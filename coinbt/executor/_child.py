@@ -2,7 +2,8 @@
 
 The parent sends a ``Job`` (a msgpack map), a batch of small jobs ``["batch", [Job, ...]]`` or a
 plain call ``["call", "module:function", args, bars]`` (a msgpack array: a sweep chunk, see
-``coinbt.executor._calls``). Messages back are msgpack arrays: ``["progress", fraction]``,
+``coinbt.executor._calls``). Messages back are msgpack arrays: first ``["ready"]`` once the
+process has imported the engine, then per request ``["progress", fraction]``,
 ``["done", JobResult or the call's value]``, ``["error", type, message]``; a batch answers
 ``["done", [outcome, ...]]``, one outcome per job in order: ``["ok", JobResult]`` or
 ``["error", type, message]`` (one job's failure does not stop the others; a batch sends no
@@ -261,4 +262,6 @@ if __name__ == "__main__":
     _die_with_parent(int(sys.argv[2]) if len(sys.argv) > 2 else os.getppid())
     _lower_priority()
     _warm_up()
-    child_main(Connection(int(sys.argv[1])))
+    parent = Connection(int(sys.argv[1]))
+    parent.send_bytes(_encoder.encode(["ready"]))  # the executor hands this process out now
+    child_main(parent)

@@ -101,7 +101,7 @@ class LocalProcessExecutor:
             # thread: the child's PR_SET_PDEATHSIG fires when the *thread* that started it ends,
             # and anyio ends worker threads idle for 10 s, which SIGKILLed idle processes.
             slot = self._start_process()
-            await anyio.lowlevel.checkpoint()
+            await _ready(slot)
             if self._closing:
                 _kill(slot)
                 await anyio.to_thread.run_sync(_wait, slot)
@@ -246,6 +246,24 @@ class LocalProcessExecutor:
         with anyio.CancelScope(shield=True):
             for slot in slots:
                 await anyio.to_thread.run_sync(_wait, slot)
+
+
+READY_TIMEOUT_S = 60.0
+
+
+async def _ready(slot: _Slot) -> None:
+    """Wait until the new process has imported the engine and says ``["ready"]`` (so its first
+    job does not wait for that), for at most ``READY_TIMEOUT_S``. A process that dies or stays
+    silent meanwhile is handed out all the same: its first job then fails as a crashed worker
+    (and the process is replaced), as it would have without this wait."""
+    with anyio.move_on_after(READY_TIMEOUT_S):
+        try:
+            await anyio.wait_readable(slot.conn)
+            message = _message_decoder.decode(slot.conn.recv_bytes())
+        except (EOFError, OSError, msgspec.DecodeError):
+            return
+        if message != ["ready"]:
+            log.error("worker process %d said %r before its first job", slot.pid, message)
 
 
 def _kill(slot: _Slot) -> None:
