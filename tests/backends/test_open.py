@@ -36,6 +36,7 @@ async def test_a_memory_database_opens_again_with_its_state(
         [stored] = await backend.store.append("a", [queued()], 0)
         sink = await backend.projection.lead()
         assert sink is not None
+        assert await backend.projection.lead() is sink  # the one writer, as on SQLite
         await sink.apply([stored])
     async with open_backend(database, tmp_path, clock=clock) as backend:
         assert await backend.store.last_position() == 1

@@ -102,13 +102,16 @@ class MemoryProjection:
 
     def __init__(self, tables: ReadModelTables) -> None:
         self._tables = tables
+        self._sink: MemoryReadModelSink | None = None
         self._never = anyio.Event()
 
     async def lead(self) -> MemoryReadModelSink:
-        return MemoryReadModelSink(self._tables)
+        if self._sink is None:
+            self._sink = MemoryReadModelSink(self._tables)
+        return self._sink
 
     async def resign(self) -> None:
-        pass
+        self._sink = None
 
     async def committed(self) -> int:
         return self._tables.checkpoints.get(MAIN, 0)
