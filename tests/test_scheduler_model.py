@@ -10,9 +10,11 @@ the log's versions have no gaps; and, once quiet, the scheduler's states are the
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from coinbt import scheduler
 from coinbt.errors import (
     CoinbtError,
     ConcurrencyError,
@@ -159,6 +162,22 @@ def _counter(prefix: str = "t") -> Any:
         return f"{prefix}{count[0]}"
 
     return ids
+
+
+# --- purity --------------------------------------------------------------------------------------
+
+_IMPURE = {"anyio", "asyncio", "aiosqlite", "psycopg", "threading", "time", "os", "random", "uuid"}
+
+
+@pytest.mark.parametrize("path", sorted(Path(scheduler.__file__).parent.glob("*.py")), ids=str)
+def test_the_scheduler_imports_no_event_loop_no_io_no_clock(path: Path) -> None:
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module is not None:
+            imported.add(node.module.split(".")[0])
+    assert imported & _IMPURE == set()
 
 
 # --- single transitions --------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from coinbt.actors.task_messages import (
     ClaimTask,
     FinishTask,
     Message,
+    Outcomes,
     RecoverTask,
     RequeueTask,
     SubmitBatch,
@@ -38,7 +39,7 @@ from coinbt.actors.task_messages import (
     Submitted,
 )
 from coinbt.clock import IdFactory
-from coinbt.errors import CoinbtError, ShuttingDownError
+from coinbt.errors import CoinbtError, MailboxFullError, ShuttingDownError
 from coinbt.events import StoredEvent
 from coinbt.lifecycle import TaskState, fold
 from coinbt.projections.base import ReadModels
@@ -99,6 +100,7 @@ class TaskManager(Actor[Message]):
             instance_id=None if liveness is None else liveness.instance_id,
             finished_cache=finished_cache,
         )
+        self._outcomes: Outcomes | None = None  # the outcomes message waiting in the mailbox
         self._changed: anyio.Event | None = None  # created by a waiter, set by the next step
 
     # --- what others may read --------------------------------------------------------------------
@@ -221,7 +223,12 @@ class TaskManager(Actor[Message]):
                 self._step(sched.WorkerLost(r, task_id, version, reason))
             case RecoverTask(state=state, owner=owner, reply=reply):
                 self._step(sched.RecoverAsked(reply, state, owner))
-            case _:  # an append's or a load's outcome, or events followed
+            case Outcomes(items=items):
+                if self._outcomes is message:
+                    self._outcomes = None  # from now on, outcomes need a message of their own
+                for item in items:
+                    self._step(item)
+            case _:  # events followed
                 self._step(message)
 
     def _step(self, message: sched.Message) -> None:
@@ -276,11 +283,20 @@ class TaskManager(Actor[Message]):
         state = fold(task_id, [stored.event for stored in events])
         await self._tell_back(sched.Loaded(state, events[-1].position if events else 0))
 
-    async def _tell_back(self, message: Message) -> None:
+    async def _tell_back(
+        self, outcome: sched.Committed | sched.Refused | sched.Loaded | sched.LoadFailed
+    ) -> None:
+        if self._outcomes is not None:  # a message is on its way: this outcome goes with it
+            self._outcomes.items.append(outcome)
+            return
+        self._outcomes = message = Outcomes([outcome])
         try:
-            await self.tell(message)
+            try:
+                self.tell_nowait(message)
+            except MailboxFullError:
+                await self.tell(message)
         except ShuttingDownError:
-            log.info("stopping: the outcome %s is not recorded in memory", message)
+            log.info("stopping: %d outcomes are not recorded in memory", len(message.items))
 
     async def _deliver(self, events: list[StoredEvent]) -> None:
         await self.tell(sched.Followed(events))

@@ -19,6 +19,7 @@ __all__ = (
     "ClaimTask",
     "FinishTask",
     "Message",
+    "Outcomes",
     "RecoverTask",
     "Request",
     "RequeueTask",
@@ -89,6 +90,15 @@ class RecoverTask:
     reply: Reply[int]
 
 
+@dataclass(slots=True)
+class Outcomes:
+    """Append and load outcomes (``Committed``, ``Refused``, ``Loaded``, ``LoadFailed``) on their
+    way back: while one such message waits in the mailbox, later outcomes join it, so a burst of
+    commits costs the actor one message."""
+
+    items: list[Committed | Refused | Loaded | LoadFailed]
+
+
 Request = SubmitTask | SubmitBatch | CancelTask | ClaimTask | FinishTask | RequeueTask | RecoverTask
 
-Message = Request | Committed | Refused | Loaded | LoadFailed | Followed
+Message = Request | Outcomes | Followed
