@@ -292,6 +292,22 @@ def test_a_refused_result_is_answered_after_the_task_is_reloaded() -> None:
     assert s.states["t1"].status is Status.RUNNING  # the log still says so: the worker may retry
 
 
+def test_a_failed_reload_answers_what_waited_and_reads_the_task_again() -> None:
+    """The refused state must not stay in memory: the task would be lost until a restart."""
+    s, log = Scheduler(_counter()), MemoryLog()
+    _only(step(s, SubmitAsked("submit", spec(), None, 300)), Append)
+    step(s, Committed(1, log.append([("t1", [Queued(spec=spec(), attempt=1)], 0)])))
+    cancel = _only(step(s, CancelAsked("cancel", "t1", "user")), Append)
+    load = _only(step(s, perform(log, cancel, fail=True)), Load)
+    effects = step(s, perform(log, load, fail=True))
+    assert isinstance(_replies(effects)["cancel"], DatabaseError)
+    again = _only(effects, Load)
+    assert again.retry
+    _commit(s, log, again)
+    assert s.states["t1"].status is Status.QUEUED
+    assert s.queued == {"t1"}
+
+
 def test_a_cancel_of_a_task_not_in_memory_is_decided_on_the_log() -> None:
     s, log = Scheduler(_counter()), MemoryLog()
     load = _only(step(s, CancelAsked("cancel", "nope", "user")), Load)
@@ -377,6 +393,58 @@ def test_a_lost_worker_requeues_its_task_first_in_line() -> None:
     effects = step(s, WorkerLost("lost", "t1", claim.version, "worker died"))
     assert isinstance(_only(effects, Append).events[0], Queued)
     assert s.queue[0] == "t1"
+
+
+def _shared_running(s: Scheduler, log: MemoryLog, worker: str) -> tuple[StoredEvent, ...]:
+    """A task queued and started on ``worker``, as another process appended it, followed here."""
+    log.append([("t1", [Queued(spec=spec(), attempt=1), Started(worker_id=worker, attempt=1)], 0)])
+    step(s, Followed(log.events))
+    return tuple(log.events)
+
+
+def test_on_a_shared_log_a_task_started_elsewhere_leaves_the_queue_and_runs_remotely() -> None:
+    s, log = Scheduler(_counter(), instance_id="a"), MemoryLog()
+    _shared_running(s, log, "b/w1")
+    assert s.remote == {"t1": "b/w1"}
+    assert not s.queued
+    assert s.running == {}
+
+
+def test_a_cancel_followed_from_another_process_aborts_the_run_here() -> None:
+    s, log = Scheduler(_counter(), instance_id="a"), MemoryLog()
+    _shared_running(s, log, "a/w1")
+    assert s.running == {"t1": "a/w1"}
+    log.append([("t1", [Cancelled(reason="elsewhere")], 2)])
+    effects = step(s, Followed(log.events[2:]))
+    assert effects == [Abort("a/w1", "t1", 1)]
+    assert s.running == {}
+    assert s.states["t1"].status is Status.CANCELLED
+
+
+def test_a_gap_in_what_is_followed_reloads_the_task() -> None:
+    s, log = Scheduler(_counter(), instance_id="a"), MemoryLog()
+    _shared_running(s, log, "b/w1")
+    log.append([("t1", [completed()], 2)])
+    log.append([("t2", [Queued(spec=spec(), attempt=1)], 0)])
+    # The event at version 3 is skipped (as if lost): version 4 of t1 would be a gap.
+    step(s, Followed(log.events[3:]))
+    gap = StoredEvent(99, "t1", 4, EPOCH, Cancelled(reason="x"), "")
+    assert step(s, Followed([gap])) == [Load("t1")]
+
+
+def test_a_dead_owners_task_is_recovered_once_and_first_in_line() -> None:
+    s, log = Scheduler(_counter("n"), instance_id="a"), MemoryLog()
+    _shared_running(s, log, "gone/w1")
+    step(s, SubmitAsked("other", spec(), None, 300))
+    effects = step(s, RecoverAsked("recover", log.state("t1"), "gone"))
+    append = _only(effects, Append)
+    assert (append.stream, append.expected_version) == ("t1", 2)
+    assert s.queue[0] == "t1"
+    assert s.remote == {}
+    assert _replies(_commit(s, log, append)) == {"recover": 3}
+    # Another process recovered it first: nothing to do.
+    stale = log.state("t1")
+    assert _replies(step(s, RecoverAsked("again", stale, "gone"))) == {"again": 0}
 
 
 # --- the model -----------------------------------------------------------------------------------
@@ -702,7 +770,7 @@ class SharedLogModel(SchedulerModel):
 
 
 MODEL_SETTINGS = settings(
-    max_examples=80,
+    max_examples=150,
     stateful_step_count=50,
     deadline=None,
     derandomize=True,
