@@ -36,6 +36,10 @@ IntArray = NDArray[np.int64]
 OPEN = -1
 """``Trades.exit_reason`` of a trade still open at the end of the data."""
 
+SMALL_FILLS = 32
+"""Up to this many fills ``ledger`` runs the loop (~30 us for 11 fills against ~70 us for the
+array fold, which wins from about 40 fills on)."""
+
 
 @dataclass(frozen=True, slots=True)
 class PositionSummary:
@@ -151,8 +155,12 @@ def ledger(fills: Fills, symbols: Sequence[str], last_closes: Sequence[float]) -
 
     When every fill opens from flat, closes the whole position or reverses it (what the engine
     produces, but for a cover the cash could not pay in full), the fold is done with array
-    operations, in the same floating-point operations and order as the loop (equal results).
+    operations, in the same floating-point operations and order as the loop (equal results);
+    up to ``SMALL_FILLS`` fills the loop itself is faster (a tiny task: numpy's per-call cost
+    outweighs a few dozen iterations).
     """
+    if len(fills) <= SMALL_FILLS:
+        return _fold(fills, symbols, last_closes)
     fast = _whole_fills(fills, symbols, last_closes)
     if fast is not None:
         return fast
