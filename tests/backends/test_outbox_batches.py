@@ -56,3 +56,22 @@ async def test_add_many_records_each_run_under_its_own_task(
         assert third.staged == "staging/t30-1-result.npz"
         await outbox.add_many([])  # nothing to record: nothing changes
         assert outbox.counts["pending"] == 4
+
+
+async def test_batches_larger_than_one_statement_count_each_row_once(
+    open_backend: OpenBackend, tmp_path: Path
+) -> None:
+    """600 runs (SQLite writes them 256 rows a statement), one recorded twice; then all of them
+    and a key twice marked stored in one call: each row counted once, in its state."""
+    data = tmp_path / "data"
+    runs = [(f"t{i}", [staged(data, f"t{i}", "result")]) for i in range(600)]
+    async with open_backend() as backend:
+        outbox = backend.outbox
+        await outbox.add_many(runs[:1])
+        await outbox.add_many(runs)
+        assert outbox.counts == {"pending": 600, "stored": 0, "failed": 0}
+        keys = [ref.key for _, items in runs for _, ref, _ in items]
+        await outbox.mark_stored_many([*keys[:599], keys[0]], "local")
+        assert outbox.counts == {"pending": 1, "stored": 599, "failed": 0}
+        assert [r.key for r in await outbox.pending(10)] == [keys[599]]
+        assert await outbox.count_stored_at("local") == 599

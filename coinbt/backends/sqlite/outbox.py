@@ -14,12 +14,15 @@ from typing import Any
 import anyio
 
 from coinbt.artifacts.outbox import LOCAL, STATES, ArtifactRow, Staged, relative_to, staged_path
+from coinbt.backends.sqlite._sqlutil import execute_values
 from coinbt.backends.sqlite.migrations import connect_sync
 from coinbt.clock import Clock, SystemClock, to_epoch_us
 from coinbt.errors import DatabaseError
 from coinbt.events import ArtifactRef, Completed, decode_row
 
 __all__ = ("ArtifactOutbox", "backfill", "open_outbox")
+
+_KEYS_PER_STATEMENT = 256
 
 _COLUMNS = (
     "key, task_id, name, sha256, size, state, location, staged, attempts, last_error,"
@@ -70,19 +73,39 @@ class ArtifactOutbox:
     async def add_many(self, runs: Sequence[tuple[str, Sequence[Staged]]]) -> None:
         now = self._now()
         rows = [
-            (ref.key, task_id, name, ref.sha256, ref.size, self._relative(path), now, now)
+            (
+                ref.key,
+                task_id,
+                name,
+                ref.sha256,
+                ref.size,
+                "pending",
+                self._relative(path),
+                now,
+                now,
+            )
             for task_id, staged in runs
             for name, ref, path in staged
         ]
 
         def insert() -> None:
-            cursor = self._conn.executemany(
+            # One transaction (in autocommit each row was a transaction of its own, a WAL commit
+            # each) and one statement per 256 rows (execute_values: executemany retakes the GIL
+            # once per row, waiting out the busy event loop each time).
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            before = conn.total_changes
+            execute_values(
+                conn,
                 "INSERT INTO artifacts (key, task_id, name, sha256, size, state, staged,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)"
-                " ON CONFLICT (key) DO NOTHING",
+                " created_at, updated_at)",
+                9,
                 rows,
+                "ON CONFLICT (key) DO NOTHING",
             )
-            self.counts["pending"] += max(cursor.rowcount, 0)
+            added = conn.total_changes - before
+            conn.execute("COMMIT")
+            self.counts["pending"] += added
 
         await self._run(insert)
 
@@ -111,12 +134,13 @@ class ArtifactOutbox:
             now = self._now()
             self._conn.execute("BEGIN IMMEDIATE")
             changed = 0
-            for key in keys:
+            for start in range(0, len(keys), _KEYS_PER_STATEMENT):  # one statement per chunk
+                part = keys[start : start + _KEYS_PER_STATEMENT]
                 changed += self._conn.execute(
                     "UPDATE artifacts SET state = 'stored', location = ?, staged = NULL,"
                     " attempts = attempts + 1, last_error = NULL, updated_at = ?"
-                    " WHERE key = ? AND state = 'pending'",
-                    (location, now, key),
+                    f" WHERE key IN ({', '.join('?' * len(part))}) AND state = 'pending'",
+                    (location, now, *part),
                 ).rowcount
             self._conn.execute("COMMIT")
             self.counts["pending"] -= changed
