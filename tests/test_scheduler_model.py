@@ -376,6 +376,15 @@ def test_start_up_requeues_what_a_dead_process_left_running() -> None:
     assert list(s.queue) == ["a"]
 
 
+def test_small_tasks_loaded_at_start_up_are_still_claimed_together() -> None:
+    s, log = Scheduler(_counter()), MemoryLog()
+    for task_id, bars in (("a", 300), ("b", 300), ("c", SMALL_BARS + 1), ("d", 300)):
+        log.append([(task_id, [Queued(spec=spec(bars=bars), attempt=1)], 0)])
+    step(s, Snapshot([log.state(t) for t in "abcd"], recover=True))
+    starts = [e for e in step(s, ClaimAsked("c1", "w1", 8)) if isinstance(e, Append)]
+    assert [a.stream for a in starts] == ["a", "b"]  # the large c waits for a claim of its own
+
+
 def test_what_a_scheduler_still_owes_is_listed_for_a_restart() -> None:
     s, log = Scheduler(_counter()), MemoryLog()
     queued = _only(step(s, SubmitAsked("submit", spec(), None, 300)), Append)

@@ -663,7 +663,7 @@ def _track(s: Scheduler, state: TaskState) -> None:
         s.queued.add(task_id)
         s.queue.append(task_id)
         spec = state.spec
-        if s.shared and spec is not None and _is_small(spec):
+        if spec is not None and _is_small(spec):
             s.small.add(task_id)
     elif state.status is Status.RUNNING and state.worker_id is not None:
         if s.is_local(state.worker_id):
