@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 
 import anyio
 from anyio.abc import TaskStatus
@@ -55,6 +55,27 @@ class GroupCommitWriter:
         if len(self._queue) < self._capacity and not self._closed:
             return self._enqueue(request)
         return self._submit_when_room(request)
+
+    async def submit_each(self, requests: Sequence[Append]) -> list[Outcome]:
+        """Queue every request at once, each checked and answered on its own (one refused stream
+        refuses no other); their outcomes, in order, once all are settled. One coroutine for all
+        of them instead of one task each (a claim's Started, a burst of results)."""
+        waits = [self.submit(request) for request in requests]
+        outcomes: list[Outcome] = []
+        try:
+            for wait in waits:
+                try:
+                    outcomes.append(await wait)
+                except CoinbtError as e:
+                    outcomes.append(e)
+        except BaseException:
+            for wait in waits:  # cancelled: no outcome is left unretrieved
+                if isinstance(wait, asyncio.Future):
+                    wait.cancel()
+                elif isinstance(wait, Coroutine):
+                    wait.close()
+            raise
+        return outcomes
 
     async def _submit_when_room(self, request: Append) -> list[StoredEvent]:
         while len(self._queue) >= self._capacity and not self._closed:

@@ -11,6 +11,7 @@ from typing import Protocol
 import anyio
 import msgspec
 
+from coinbt.errors import CoinbtError
 from coinbt.events import StoredEvent, TaskEvent
 
 __all__ = ("EventStore", "Progress", "VerifyReport")
@@ -58,6 +59,17 @@ class EventStore(Protocol):
         one list per triple, in order (their positions are consecutive). Raises
         ``EmptyAppendError`` for no triples or a triple without events, ``ValueError`` for a
         stream named twice.
+        """
+        ...
+
+    async def append_each(
+        self, appends: Sequence[tuple[str, Sequence[TaskEvent], int]]
+    ) -> list[list[StoredEvent] | CoinbtError]:
+        """Several independent appends in one call: each (stream id, events, expected version)
+        triple is checked and committed like :meth:`append` on its own (one stream at another
+        version refuses only its own triple, whose place holds the error). The outcomes, in
+        order, once all are settled. ``EmptyAppendError`` (nothing appended) for a triple
+        without events.
         """
         ...
 

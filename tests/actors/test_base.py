@@ -65,6 +65,38 @@ async def test_shutdown_drains_queued_messages() -> None:
         await counter.tell(Add(1))
 
 
+async def test_queued_messages_are_handled_as_one_burst_then_on_drained() -> None:
+    """What is queued when the actor wakes is handled in a row, with no other task running in
+    between; ``on_drained`` runs once the mailbox is empty, once per burst."""
+
+    class Bursts(Counter):
+        def __init__(self) -> None:
+            super().__init__(capacity=100)
+            self.bursts: list[int] = []
+            self._seen = 0
+
+        async def handle(self, message: Add) -> None:
+            await super().handle(message)
+            self._seen += 1
+
+        def on_drained(self) -> None:
+            self.bursts.append(self._seen)
+            self._seen = 0
+
+    actor = Bursts()
+    async with anyio.create_task_group() as tg:
+        await tg.start(Supervisor().run, actor)
+        for _ in range(5):
+            actor.tell_nowait(Add(1))
+        await anyio.wait_all_tasks_blocked()
+        for _ in range(3):
+            actor.tell_nowait(Add(2))
+        await anyio.wait_all_tasks_blocked()
+        actor.close()
+    assert actor.total == 11
+    assert actor.bursts == [5, 3]
+
+
 async def test_full_mailbox_is_backpressure() -> None:
     counter = Counter(capacity=2)  # not started: nothing drains it
     counter.tell_nowait(Add(1))

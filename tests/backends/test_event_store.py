@@ -253,6 +253,77 @@ async def test_append_many_refuses_bad_groups(open_store: OpenStore) -> None:
         assert await store.last_position() == 0
 
 
+async def test_append_each_checks_every_stream_on_its_own(open_store: OpenStore) -> None:
+    """One stale stream refuses only its own append (its place holds the error); the others
+    commit, in order, with consecutive positions."""
+    async with open_store() as store:
+        await store.append("a", [queued()], expected_version=0)
+        await store.append("b", [queued()], expected_version=0)
+        outcomes = await store.append_each(
+            [("a", [started()], 1), ("b", [started()], 0), ("c", [queued(), started()], 0)]
+        )
+        assert isinstance(outcomes[1], ConcurrencyError)
+        assert (outcomes[1].stream_id, outcomes[1].expected, outcomes[1].actual) == ("b", 0, 1)
+        kept = [part for part in outcomes if not isinstance(part, ConcurrencyError)]
+        assert [[(e.position, e.stream_id, e.version) for e in part] for part in kept] == [
+            [(3, "a", 2)],
+            [(4, "c", 1), (5, "c", 2)],
+        ]
+        assert await store.stream_version("b") == 1
+        assert [e.position for e in await store.read_all()] == [1, 2, 3, 4, 5]
+        assert (await store.verify()).ok
+
+
+async def test_append_each_refuses_an_empty_append_and_writes_nothing(
+    open_store: OpenStore,
+) -> None:
+    async with open_store() as store:
+        with pytest.raises(EmptyAppendError) as info:
+            await store.append_each([("a", [queued()], 0), ("b", [], 0)])
+        assert info.value.stream_id == "b"
+        assert await store.append_each([]) == []
+        assert await store.last_position() == 0
+
+
+async def test_append_each_races_single_appends_one_winner_per_stream(
+    open_store: OpenStore,
+) -> None:
+    """append_each calls over streams y0..y9 race single appends at version 0: each stream gets
+    exactly one first event, and every outcome says truly whether its append is the one."""
+    async with open_store() as store:
+        won: dict[str, str] = {}
+
+        async def each(n: int) -> None:
+            outcomes = await store.append_each(
+                [(f"y{i}", [Cancelled(reason=f"e{n}")], 0) for i in range(n, n + 3)]
+            )
+            for i, outcome in zip(range(n, n + 3), outcomes, strict=True):
+                if not isinstance(outcome, ConcurrencyError):
+                    assert f"y{i}" not in won
+                    won[f"y{i}"] = f"e{n}"
+
+        async def single(i: int) -> None:
+            try:
+                await store.append(f"y{i}", [Cancelled(reason="single")], 0)
+            except ConcurrencyError:
+                return
+            assert f"y{i}" not in won
+            won[f"y{i}"] = "single"
+
+        async with anyio.create_task_group() as tg:
+            for n in range(8):
+                tg.start_soon(each, n)
+            for i in range(10):
+                tg.start_soon(single, i)
+        for i in range(10):
+            events = await store.read_stream(f"y{i}")
+            assert [e.version for e in events] == [1]
+            event = events[0].event
+            assert isinstance(event, Cancelled)
+            assert won[f"y{i}"] == event.reason
+        assert (await store.verify()).ok
+
+
 async def test_append_many_races_single_appends_all_or_nothing(open_store: OpenStore) -> None:
     """Groups over streams x0..x9 race single appends to the same streams at version 0: every
     stream ends with exactly one first event, and each group either landed whole or not at all."""

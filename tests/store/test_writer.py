@@ -51,3 +51,41 @@ async def test_appending_to_a_closed_store_is_refused(tmp_path: Path) -> None:
     assert stored.version == 1
     with pytest.raises(ShuttingDownError):
         await store.append("a", [queued()], 1)
+
+
+async def test_submit_each_answers_each_request_in_order_and_survives_its_cancel() -> None:
+    """One call queues every request in one batch and returns each one's own outcome; a caller
+    cancelled while the batch commits leaves the writer serving (its outcomes are dropped)."""
+    gate = anyio.Event()
+    batches: list[list[str]] = []
+
+    async def commit(requests: list[Append]) -> list[Outcome]:
+        await gate.wait()
+        names = [r.stream_id for r in requests if isinstance(r, AppendRequest)]
+        batches.append(names)
+        return [ShuttingDownError(n) if n == "bad" else [] for n in names]
+
+    writer = GroupCommitWriter(commit)
+    requests: list[Append] = [AppendRequest(n, [queued()], 0) for n in ("a", "bad", "c")]
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            await tg.start(writer.run)
+            with anyio.CancelScope() as scope:
+                tg.start_soon(writer.submit_each, requests)  # committing, held at the gate
+                await anyio.wait_all_tasks_blocked()
+                scope.cancel()
+            cancelled = anyio.CancelScope()
+
+            async def cancelled_caller() -> None:
+                with cancelled:
+                    await writer.submit_each([AppendRequest("x", [queued()], 0)])
+
+            tg.start_soon(cancelled_caller)
+            await anyio.wait_all_tasks_blocked()
+            cancelled.cancel()  # x is queued behind the gate; its caller goes away
+            await anyio.wait_all_tasks_blocked()
+            gate.set()
+            outcomes = await writer.submit_each(requests)
+            writer.close()
+    assert [type(o).__name__ for o in outcomes] == ["list", "ShuttingDownError", "list"]
+    assert batches == [["a", "bad", "c"], ["x", "a", "bad", "c"]]

@@ -8,7 +8,7 @@ import anyio
 import anyio.lowlevel
 
 from coinbt.clock import Clock, SystemClock, from_epoch_us, to_epoch_us
-from coinbt.errors import ConcurrencyError, EmptyAppendError
+from coinbt.errors import CoinbtError, ConcurrencyError, EmptyAppendError
 from coinbt.events import GENESIS_HASH, StoredEvent, TaskEvent, decode_payload
 from coinbt.store._batch import (
     Append,
@@ -50,6 +50,22 @@ class MemoryEventStore:
         group = group_of(appends)
         await anyio.lowlevel.checkpoint()
         return split_group(group, self._commit(group))
+
+    async def append_each(
+        self, appends: Sequence[tuple[str, Sequence[TaskEvent], int]]
+    ) -> list[list[StoredEvent] | CoinbtError]:
+        requests = [AppendRequest(*triple) for triple in appends]
+        for request in requests:
+            if not request.events:
+                raise EmptyAppendError(request.stream_id)
+        await anyio.lowlevel.checkpoint()
+        outcomes: list[list[StoredEvent] | CoinbtError] = []
+        for request in requests:
+            try:
+                outcomes.append(self._commit(request))
+            except CoinbtError as e:
+                outcomes.append(e)
+        return outcomes
 
     def _commit(self, request: Append) -> list[StoredEvent]:
         head_position = len(self._rows)

@@ -68,7 +68,7 @@ from coinbt.backends.postgres.schema import (
     describe,
 )
 from coinbt.clock import Clock, SystemClock
-from coinbt.errors import DatabaseError, EmptyAppendError
+from coinbt.errors import CoinbtError, DatabaseError, EmptyAppendError
 from coinbt.events import GENESIS_HASH, StoredEvent, TaskEvent, decode_rows
 from coinbt.store._batch import Append, AppendRequest, group_of, split_group
 from coinbt.store._follow import follow
@@ -115,6 +115,15 @@ class PostgresEventStore:
     ) -> list[list[StoredEvent]]:
         group = group_of(appends)
         return split_group(group, await self._writer.submit(group))
+
+    async def append_each(
+        self, appends: Sequence[tuple[str, Sequence[TaskEvent], int]]
+    ) -> list[list[StoredEvent] | CoinbtError]:
+        requests = [AppendRequest(*triple) for triple in appends]
+        for request in requests:
+            if not request.events:
+                raise EmptyAppendError(request.stream_id)
+        return await self._writer.submit_each(requests)
 
     async def _commit(self, requests: list[Append]) -> list[Outcome]:
         started = time.perf_counter()

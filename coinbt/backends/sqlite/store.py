@@ -24,7 +24,7 @@ import anyio
 from coinbt.backends.sqlite._sqlutil import execute_values
 from coinbt.backends.sqlite.migrations import LATEST, apply_migrations, connect_sync, schema_version
 from coinbt.clock import Clock, SystemClock, from_epoch_us, to_epoch_us
-from coinbt.errors import DatabaseError, EmptyAppendError, SchemaTooNewError
+from coinbt.errors import CoinbtError, DatabaseError, EmptyAppendError, SchemaTooNewError
 from coinbt.events import (
     CURRENT_SCHEMA,
     GENESIS_HASH,
@@ -106,6 +106,15 @@ class SQLiteEventStore:
     ) -> list[list[StoredEvent]]:
         group = group_of(appends)
         return split_group(group, await self._writer.submit(group))
+
+    async def append_each(
+        self, appends: Sequence[tuple[str, Sequence[TaskEvent], int]]
+    ) -> list[list[StoredEvent] | CoinbtError]:
+        requests = [AppendRequest(*triple) for triple in appends]
+        for request in requests:
+            if not request.events:
+                raise EmptyAppendError(request.stream_id)
+        return await self._writer.submit_each(requests)
 
     async def _commit(self, requests: list[Append]) -> list[Outcome]:
         # The whole transaction is one call on a worker thread: one hand-off per batch, not one per
