@@ -198,8 +198,15 @@ def _symbols(names: tuple[str, ...], symbol: str) -> tuple[str, ...]:
 
 
 def _save(path: Path, data: bytes) -> ProducedArtifact:
-    with path.open("wb") as f:
-        f.write(data)
+    """Write ``data`` to ``path`` with plain system calls (no buffered file object: ~7 us less
+    per tiny run); a write may take fewer bytes than given (at most ~2 GiB on Linux), so loop."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
     return ProducedArtifact(
         path=os.fspath(path), sha256=hashlib.sha256(data).hexdigest(), size=len(data)
     )
