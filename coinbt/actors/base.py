@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -86,7 +87,19 @@ class Actor(Generic[M]):
     # --- the outside's view ----------------------------------------------------------------------
 
     async def tell(self, message: M) -> None:
-        """Queue ``message``, waiting for room if the mailbox is full."""
+        """Queue ``message``, waiting for room if the mailbox is full.
+
+        With room, the caller does not yield to the event loop (a cancelled caller still stops
+        here): a sender telling several messages in a row has them all queued before the actor
+        wakes, so it handles them as one burst (a worker's outcomes: one wave of appends)."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._send.send_nowait(message)
+            return
+        except anyio.WouldBlock:
+            pass
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as e:
+            raise ShuttingDownError(f"{self.name} is stopping") from e
         try:
             await self._send.send(message)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError) as e:
