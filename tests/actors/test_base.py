@@ -97,6 +97,43 @@ async def test_queued_messages_are_handled_as_one_burst_then_on_drained() -> Non
     assert actor.bursts == [5, 3]
 
 
+async def test_tell_with_room_does_not_yield_so_a_run_of_tells_is_one_burst() -> None:
+    """Messages told in a row (a worker's outcomes) are all queued before the actor wakes; a
+    full mailbox still makes the sender wait, and a cancelled sender queues nothing."""
+    bursts: list[int] = []
+
+    class Bursts(Counter):
+        seen = 0
+
+        async def handle(self, message: Add) -> None:
+            await super().handle(message)
+            self.seen += 1
+
+        def on_drained(self) -> None:
+            bursts.append(self.seen)
+            self.seen = 0
+
+    actor = Bursts(capacity=4)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            await tg.start(Supervisor().run, actor)
+            for _ in range(3):
+                await actor.tell(Add(1))
+            await anyio.wait_all_tasks_blocked()
+            assert bursts == [3]
+            for _ in range(6):  # more than the mailbox holds: the sender waits for room
+                await actor.tell(Add(1))
+            await anyio.wait_all_tasks_blocked()
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await actor.tell(Add(100))
+            await anyio.wait_all_tasks_blocked()
+            actor.close()
+    assert actor.total == 9
+    assert sum(bursts) == 9
+    assert bursts[0] == 3
+
+
 async def test_full_mailbox_is_backpressure() -> None:
     counter = Counter(capacity=2)  # not started: nothing drains it
     counter.tell_nowait(Add(1))
