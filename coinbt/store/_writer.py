@@ -16,11 +16,11 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 import anyio
 from anyio.abc import TaskStatus
 
-from coinbt.errors import CoinbtError, DatabaseError, ShuttingDownError
-from coinbt.events import StoredEvent
-from coinbt.store._batch import Append
+from coinbt.errors import CoinbtError, DatabaseError, EmptyAppendError, ShuttingDownError
+from coinbt.events import StoredEvent, TaskEvent
+from coinbt.store._batch import Append, AppendRequest, group_of, split_group
 
-__all__ = ("CommitFn", "GroupCommitWriter", "Outcome")
+__all__ = ("CommitFn", "GroupCommitAppends", "GroupCommitWriter", "Outcome")
 
 Outcome = list[StoredEvent] | CoinbtError
 CommitFn = Callable[[list[Append]], Awaitable[list[Outcome]]]
@@ -140,3 +140,39 @@ class GroupCommitWriter:
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+
+
+class GroupCommitAppends:
+    """The append side of an event store whose commits go through a :class:`GroupCommitWriter`
+    (SQLite and PostgreSQL): ``append``, ``append_many``, ``append_each`` and the "something was
+    appended" event its followers wait on. A subclass sets ``_writer`` and calls ``_notify`` once
+    a batch committed."""
+
+    _writer: GroupCommitWriter
+    _appended: anyio.Event
+
+    def _notify(self) -> None:
+        self._appended.set()
+        self._appended = anyio.Event()
+
+    async def append(
+        self, stream_id: str, events: Sequence[TaskEvent], expected_version: int
+    ) -> list[StoredEvent]:
+        if not events:
+            raise EmptyAppendError(stream_id)
+        return await self._writer.submit(AppendRequest(stream_id, events, expected_version))
+
+    async def append_many(
+        self, appends: Sequence[tuple[str, Sequence[TaskEvent], int]]
+    ) -> list[list[StoredEvent]]:
+        group = group_of(appends)
+        return split_group(group, await self._writer.submit(group))
+
+    async def append_each(
+        self, appends: Sequence[tuple[str, Sequence[TaskEvent], int]]
+    ) -> list[list[StoredEvent] | CoinbtError]:
+        requests = [AppendRequest(*triple) for triple in appends]
+        for request in requests:
+            if not request.events:
+                raise EmptyAppendError(request.stream_id)
+        return await self._writer.submit_each(requests)

@@ -47,7 +47,7 @@ crash; coinbt does not use it.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -68,12 +68,12 @@ from coinbt.backends.postgres.schema import (
     describe,
 )
 from coinbt.clock import Clock, SystemClock
-from coinbt.errors import CoinbtError, DatabaseError, EmptyAppendError
-from coinbt.events import GENESIS_HASH, StoredEvent, TaskEvent, decode_rows
-from coinbt.store._batch import Append, AppendRequest, group_of, split_group
+from coinbt.errors import DatabaseError
+from coinbt.events import GENESIS_HASH, StoredEvent, decode_rows
+from coinbt.store._batch import Append
 from coinbt.store._follow import follow
 from coinbt.store._verify import walk_chain
-from coinbt.store._writer import GroupCommitWriter, Outcome
+from coinbt.store._writer import GroupCommitAppends, GroupCommitWriter, Outcome
 from coinbt.store.base import Progress, VerifyReport
 from coinbt.store.metrics import Histogram
 
@@ -84,7 +84,7 @@ _PAGE = 5000
 _VERIFY_PAGE = 10_000
 
 
-class PostgresEventStore:
+class PostgresEventStore(GroupCommitAppends):
     """The PostgreSQL event store. Open it with :func:`open_postgres_store`."""
 
     def __init__(self, dsn: str, writer: Any, pool: Any, clock: Clock) -> None:
@@ -97,33 +97,7 @@ class PostgresEventStore:
         self._listening = anyio.CancelScope()
         self.commit_latency = Histogram()  # /metrics: coinbt_append_latency_seconds
 
-    def _notify(self) -> None:
-        self._appended.set()
-        self._appended = anyio.Event()
-
-    # --- appending -------------------------------------------------------------------------------
-
-    async def append(
-        self, stream_id: str, events: Sequence[TaskEvent], expected_version: int
-    ) -> list[StoredEvent]:
-        if not events:
-            raise EmptyAppendError(stream_id)
-        return await self._writer.submit(AppendRequest(stream_id, events, expected_version))
-
-    async def append_many(
-        self, appends: Sequence[tuple[str, Sequence[TaskEvent], int]]
-    ) -> list[list[StoredEvent]]:
-        group = group_of(appends)
-        return split_group(group, await self._writer.submit(group))
-
-    async def append_each(
-        self, appends: Sequence[tuple[str, Sequence[TaskEvent], int]]
-    ) -> list[list[StoredEvent] | CoinbtError]:
-        requests = [AppendRequest(*triple) for triple in appends]
-        for request in requests:
-            if not request.events:
-                raise EmptyAppendError(request.stream_id)
-        return await self._writer.submit_each(requests)
+    # --- appending: GroupCommitAppends (coinbt.store._writer) ---------------------------------
 
     async def _commit(self, requests: list[Append]) -> list[Outcome]:
         started = time.perf_counter()

@@ -24,27 +24,23 @@ import anyio
 from coinbt.backends.sqlite._sqlutil import execute_values
 from coinbt.backends.sqlite.migrations import LATEST, apply_migrations, connect_sync, schema_version
 from coinbt.clock import Clock, SystemClock, from_epoch_us, to_epoch_us
-from coinbt.errors import CoinbtError, DatabaseError, EmptyAppendError, SchemaTooNewError
+from coinbt.errors import DatabaseError, SchemaTooNewError
 from coinbt.events import (
     CURRENT_SCHEMA,
     GENESIS_HASH,
     StoredEvent,
-    TaskEvent,
     decode_row,
     decode_rows,
     type_code_sql,
 )
 from coinbt.store._batch import (
     Append,
-    AppendRequest,
     VersionCache,
-    group_of,
     plan_batch,
-    split_group,
 )
 from coinbt.store._follow import follow
 from coinbt.store._verify import walk_chain
-from coinbt.store._writer import GroupCommitWriter, Outcome
+from coinbt.store._writer import GroupCommitAppends, GroupCommitWriter, Outcome
 from coinbt.store.base import Progress, VerifyReport
 from coinbt.store.metrics import Histogram
 
@@ -74,7 +70,7 @@ def _select_decoded() -> str:
 _select_cache: dict[tuple[tuple[str, int], ...], str] = {}
 
 
-class SQLiteEventStore:
+class SQLiteEventStore(GroupCommitAppends):
     """The SQLite event store. Open it with :func:`open_sqlite_store`."""
 
     def __init__(
@@ -88,33 +84,7 @@ class SQLiteEventStore:
         self._writer = GroupCommitWriter(self._commit)
         self.commit_latency = Histogram()
 
-    def _notify(self) -> None:
-        self._appended.set()
-        self._appended = anyio.Event()
-
-    # --- appending -------------------------------------------------------------------------------
-
-    async def append(
-        self, stream_id: str, events: Sequence[TaskEvent], expected_version: int
-    ) -> list[StoredEvent]:
-        if not events:
-            raise EmptyAppendError(stream_id)
-        return await self._writer.submit(AppendRequest(stream_id, events, expected_version))
-
-    async def append_many(
-        self, appends: Sequence[tuple[str, Sequence[TaskEvent], int]]
-    ) -> list[list[StoredEvent]]:
-        group = group_of(appends)
-        return split_group(group, await self._writer.submit(group))
-
-    async def append_each(
-        self, appends: Sequence[tuple[str, Sequence[TaskEvent], int]]
-    ) -> list[list[StoredEvent] | CoinbtError]:
-        requests = [AppendRequest(*triple) for triple in appends]
-        for request in requests:
-            if not request.events:
-                raise EmptyAppendError(request.stream_id)
-        return await self._writer.submit_each(requests)
+    # --- appending: GroupCommitAppends (coinbt.store._writer) ---------------------------------
 
     async def _commit(self, requests: list[Append]) -> list[Outcome]:
         # The whole transaction is one call on a worker thread: one hand-off per batch, not one per
