@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 from coinbt import defaults
 from coinbt.errors import CoinbtError
 
-__all__ = ("ApiClient", "StatusChoices", "add_common", "client_of", "register")
+__all__ = ("ApiClient", "StatusChoices", "add_common", "client_of", "list_page", "register")
 
 DEFAULT_URL = defaults.URL
 
@@ -452,17 +452,23 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    return list_page(args, "/backtests", "tasks")
+
+
+def list_page(args: argparse.Namespace, path: str, key: str) -> int:
+    """``coinbt list`` and ``coinbt sweeps list``: one page of ``path`` (``--limit``,
+    ``--status``), its ``key`` list printed a line each, or the page as JSON."""
     query = {"limit": str(args.limit)}
     if args.status:
         query["status"] = args.status
-    page = _client(args).call("GET", f"/backtests?{urllib.parse.urlencode(query)}")
+    page = _client(args).call("GET", f"{path}?{urllib.parse.urlencode(query)}")
     if args.json:
         print(json.dumps(page))
         return 0
-    for task in page["tasks"]:
-        _print_task(task, False)
-    if not page["tasks"]:
-        print("no tasks")
+    for item in page[key]:
+        _print_task(item, False)
+    if not page[key]:
+        print(f"no {key}")
     return 0
 
 

@@ -17,6 +17,7 @@ from coinbt.cli.client import (
     _client,
     _follow,
     _print_task,
+    list_page,
 )
 from coinbt.errors import SpecError
 
@@ -151,18 +152,7 @@ def _finished(client: ApiClient, task_id: str) -> dict[str, Any]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    query = {"limit": str(args.limit)}
-    if args.status:
-        query["status"] = args.status
-    page = _client(args).call("GET", f"/sweeps?{urllib.parse.urlencode(query)}")
-    if args.json:
-        print(json.dumps(page))
-        return 0
-    for sweep in page["sweeps"]:
-        _print_task(sweep, False)
-    if not page["sweeps"]:
-        print("no sweeps")
-    return 0
+    return list_page(args, "/sweeps", "sweeps")
 
 
 def _status(args: argparse.Namespace) -> int:

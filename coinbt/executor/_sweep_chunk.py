@@ -25,12 +25,7 @@ def run_chunk(
         _strategy(args),
         args["grid"],
         data,
-        cash=args["cash"],
-        fee_bps=args["fee_bps"],
-        slippage_bps=args["slippage_bps"],
-        fill=args["fill"],
-        sort_by=args["sort_by"],
-        descending=args["descending"],
+        **_search(args),
         progress=progress,
         **args.get("trading", {}),
     )
@@ -124,12 +119,7 @@ def run_walk_forward(
         train=args["train"],
         test=args["test"],
         anchored=args["anchored"],
-        cash=args["cash"],
-        fee_bps=args["fee_bps"],
-        slippage_bps=args["slippage_bps"],
-        fill=args["fill"],
-        sort_by=args["sort_by"],
-        descending=args["descending"],
+        **_search(args),
         progress=progress,
     )
     curve = np.empty(len(result.equity), dtype=[("ts", "<i8"), ("equity", "<f8")])
@@ -146,3 +136,9 @@ def run_walk_forward(
         "equity_size": len(payload),
         "bars": len(data),
     }
+
+
+def _search(args: Mapping[str, Any]) -> dict[str, Any]:
+    """The costs and ranking a sweep and a walk-forward take alike from a chunk's ``args``."""
+    keys = ("cash", "fee_bps", "slippage_bps", "fill", "sort_by", "descending")
+    return {key: args[key] for key in keys}
